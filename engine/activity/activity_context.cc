@@ -1,0 +1,22 @@
+#include "activity/activity_context.h"
+
+namespace itinera {
+
+void ActivityContext::heartbeat(const google::protobuf::Message& details) {
+  std::lock_guard lock(mu_);
+  pending_details_ = EncodePayload(details);
+  heartbeat_pending_.store(true);
+}
+
+void ActivityContext::heartbeat() {
+  std::lock_guard lock(mu_);
+  heartbeat_pending_.store(true);
+}
+
+std::optional<v1::Payload> ActivityContext::TakeHeartbeat() {
+  std::lock_guard lock(mu_);
+  if (!heartbeat_pending_.exchange(false)) return std::nullopt;
+  return pending_details_;
+}
+
+}  // namespace itinera

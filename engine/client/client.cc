@@ -1,0 +1,107 @@
+#include "client/client.h"
+
+#include <fmt/format.h>
+
+#include <thread>
+
+#include "common/ids.h"
+#include "history/history_text.h"
+#include "store/notification_listener.h"
+
+namespace itinera {
+
+Client::Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry)
+    : store_(std::move(store)), dsn_(std::move(dsn)), registry_(registry) {}
+
+StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& dsn, const Registry* registry, ClockPtr clock) {
+  auto s = store::Store::Connect(dsn, clock);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<Client>(new Client(std::move(s.value()), dsn, registry));
+}
+
+StatusOr<store::StartWorkflowResult> Client::StartPayload(const std::string& workflow_type,
+                                                          const std::string& workflow_id, const v1::Payload& input,
+                                                          const StartOptions& options) {
+  store::StartWorkflowRequest r;
+  r.workflow_id = workflow_id;
+  r.workflow_type = workflow_type;
+  r.task_queue = options.task_queue;
+  r.input = input;
+  r.request_id = options.request_id;
+  r.identity = options.identity.empty() ? DefaultIdentity("client") : options.identity;
+  r.workflow_task_timeout = options.workflow_task_timeout.count();
+  return store_->StartWorkflow(r);
+}
+
+StatusOr<store::StartWorkflowResult> Client::StartJson(const std::string& workflow_type,
+                                                       const std::string& workflow_id, const std::string& json,
+                                                       const StartOptions& options) {
+  if (registry_ == nullptr) return Status::FailedPrecondition("starting from JSON needs a registry");
+  auto payload = registry_->WorkflowInputFromJson(workflow_type, json);
+  if (!payload.ok()) return payload.status();
+  return StartPayload(workflow_type, workflow_id, *payload, options);
+}
+
+Status Client::Signal(const std::string& workflow_id, const std::string& signal_name,
+                      const google::protobuf::Message& input, const std::string& run_id) {
+  return SignalPayload(workflow_id, signal_name, EncodePayload(input), run_id);
+}
+
+Status Client::SignalPayload(const std::string& workflow_id, const std::string& signal_name,
+                             const v1::Payload& input, const std::string& run_id) {
+  return store_->SignalWorkflow(workflow_id, run_id, signal_name, input, DefaultIdentity("client"));
+}
+
+Status Client::Cancel(const std::string& workflow_id, const std::string& reason, const std::string& run_id) {
+  return store_->RequestCancelWorkflow(workflow_id, run_id, reason, DefaultIdentity("client"));
+}
+
+Status Client::Terminate(const std::string& workflow_id, const std::string& reason, const std::string& run_id) {
+  return store_->TerminateWorkflow(workflow_id, run_id, reason, DefaultIdentity("client"));
+}
+
+StatusOr<store::ExecutionInfo> Client::Describe(const std::string& workflow_id, const std::string& run_id) {
+  return store_->DescribeWorkflow(workflow_id, run_id);
+}
+
+StatusOr<std::vector<store::ExecutionInfo>> Client::List(const store::ListFilter& filter) {
+  return store_->ListWorkflows(filter);
+}
+
+StatusOr<std::vector<v1::HistoryEvent>> Client::History(const std::string& workflow_id, const std::string& run_id) {
+  return store_->GetHistory(workflow_id, run_id, 1);
+}
+
+std::string Client::CloseDescription(const v1::HistoryEvent& e) { return history::DescribeEvent(e); }
+
+StatusOr<v1::HistoryEvent> Client::AwaitClose(const std::string& workflow_id, const std::string& run_id,
+                                              std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool woken = false;
+  auto listener = store::NotificationListener::Connect(
+      dsn_, {store::kClosedChannel}, [&](const std::string&, const std::string&) { woken = true; });
+  for (;;) {
+    auto info = store_->DescribeWorkflow(workflow_id, run_id);
+    if (!info.ok()) return info.status();
+    if (info->status != store::ExecutionStatus::kRunning) {
+      auto h = store_->GetHistory(workflow_id, info->run_id, info->history_length);
+      if (!h.ok()) return h.status();
+      if (h->empty()) return Status::Internal("closed run without a closing event");
+      return h->back();
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return Status::Unavailable(fmt::format("workflow \"{}\" still running after {}ms", workflow_id, timeout.count()));
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    auto step = std::min(left, std::chrono::milliseconds(250));
+    woken = false;
+    if (listener.ok()) {
+      (void)listener.value()->Wait(step);
+    } else {
+      std::this_thread::sleep_for(step);
+    }
+  }
+}
+
+}  // namespace itinera

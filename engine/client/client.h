@@ -1,0 +1,85 @@
+// Client: how programs, the CLI and tests start and steer workflows. Wraps a
+// Store connection; typed helpers encode protobuf inputs. Not thread-safe:
+// one Client per thread.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/payload.h"
+#include "common/status.h"
+#include "runtime/registry.h"
+#include "store/store.h"
+
+namespace itinera {
+
+struct StartOptions {
+  std::string task_queue = "default";  // where workers pick the run up
+  std::string request_id;              // same id + same request id = same run; empty: a fresh one
+  std::chrono::microseconds workflow_task_timeout{std::chrono::seconds(10)};  // one workflow task's budget
+  std::string identity;                // recorded in the started event
+};
+
+class Client {
+ public:
+  // registry: optional, needed only to start workflows from JSON input.
+  static StatusOr<std::unique_ptr<Client>> Connect(const std::string& dsn, const Registry* registry = nullptr,
+                                                   ClockPtr clock = nullptr);
+
+  template <class In, class Out>
+  StatusOr<store::StartWorkflowResult> Start(WorkflowType<In, Out> type, const std::string& workflow_id,
+                                             const In& input, const StartOptions& options = {}) {
+    return StartPayload(std::string(type.name), workflow_id, EncodePayload(input), options);
+  }
+  StatusOr<store::StartWorkflowResult> StartPayload(const std::string& workflow_type, const std::string& workflow_id,
+                                                    const v1::Payload& input, const StartOptions& options = {});
+  // Converts JSON to the workflow's input message (needs the registry).
+  StatusOr<store::StartWorkflowResult> StartJson(const std::string& workflow_type, const std::string& workflow_id,
+                                                 const std::string& json, const StartOptions& options = {});
+
+  Status Signal(const std::string& workflow_id, const std::string& signal_name,
+                const google::protobuf::Message& input, const std::string& run_id = "");
+  Status SignalPayload(const std::string& workflow_id, const std::string& signal_name, const v1::Payload& input,
+                       const std::string& run_id = "");
+  Status Cancel(const std::string& workflow_id, const std::string& reason, const std::string& run_id = "");
+  Status Terminate(const std::string& workflow_id, const std::string& reason, const std::string& run_id = "");
+  StatusOr<store::ExecutionInfo> Describe(const std::string& workflow_id, const std::string& run_id = "");
+  StatusOr<std::vector<store::ExecutionInfo>> List(const store::ListFilter& filter);
+  StatusOr<std::vector<v1::HistoryEvent>> History(const std::string& workflow_id, const std::string& run_id = "");
+
+  // Waits until the run closes and returns its closing event (completed,
+  // failed, canceled, terminated, continued-as-new). DeadlineExceeded is
+  // reported as Unavailable with a message.
+  StatusOr<v1::HistoryEvent> AwaitClose(const std::string& workflow_id, const std::string& run_id,
+                                        std::chrono::milliseconds timeout);
+  // The result of a completed run, decoded; a failed run's failure as an error.
+  template <class Out>
+  StatusOr<Out> AwaitResult(const std::string& workflow_id, const std::string& run_id,
+                            std::chrono::milliseconds timeout) {
+    auto e = AwaitClose(workflow_id, run_id, timeout);
+    if (!e.ok()) return e.status();
+    if (!e->has_workflow_execution_completed_event_attributes()) {
+      return Status::FailedPrecondition("workflow did not complete: " + CloseDescription(*e));
+    }
+    Out out;
+    if (Status s = DecodePayload(e->workflow_execution_completed_event_attributes().result(), &out); !s.ok()) return s;
+    return out;
+  }
+
+  store::Store& store() { return *store_; }
+
+ private:
+  Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry);
+  static std::string CloseDescription(const v1::HistoryEvent& e);
+
+  std::unique_ptr<store::Store> store_;
+  std::string dsn_;
+  const Registry* registry_;
+};
+
+}  // namespace itinera

@@ -1,0 +1,36 @@
+// Minimal structured logging to stderr: one JSON object per line, so logs of
+// many workers can be merged and searched. Level from ITINERA_LOG
+// (debug|info|warn|error; default info). Thread-safe.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string>
+#include <string_view>
+
+namespace itinera {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+bool LogEnabled(LogLevel level);
+void LogLine(LogLevel level, std::string_view message, std::string_view workflow_id = {},
+             std::string_view run_id = {});
+
+template <class... Args>
+void LogInfo(fmt::format_string<Args...> f, Args&&... args) {
+  if (LogEnabled(LogLevel::kInfo)) LogLine(LogLevel::kInfo, fmt::format(f, std::forward<Args>(args)...));
+}
+template <class... Args>
+void LogWarn(fmt::format_string<Args...> f, Args&&... args) {
+  if (LogEnabled(LogLevel::kWarn)) LogLine(LogLevel::kWarn, fmt::format(f, std::forward<Args>(args)...));
+}
+template <class... Args>
+void LogError(fmt::format_string<Args...> f, Args&&... args) {
+  if (LogEnabled(LogLevel::kError)) LogLine(LogLevel::kError, fmt::format(f, std::forward<Args>(args)...));
+}
+template <class... Args>
+void LogDebug(fmt::format_string<Args...> f, Args&&... args) {
+  if (LogEnabled(LogLevel::kDebug)) LogLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
+}
+
+}  // namespace itinera

@@ -1,0 +1,222 @@
+// WorkflowContext: everything workflow code may use to touch the world.
+// Workflow code is replayed, so it must be deterministic: time, randomness,
+// UUIDs, side effects, versions, activities, timers and signals all come
+// through here and are either recorded as commands or read back from history.
+// One per run, owned by its WorkflowExecutor; single-threaded.
+#pragma once
+
+#include <google/protobuf/message.h>
+
+#include <chrono>
+#include <coroutine>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/payload.h"
+#include "itinera/command.pb.h"
+#include "itinera/history.pb.h"
+#include "runtime/errors.h"
+#include "runtime/registry.h"
+#include "runtime/task.h"
+
+namespace itinera {
+
+using std::chrono::microseconds;
+
+// Options of one activity call, as in Temporal. At least one of
+// start_to_close and schedule_to_close must be set.
+struct ActivityOptions {
+  microseconds start_to_close{std::chrono::seconds(10)};  // one attempt's budget
+  microseconds schedule_to_close{0};  // all attempts together; 0: unlimited
+  microseconds heartbeat{0};          // max silence between heartbeats; 0: none
+  microseconds initial_interval{std::chrono::seconds(1)};  // first retry backoff
+  double backoff_coefficient = 2.0;   // backoff growth per attempt
+  microseconds maximum_interval{0};   // backoff cap; 0: 100 x initial_interval
+  int maximum_attempts = 0;           // 0: unlimited (bounded by schedule_to_close)
+  std::vector<std::string> non_retryable_error_types;  // fail at once on these types
+  std::string task_queue;             // empty: the workflow's own queue
+};
+
+struct WorkflowInfo {
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  std::string task_queue;
+};
+
+namespace detail {
+// The pending result of an activity, timer or condition. Ready once history
+// (or a condition) resolves it; the awaiting coroutine is resumed by the
+// executor at the next activation, in history order.
+struct Slot {
+  bool ready = false;
+  bool canceled = false;  // a wait interrupted by workflow cancellation
+  v1::Payload result;
+  std::optional<v1::Failure> failure;
+  v1::RetryState retry_state = v1::RETRY_STATE_UNSPECIFIED;
+  std::coroutine_handle<> waiter;
+  std::string activity_type;
+  std::string timer_id;
+};
+using SlotPtr = std::shared_ptr<Slot>;
+}  // namespace detail
+
+class WorkflowContext;
+
+// co_await it for the activity's result; throws ActivityFailure.
+template <class Out>
+class [[nodiscard]] ActivityFuture {
+ public:
+  explicit ActivityFuture(detail::SlotPtr slot) : slot_(std::move(slot)) {}
+  bool await_ready() const { return slot_->ready; }
+  void await_suspend(std::coroutine_handle<> h) { slot_->waiter = h; }
+  Out await_resume() {
+    if (slot_->failure) throw ActivityFailure(slot_->activity_type, *slot_->failure, slot_->retry_state);
+    Out out;
+    if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
+      throw ApplicationError("BadActivityResult", s.message(), true);
+    }
+    return out;
+  }
+
+ private:
+  detail::SlotPtr slot_;
+};
+
+// co_await it to sleep durably; throws CanceledError if the workflow is
+// canceled meanwhile.
+class [[nodiscard]] TimerFuture {
+ public:
+  explicit TimerFuture(detail::SlotPtr slot) : slot_(std::move(slot)) {}
+  bool await_ready() const { return slot_->ready; }
+  void await_suspend(std::coroutine_handle<> h) { slot_->waiter = h; }
+  void await_resume() {
+    if (slot_->canceled) throw CanceledError("timer interrupted: workflow cancellation requested");
+  }
+  const detail::SlotPtr& slot() const { return slot_; }
+
+ private:
+  detail::SlotPtr slot_;
+};
+
+class WorkflowContext {
+ public:
+  explicit WorkflowContext(WorkflowInfo info);
+
+  const WorkflowInfo& info() const { return info_; }
+
+  // Schedules an activity now; co_await the returned future for its result.
+  // Several may be in flight at once.
+  template <class In, class Out>
+  ActivityFuture<Out> execute_activity(ActivityType<In, Out> type, const In& input, const ActivityOptions& options) {
+    return ActivityFuture<Out>(ScheduleActivity(std::string(type.name), EncodePayload(input), options));
+  }
+  // With the default options. (Not a default argument: GCC 12 destroys a
+  // defaulted temporary twice when the call sits inside co_await.)
+  template <class In, class Out>
+  ActivityFuture<Out> execute_activity(ActivityType<In, Out> type, const In& input) {
+    return execute_activity(type, input, DefaultActivityOptions());
+  }
+  static const ActivityOptions& DefaultActivityOptions();
+
+  // A durable timer.
+  TimerFuture sleep(microseconds duration);
+
+  // Waits until `condition` holds (re-checked whenever history brings news)
+  // or the timeout passes. Returns false on timeout. Throws CanceledError if
+  // the workflow is canceled while waiting. Capture by reference in the
+  // predicate: GCC 12 miscompiles lambda temporaries that own captures
+  // (a std::string by value, say) inside a co_await expression.
+  Task<bool> wait_condition(std::function<bool()> condition,
+                            std::optional<microseconds> timeout = std::nullopt);
+
+  // Waits for the next signal of that name (signals sent before the wait are
+  // kept in order). nullopt on timeout.
+  Task<std::optional<v1::Payload>> wait_signal_payload(std::string name,
+                                                       std::optional<microseconds> timeout = std::nullopt);
+  template <class T>
+  Task<std::optional<T>> wait_signal(std::string name,
+                                     std::optional<microseconds> timeout = std::nullopt) {
+    auto p = co_await wait_signal_payload(std::move(name), timeout);
+    if (!p) co_return std::nullopt;
+    T out;
+    if (Status s = DecodePayload(*p, &out); !s.ok()) throw ApplicationError("BadSignal", s.message(), true);
+    co_return out;
+  }
+  // Takes a signal already delivered, without waiting.
+  std::optional<v1::Payload> take_signal(const std::string& name);
+
+  // Deterministic time: the start time of the current workflow task.
+  Micros now() const { return now_; }
+  // Deterministic randomness and UUIDs, seeded by the run id.
+  std::uint64_t random();
+  std::string uuid();
+
+  // Runs fn once; on replay returns the recorded value instead.
+  template <class T>
+  T side_effect(const std::function<T()>& fn) {
+    v1::Payload recorded = SideEffect([&] { return EncodePayload(fn()); });
+    T out;
+    (void)DecodePayload(recorded, &out);
+    return out;
+  }
+
+  // Versioning: true for runs that reached this point with the change
+  // deployed (and for all new runs), false when replaying older history.
+  bool patched(const std::string& change_id);
+
+  // Ends this run and starts a new one of the same type with fresh history.
+  [[noreturn]] void continue_as_new(const google::protobuf::Message& input);
+
+  bool cancel_requested() const { return cancel_requested_; }
+  // True while the code is re-executing an already recorded workflow task.
+  bool is_replaying() const { return replaying_; }
+
+ private:
+  friend class WorkflowExecutor;
+
+  struct PendingCommand {
+    v1::Command command;
+    detail::SlotPtr slot;  // bound to the event id once history records it
+  };
+  struct Condition {
+    std::function<bool()> predicate;
+    detail::SlotPtr slot;
+  };
+
+  detail::SlotPtr ScheduleActivity(std::string type, v1::Payload input, const ActivityOptions& options);
+  v1::Payload SideEffect(const std::function<v1::Payload()>& fn);
+  void AddCommand(v1::Command command, detail::SlotPtr slot = nullptr);
+  void CancelTimer(const detail::SlotPtr& timer);
+  void MakeReady(const detail::SlotPtr& slot);
+
+  WorkflowInfo info_;
+  Micros now_ = 0;
+  bool replaying_ = false;
+  bool cancel_requested_ = false;
+  std::uint64_t rng_state_;
+
+  int next_activity_seq_ = 1;
+  int next_timer_seq_ = 1;
+  int next_side_effect_seq_ = 1;
+
+  std::deque<PendingCommand> pending_;            // produced, not yet matched to events
+  std::deque<std::coroutine_handle<>> ready_;     // coroutines to resume next
+  std::map<std::int64_t, detail::SlotPtr> activities_;  // by scheduled event id
+  std::map<std::string, detail::SlotPtr> timers_;       // by timer id, while pending
+  std::vector<Condition> conditions_;
+  std::map<std::string, std::deque<v1::Payload>> signals_;
+  std::map<std::string, bool> patches_;           // decisions taken in this run
+  // Looked ahead in history: recorded side-effect values and patch ids.
+  std::map<int, v1::Payload> recorded_side_effects_;
+  std::set<std::string> recorded_patches_;
+};
+
+}  // namespace itinera

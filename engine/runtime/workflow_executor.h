@@ -1,0 +1,83 @@
+// WorkflowExecutor: drives one run's workflow code through its history.
+//
+// Events are fed in order (all at once for a full replay, or only the new ones
+// when the run is still in the sticky cache). At every workflow task that
+// history records as completed the code is re-run (replay) and the commands it
+// produces are matched one by one against the events that task recorded; at
+// the final, new workflow task the code runs for real and its commands are
+// what the worker sends back. A mismatch is a non-determinism error with a
+// stable code; the executor is then unusable and must be discarded.
+//
+// Owned by the worker's sticky cache (or a replay tool); single-threaded.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "itinera/command.pb.h"
+#include "itinera/history.pb.h"
+#include "runtime/registry.h"
+#include "runtime/task.h"
+#include "runtime/workflow_context.h"
+
+namespace itinera {
+
+// Stable error codes, searchable in logs, status and history.
+inline constexpr const char* kNdeCommandMismatch = "ITN-NDE-001";  // code and history disagree
+inline constexpr const char* kNdeMissingCommand = "ITN-NDE-002";   // history has a command the code no longer makes
+inline constexpr const char* kNdeExtraCommand = "ITN-NDE-003";     // the code makes a command history lacks
+inline constexpr const char* kWorkflowPanic = "ITN-WFT-001";       // workflow code threw a non-application error
+inline constexpr const char* kUnknownWorkflowType = "ITN-WFT-002";
+inline constexpr const char* kInvalidHistory = "ITN-HIST-001";
+
+class WorkflowExecutor {
+ public:
+  WorkflowExecutor(const Registry& registry, std::string workflow_id, std::string run_id);
+  ~WorkflowExecutor();
+  WorkflowExecutor(const WorkflowExecutor&) = delete;
+  WorkflowExecutor& operator=(const WorkflowExecutor&) = delete;
+
+  // Feeds the next events (the first must be last_event_id() + 1). On error
+  // failure() explains it (type "NonDeterminism", "WorkflowPanic" or
+  // "InvalidHistory", with a stable code) and the executor must be dropped.
+  Status Apply(const std::vector<v1::HistoryEvent>& events);
+
+  // The commands produced by the newest (not yet recorded) workflow task.
+  std::vector<v1::Command> NewCommands() const;
+  // After replaying a recorded history to its end: fails if the code still
+  // produces commands history lacks.
+  Status CheckReplayComplete();
+
+  std::int64_t last_event_id() const { return last_event_id_; }
+  // History says the run is closed.
+  bool closed() const { return closed_; }
+  // The code has returned (or thrown) and produced its closing command.
+  bool finished() const { return finished_; }
+  const v1::Failure& failure() const { return failure_; }
+  const std::string& workflow_type() const { return info_.workflow_type; }
+
+ private:
+  void Activate(Micros now, bool replaying);
+  void Finish();
+  Status MatchCommand(const v1::HistoryEvent& event);
+  Status CheckNoUnmatchedCommands(const v1::HistoryEvent& event);
+  void Resolve(const v1::HistoryEvent& event);
+  void LookAhead(const std::vector<v1::HistoryEvent>& events);
+  Status Fail(std::string type, std::string code, std::string message);
+
+  const Registry& registry_;
+  WorkflowInfo info_;
+  std::int64_t last_event_id_ = 0;
+  bool started_ = false;
+  bool closed_ = false;
+  bool finished_ = false;
+  bool expecting_commands_ = false;  // just after a recorded WorkflowTaskCompleted
+  v1::Failure failure_;
+  std::unique_ptr<WorkflowContext> ctx_;
+  Task<v1::Payload> root_;  // after ctx_: its frames go first
+};
+
+}  // namespace itinera

@@ -1,0 +1,302 @@
+#include "store/run_transaction.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/payload.h"
+
+namespace itinera::store::internal {
+
+pqxx::binarystring Bin(const std::string& bytes) { return pqxx::binarystring(bytes.data(), bytes.size()); }
+
+std::string Bytes(const pqxx::field& f) {
+  if (f.is_null()) return {};
+  pqxx::binarystring b(f);
+  return b.str();
+}
+
+std::string TextArray(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string IntArray(const std::vector<std::int64_t>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(values[i]);
+  }
+  out += '}';
+  return out;
+}
+
+namespace {
+
+std::string HexArray(const std::vector<std::string>& values) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += "\"\\\\x";
+    for (unsigned char c : values[i]) {
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace
+
+void Notifications::Send(pqxx::transaction_base& tx) const {
+  for (const auto& q : workflow_queues) tx.exec_prepared("notify", "itinera_wft", q);
+  for (const auto& q : activity_queues) tx.exec_prepared("notify", "itinera_act", q);
+  // Payloads are limited to 8000 bytes: send the ids in chunks.
+  std::string chunk;
+  for (const auto& id : closed_workflows) {
+    if (chunk.size() + id.size() + 1 > 7000) {
+      tx.exec_prepared("notify", "itinera_closed", chunk);
+      chunk.clear();
+    }
+    if (!chunk.empty()) chunk += '\n';
+    chunk += id;
+  }
+  if (!chunk.empty()) tx.exec_prepared("notify", "itinera_closed", chunk);
+}
+
+void PendingEvents::Add(const std::string& workflow_id, const std::string& run_id, const v1::HistoryEvent& event,
+                        const std::string& serialized) {
+  workflow_ids.push_back(workflow_id);
+  run_ids.push_back(run_id);
+  event_ids.push_back(event.event_id());
+  event_types.push_back(static_cast<int>(event.event_type()));
+  event_times.push_back(FromTimestamp(event.event_time()));
+  data.push_back(serialized);
+}
+
+void PendingEvents::Flush(pqxx::transaction_base& tx) {
+  if (event_ids.empty()) return;
+  std::vector<std::int64_t> types(event_types.begin(), event_types.end());
+  tx.exec_prepared("events_insert", TextArray(workflow_ids), TextArray(run_ids), IntArray(event_ids), IntArray(types),
+                   IntArray(event_times), HexArray(data));
+  *this = PendingEvents();
+}
+
+Status RunTransaction::Load(const std::string& workflow_id, const std::string& run_id, bool skip_locked) {
+  pqxx::result r = tx_.exec_prepared(skip_locked ? "exec_lock_skip" : "exec_lock", workflow_id, run_id);
+  if (r.empty()) {
+    if (skip_locked) {
+      // Either absent or busy; tell which.
+      pqxx::result e = tx_.exec_prepared("exec_exists", workflow_id, run_id);
+      if (!e.empty()) return Status::Aborted("run is busy");
+    }
+    return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
+  }
+  const auto& row = r[0];
+  exec_.workflow_id = workflow_id;
+  exec_.run_id = run_id;
+  exec_.workflow_type = row["workflow_type"].as<std::string>();
+  exec_.task_queue = row["task_queue"].as<std::string>();
+  exec_.status = static_cast<ExecutionStatus>(row["status"].as<int>());
+  exec_.next_event_id = row["next_event_id"].as<std::int64_t>();
+  exec_.start_request_id = row["start_request_id"].as<std::string>();
+  exec_.started_us = row["started_us"].as<std::int64_t>();
+  exec_.history_bytes = row["history_bytes"].as<std::int64_t>();
+  exec_.cancel_requested = row["cancel_requested"].as<bool>();
+  exec_.sticky_owner = row["sticky_owner"].is_null() ? "" : row["sticky_owner"].as<std::string>();
+  exec_.sticky_until_us = row["sticky_until_us"].as<std::int64_t>();
+  exec_.task_failure_code = row["task_failure_code"].is_null() ? "" : row["task_failure_code"].as<std::string>();
+  exec_.task_failure_message =
+      row["task_failure_message"].is_null() ? "" : row["task_failure_message"].as<std::string>();
+  exec_.task_failure_attempt = row["task_failure_attempt"].as<int>();
+  exec_.workflow_task_timeout = row["workflow_task_timeout_us"].as<std::int64_t>();
+
+  pqxx::result t = tx_.exec_prepared("wft_lock", workflow_id, run_id);
+  wft_.reset();
+  if (!t.empty()) {
+    const auto& w = t[0];
+    WorkflowTaskRow task;
+    task.scheduled_event_id = w["scheduled_event_id"].as<std::int64_t>();
+    task.attempt = w["attempt"].as<int>();
+    task.visible_us = w["visible_us"].as<std::int64_t>();
+    if (!w["lease_token"].is_null()) task.lease_token = w["lease_token"].as<std::int64_t>();
+    task.lease_owner = w["lease_owner"].is_null() ? "" : w["lease_owner"].as<std::string>();
+    task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
+    task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
+    task.timeout_us = w["timeout_us"].as<std::int64_t>();
+    wft_ = task;
+  }
+  return Status::Ok();
+}
+
+void RunTransaction::Create(ExecutionRow row) {
+  exec_ = std::move(row);
+  created_ = true;
+  wft_.reset();
+}
+
+std::int64_t RunTransaction::AddEvent(v1::HistoryEvent event) {
+  event.set_event_id(exec_.next_event_id++);
+  if (!event.has_event_time()) *event.mutable_event_time() = ToTimestamp(now_);
+  switch (event.event_type()) {
+    case v1::EVENT_TYPE_ACTIVITY_TASK_STARTED:
+      started_by_scheduled_[event.activity_task_started_event_attributes().scheduled_event_id()] = event.event_id();
+      break;
+    case v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED: {
+      auto* a = event.mutable_activity_task_completed_event_attributes();
+      if (a->started_event_id() == 0) a->set_started_event_id(started_by_scheduled_[a->scheduled_event_id()]);
+      break;
+    }
+    case v1::EVENT_TYPE_ACTIVITY_TASK_FAILED: {
+      auto* a = event.mutable_activity_task_failed_event_attributes();
+      if (a->started_event_id() == 0) a->set_started_event_id(started_by_scheduled_[a->scheduled_event_id()]);
+      break;
+    }
+    case v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: {
+      auto* a = event.mutable_activity_task_timed_out_event_attributes();
+      if (a->started_event_id() == 0) a->set_started_event_id(started_by_scheduled_[a->scheduled_event_id()]);
+      break;
+    }
+    case v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED: {
+      auto* a = event.mutable_activity_task_canceled_event_attributes();
+      if (a->started_event_id() == 0) a->set_started_event_id(started_by_scheduled_[a->scheduled_event_id()]);
+      break;
+    }
+    default:
+      break;
+  }
+  std::int64_t id = event.event_id();
+  new_events_.push_back(std::move(event));
+  return id;
+}
+
+Status RunTransaction::AddExternalEvent(v1::HistoryEvent event) {
+  if (!running()) {
+    return Status::FailedPrecondition(fmt::format("workflow \"{}\" run {} is already {}", exec_.workflow_id,
+                                                  exec_.run_id, ExecutionStatusName(exec_.status)));
+  }
+  if (!event.has_event_time()) *event.mutable_event_time() = ToTimestamp(now_);
+  if (task_leased()) {
+    tx_.exec_prepared("buffer_insert", exec_.workflow_id, exec_.run_id, static_cast<int>(event.event_type()),
+                      Bin(event.SerializeAsString()));
+    return Status::Ok();
+  }
+  AddEvent(std::move(event));
+  // Scheduled in Save(), after every event of this transition.
+  if (!wft_) needs_task_ = true;
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::int64_t, v1::HistoryEvent>> RunTransaction::LoadBuffered() {
+  std::vector<std::pair<std::int64_t, v1::HistoryEvent>> out;
+  pqxx::result r = tx_.exec_prepared("buffer_load", exec_.workflow_id, exec_.run_id);
+  for (const auto& row : r) {
+    v1::HistoryEvent e;
+    e.ParseFromString(Bytes(row["data"]));
+    out.emplace_back(row["seq"].as<std::int64_t>(), std::move(e));
+  }
+  return out;
+}
+
+void RunTransaction::DeleteBuffered(std::int64_t seq) {
+  tx_.exec_prepared("buffer_delete_one", exec_.workflow_id, exec_.run_id, seq);
+}
+
+int RunTransaction::FlushBuffered() {
+  pqxx::result r = tx_.exec_prepared("buffer_take", exec_.workflow_id, exec_.run_id);
+  std::vector<std::pair<std::int64_t, v1::HistoryEvent>> events;
+  for (const auto& row : r) {
+    v1::HistoryEvent e;
+    e.ParseFromString(Bytes(row["data"]));
+    events.emplace_back(row["seq"].as<std::int64_t>(), std::move(e));
+  }
+  std::sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [seq, e] : events) AddEvent(std::move(e));
+  return static_cast<int>(events.size());
+}
+
+void RunTransaction::ScheduleWorkflowTask(const std::string& sticky_owner, Micros sticky_until) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  auto* a = e.mutable_workflow_task_scheduled_event_attributes();
+  a->set_task_queue(exec_.task_queue);
+  *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(exec_.workflow_task_timeout));
+  a->set_attempt(1);
+  std::int64_t id = AddEvent(std::move(e));
+  WorkflowTaskRow task;
+  task.scheduled_event_id = id;
+  task.attempt = 1;
+  task.visible_us = now_;
+  task.timeout_us = exec_.workflow_task_timeout;
+  wft_ = task;
+  tx_.exec_prepared("wft_upsert", exec_.workflow_id, exec_.run_id, exec_.task_queue, task.scheduled_event_id,
+                    task.attempt, task.visible_us, task.timeout_us,
+                    sticky_owner.empty() ? nullptr : sticky_owner.c_str(), sticky_until);
+  notes_.workflow_queues.insert(exec_.task_queue);
+}
+
+void RunTransaction::SaveWorkflowTask() {
+  if (!wft_) return;
+  if (wft_->lease_token) {
+    throw std::logic_error("SaveWorkflowTask writes unleased tasks only");
+  }
+  tx_.exec_prepared("wft_upsert", exec_.workflow_id, exec_.run_id, exec_.task_queue, wft_->scheduled_event_id,
+                    wft_->attempt, wft_->visible_us, wft_->timeout_us, nullptr, static_cast<std::int64_t>(0));
+  notes_.workflow_queues.insert(exec_.task_queue);
+}
+
+void RunTransaction::DeleteWorkflowTask() {
+  if (!wft_) return;
+  tx_.exec_prepared("wft_delete", exec_.workflow_id, exec_.run_id);
+  wft_.reset();
+}
+
+void RunTransaction::Close(ExecutionStatus status) {
+  exec_.status = status;
+  closed_now_ = true;
+  DeleteWorkflowTask();
+  tx_.exec_prepared("close_activities", exec_.workflow_id, exec_.run_id);
+  tx_.exec_prepared("close_timers", exec_.workflow_id, exec_.run_id);
+  tx_.exec_prepared("close_buffered", exec_.workflow_id, exec_.run_id);
+  notes_.closed_workflows.push_back(exec_.workflow_id);
+}
+
+void RunTransaction::Save() {
+  if (needs_task_ && !wft_ && running()) ScheduleWorkflowTask(exec_.sticky_owner, exec_.sticky_until_us);
+  needs_task_ = false;
+  for (const auto& e : new_events_) {
+    std::string data = e.SerializeAsString();
+    exec_.history_bytes += static_cast<std::int64_t>(data.size());
+    events_.Add(exec_.workflow_id, exec_.run_id, e, data);
+  }
+  new_events_.clear();
+  const char* sticky = exec_.sticky_owner.empty() ? nullptr : exec_.sticky_owner.c_str();
+  const char* fcode = exec_.task_failure_code.empty() ? nullptr : exec_.task_failure_code.c_str();
+  const char* fmsg = exec_.task_failure_message.empty() ? nullptr : exec_.task_failure_message.c_str();
+  if (created_) {
+    tx_.exec_prepared("exec_insert", exec_.workflow_id, exec_.run_id, exec_.workflow_type, exec_.task_queue,
+                      static_cast<int>(exec_.status), exec_.next_event_id, exec_.start_request_id, exec_.started_us,
+                      exec_.history_bytes, exec_.workflow_task_timeout);
+    created_ = false;
+  } else {
+    tx_.exec_prepared("exec_update", exec_.workflow_id, exec_.run_id, static_cast<int>(exec_.status),
+                      exec_.next_event_id, exec_.history_bytes, exec_.cancel_requested, sticky,
+                      exec_.sticky_until_us, fcode, fmsg, exec_.task_failure_attempt,
+                      closed_now_ ? std::to_string(now_).c_str() : nullptr);
+  }
+}
+
+}  // namespace itinera::store::internal

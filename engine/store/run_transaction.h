@@ -1,0 +1,138 @@
+// RunTransaction: the mutable state of one run inside one database
+// transaction (Temporal's "mutable state"). It locks the run's execution row
+// and workflow task row, hands out event ids from next_event_id, buffers
+// events that arrive while a workflow task is running, and writes the rows
+// back. Events of many runs are inserted together at the end of the database
+// transaction (PendingEvents), so a batch costs one INSERT.
+//
+// Internal to engine/store; lives for one transition; not thread-safe.
+#pragma once
+
+#include <pqxx/pqxx>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "itinera/history.pb.h"
+#include "store/store.h"
+
+namespace itinera::store::internal {
+
+// Notifications to send when the database transaction commits.
+struct Notifications {
+  std::set<std::string> workflow_queues;
+  std::set<std::string> activity_queues;
+  std::vector<std::string> closed_workflows;
+  void Send(pqxx::transaction_base& tx) const;
+};
+
+// History rows to insert before the database transaction commits.
+struct PendingEvents {
+  std::vector<std::string> workflow_ids, run_ids, data;
+  std::vector<std::int64_t> event_ids, event_times;
+  std::vector<int> event_types;
+  void Add(const std::string& workflow_id, const std::string& run_id, const v1::HistoryEvent& event,
+           const std::string& serialized);
+  void Flush(pqxx::transaction_base& tx);
+  bool empty() const { return event_ids.empty(); }
+};
+
+struct ExecutionRow {
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  std::string task_queue;
+  ExecutionStatus status = ExecutionStatus::kRunning;
+  std::int64_t next_event_id = 1;
+  std::string start_request_id;
+  Micros started_us = 0;
+  std::int64_t history_bytes = 0;
+  bool cancel_requested = false;
+  std::string sticky_owner;
+  Micros sticky_until_us = 0;
+  std::string task_failure_code;
+  std::string task_failure_message;
+  int task_failure_attempt = 0;
+  Micros workflow_task_timeout = 10'000'000;
+};
+
+struct WorkflowTaskRow {
+  std::int64_t scheduled_event_id = 0;  // 0: transient retry
+  int attempt = 1;
+  Micros visible_us = 0;
+  std::optional<std::int64_t> lease_token;
+  std::string lease_owner;
+  Micros lease_expires_us = 0;
+  Micros started_us = 0;
+  Micros timeout_us = 10'000'000;
+};
+
+// Byte strings as libpqxx parameters and results.
+pqxx::binarystring Bin(const std::string& bytes);
+std::string Bytes(const pqxx::field& f);
+// A PostgreSQL array literal of text values.
+std::string TextArray(const std::vector<std::string>& values);
+std::string IntArray(const std::vector<std::int64_t>& values);
+
+class RunTransaction {
+ public:
+  RunTransaction(pqxx::transaction_base& tx, Micros now, PendingEvents& events, Notifications& notes)
+      : tx_(tx), now_(now), events_(events), notes_(notes) {}
+
+  // Locks the run (execution row first, then its workflow task row).
+  // NotFound when there is no such run; Aborted when skip_locked and busy.
+  Status Load(const std::string& workflow_id, const std::string& run_id, bool skip_locked = false);
+  // Creates a new run's rows (the caller appends its first events).
+  void Create(ExecutionRow row);
+
+  ExecutionRow& exec() { return exec_; }
+  std::optional<WorkflowTaskRow>& workflow_task() { return wft_; }
+  bool running() const { return exec_.status == ExecutionStatus::kRunning; }
+  bool task_leased() const { return wft_ && wft_->lease_token.has_value(); }
+  Micros now() const { return now_; }
+
+  // Appends to history now; fills in the id, the time (if unset) and the
+  // started_event_id of an activity's closing event.
+  std::int64_t AddEvent(v1::HistoryEvent event);
+  // An event from outside the workflow code (signal, activity result, timer):
+  // buffered while a workflow task runs, else appended, with a workflow task
+  // scheduled to handle it.
+  Status AddExternalEvent(v1::HistoryEvent event);
+  // Appends the buffered events; returns how many.
+  int FlushBuffered();
+  // Loads buffered events without removing them.
+  std::vector<std::pair<std::int64_t, v1::HistoryEvent>> LoadBuffered();
+  void DeleteBuffered(std::int64_t seq);
+
+  // Appends WorkflowTaskScheduled and (re)writes the task row, unleased.
+  void ScheduleWorkflowTask(const std::string& sticky_owner = "", Micros sticky_until = 0);
+  void DeleteWorkflowTask();
+  // Writes the task row as it is in workflow_task().
+  void SaveWorkflowTask();
+
+  // Closes the run: status, closed time, and no task rows left behind.
+  void Close(ExecutionStatus status);
+
+  // Writes the execution row and queues the events for insertion.
+  void Save();
+
+ private:
+  pqxx::transaction_base& tx_;
+  Micros now_;
+  PendingEvents& events_;
+  Notifications& notes_;
+  ExecutionRow exec_;
+  std::optional<WorkflowTaskRow> wft_;
+  bool created_ = false;
+  bool closed_now_ = false;
+  bool needs_task_ = false;  // an event was appended that the code must see
+  std::vector<v1::HistoryEvent> new_events_;
+  std::map<std::int64_t, std::int64_t> started_by_scheduled_;  // activity started ids in this transition
+};
+
+}  // namespace itinera::store::internal

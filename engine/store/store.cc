@@ -1,0 +1,1258 @@
+#include "store/store.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <pqxx/pqxx>
+
+#include "common/ids.h"
+#include "common/payload.h"
+#include "store/run_transaction.h"
+
+namespace itinera::store {
+
+using internal::Bin;
+using internal::Bytes;
+using internal::IntArray;
+using internal::Notifications;
+using internal::PendingEvents;
+using internal::RunTransaction;
+using internal::TextArray;
+using internal::WorkflowTaskRow;
+
+const char* ExecutionStatusName(ExecutionStatus s) {
+  switch (s) {
+    case ExecutionStatus::kRunning: return "Running";
+    case ExecutionStatus::kCompleted: return "Completed";
+    case ExecutionStatus::kFailed: return "Failed";
+    case ExecutionStatus::kCanceled: return "Canceled";
+    case ExecutionStatus::kTerminated: return "Terminated";
+    case ExecutionStatus::kContinuedAsNew: return "ContinuedAsNew";
+    case ExecutionStatus::kTimedOut: return "TimedOut";
+  }
+  return "Unknown";
+}
+
+std::optional<ExecutionStatus> ParseExecutionStatus(std::string_view name) {
+  std::string lower;
+  for (char c : name) {
+    if (c == '-' || c == '_') continue;
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  for (int i = 1; i <= 7; ++i) {
+    auto s = static_cast<ExecutionStatus>(i);
+    std::string n;
+    for (const char* p = ExecutionStatusName(s); *p; ++p) n += static_cast<char>(std::tolower(*p));
+    if (n == lower) return s;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Named statements, prepared once per connection.
+const std::pair<const char*, const char*> kStatements[] = {
+    {"notify", "SELECT pg_notify($1, $2)"},
+    {"exec_lock",
+     "SELECT workflow_type, task_queue, status, next_event_id, start_request_id, started_us, history_bytes, "
+     "cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
+     "task_failure_attempt, workflow_task_timeout_us FROM executions WHERE workflow_id = $1 AND run_id = $2 "
+     "FOR UPDATE"},
+    {"exec_lock_skip",
+     "SELECT workflow_type, task_queue, status, next_event_id, start_request_id, started_us, history_bytes, "
+     "cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
+     "task_failure_attempt, workflow_task_timeout_us FROM executions WHERE workflow_id = $1 AND run_id = $2 "
+     "FOR UPDATE SKIP LOCKED"},
+    {"exec_exists", "SELECT 1 FROM executions WHERE workflow_id = $1 AND run_id = $2"},
+    {"exec_insert",
+     "INSERT INTO executions (workflow_id, run_id, workflow_type, task_queue, status, next_event_id, "
+     "start_request_id, started_us, history_bytes, workflow_task_timeout_us) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
+    {"exec_update",
+     "UPDATE executions SET status = $3, next_event_id = $4, history_bytes = $5, cancel_requested = $6, "
+     "sticky_owner = $7, sticky_until_us = $8, task_failure_code = $9, task_failure_message = $10, "
+     "task_failure_attempt = $11, closed_us = COALESCE($12::bigint, closed_us) "
+     "WHERE workflow_id = $1 AND run_id = $2"},
+    {"wft_lock",
+     "SELECT scheduled_event_id, attempt, visible_us, lease_token, lease_owner, lease_expires_us, started_us, "
+     "timeout_us FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2 FOR UPDATE"},
+    {"wft_upsert",
+     "INSERT INTO workflow_tasks (workflow_id, run_id, task_queue, scheduled_event_id, attempt, visible_us, "
+     "timeout_us, sticky_owner, sticky_until_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+     "ON CONFLICT (workflow_id, run_id) DO UPDATE SET task_queue = EXCLUDED.task_queue, "
+     "scheduled_event_id = EXCLUDED.scheduled_event_id, attempt = EXCLUDED.attempt, "
+     "visible_us = EXCLUDED.visible_us, timeout_us = EXCLUDED.timeout_us, sticky_owner = EXCLUDED.sticky_owner, "
+     "sticky_until_us = EXCLUDED.sticky_until_us, lease_token = NULL, lease_owner = NULL, "
+     "lease_expires_us = NULL, started_us = NULL"},
+    {"wft_delete", "DELETE FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2"},
+    {"buffer_insert",
+     "INSERT INTO buffered_events (workflow_id, run_id, event_type, data) VALUES ($1, $2, $3, $4)"},
+    {"buffer_load",
+     "SELECT seq, data FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq"},
+    {"buffer_take", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 RETURNING seq, data"},
+    {"buffer_delete_one", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 AND seq = $3"},
+    {"close_activities", "DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2"},
+    {"close_timers", "DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2"},
+    {"close_buffered", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2"},
+    {"events_insert",
+     "INSERT INTO history_events (workflow_id, run_id, event_id, event_type, event_us, data) "
+     "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[], $6::bytea[])"},
+    {"current_insert",
+     "INSERT INTO current_executions (workflow_id, run_id) VALUES ($1, $2) ON CONFLICT (workflow_id) DO NOTHING"},
+    {"current_lock",
+     "SELECT c.run_id, e.status, e.start_request_id FROM current_executions c JOIN executions e "
+     "ON e.workflow_id = c.workflow_id AND e.run_id = c.run_id WHERE c.workflow_id = $1 FOR UPDATE OF c"},
+    {"current_set", "UPDATE current_executions SET run_id = $2 WHERE workflow_id = $1"},
+    {"current_get", "SELECT run_id FROM current_executions WHERE workflow_id = $1"},
+    {"wft_claim",
+     "WITH c AS (SELECT workflow_id, run_id FROM workflow_tasks WHERE task_queue = $1 AND lease_token IS NULL "
+     "AND visible_us <= $2 AND (sticky_owner IS NULL OR sticky_owner = $5 OR sticky_until_us <= $2) "
+     "ORDER BY visible_us LIMIT $3 FOR UPDATE SKIP LOCKED) "
+     "UPDATE workflow_tasks t SET lease_token = $4, lease_owner = $5, lease_expires_us = $2 + t.timeout_us, "
+     "started_us = $2 FROM c, executions e WHERE t.workflow_id = c.workflow_id AND t.run_id = c.run_id "
+     "AND e.workflow_id = t.workflow_id AND e.run_id = t.run_id "
+     "RETURNING t.workflow_id, t.run_id, t.scheduled_event_id, t.attempt, t.timeout_us, e.workflow_type, "
+     "e.next_event_id, e.task_queue"},
+    {"history_many",
+     "SELECT h.workflow_id, h.run_id, h.data FROM unnest($1::text[], $2::text[], $3::bigint[]) AS r(w, rid, f) "
+     "JOIN history_events h ON h.workflow_id = r.w AND h.run_id = r.rid AND h.event_id >= r.f "
+     "ORDER BY h.workflow_id, h.run_id, h.event_id"},
+    {"history_get",
+     "SELECT data FROM history_events WHERE workflow_id = $1 AND run_id = $2 AND event_id >= $3 ORDER BY event_id"},
+    {"act_insert",
+     "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
+     "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $8)"},
+    {"act_claim",
+     "WITH c AS (SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE task_queue = $1 "
+     "AND lease_token IS NULL AND visible_us <= $2 ORDER BY visible_us LIMIT $3 FOR UPDATE SKIP LOCKED) "
+     "UPDATE activity_tasks a SET lease_token = $4, lease_owner = $5, started_us = $2, "
+     "lease_expires_us = LEAST($2 + a.start_to_close_us, "
+     "  CASE WHEN a.heartbeat_us > 0 THEN $2 + a.heartbeat_us END, "
+     "  CASE WHEN a.schedule_to_close_us > 0 THEN a.scheduled_us + a.schedule_to_close_us END) "
+     "FROM c WHERE a.workflow_id = c.workflow_id AND a.run_id = c.run_id "
+     "AND a.scheduled_event_id = c.scheduled_event_id "
+     "RETURNING a.workflow_id, a.run_id, a.scheduled_event_id, a.activity_type, a.activity_id, a.scheduled, "
+     "a.attempt, a.heartbeat_details, a.heartbeat_us, LEAST($2 + a.start_to_close_us, "
+     "  CASE WHEN a.schedule_to_close_us > 0 THEN a.scheduled_us + a.schedule_to_close_us END) AS deadline"},
+    {"act_lock",
+     "SELECT activity_type, scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, "
+     "attempt, lease_token, lease_expires_us, started_us, attempts, task_queue "
+     "FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND scheduled_event_id = $3 FOR UPDATE"},
+    {"act_delete", "DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2 AND scheduled_event_id = $3"},
+    {"act_retry",
+     "UPDATE activity_tasks SET attempt = $4, visible_us = $5, lease_token = NULL, lease_owner = NULL, "
+     "lease_expires_us = NULL, started_us = NULL, attempts = $6 "
+     "WHERE workflow_id = $1 AND run_id = $2 AND scheduled_event_id = $3"},
+    {"act_cancel_flag",
+     "UPDATE activity_tasks SET cancel_requested = true WHERE workflow_id = $1 AND run_id = $2 "
+     "AND scheduled_event_id = $3"},
+    {"act_heartbeat",
+     "UPDATE activity_tasks SET heartbeat_details = COALESCE($5, heartbeat_details), "
+     "lease_expires_us = LEAST(started_us + start_to_close_us, "
+     "  CASE WHEN heartbeat_us > 0 THEN $6 + heartbeat_us END, "
+     "  CASE WHEN schedule_to_close_us > 0 THEN scheduled_us + schedule_to_close_us END) "
+     "WHERE workflow_id = $1 AND run_id = $2 AND scheduled_event_id = $3 AND lease_token = $4 "
+     "RETURNING cancel_requested"},
+    {"timer_insert",
+     "INSERT INTO timers (workflow_id, run_id, started_event_id, timer_id, fire_us) VALUES ($1, $2, $3, $4, $5)"},
+    {"timer_cancel",
+     "DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2 AND timer_id = $3 RETURNING started_event_id"},
+    {"timer_take",
+     "DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2 AND started_event_id = $3 RETURNING timer_id"},
+    {"timers_due",
+     "SELECT workflow_id, run_id, started_event_id FROM timers WHERE fire_us <= $1 ORDER BY fire_us LIMIT $2"},
+    {"wft_expired",
+     "SELECT workflow_id, run_id FROM workflow_tasks WHERE lease_token IS NOT NULL AND lease_expires_us <= $1 "
+     "LIMIT $2"},
+    {"act_expired",
+     "SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE lease_token IS NOT NULL "
+     "AND lease_expires_us <= $1 LIMIT $2"},
+    {"next_due",
+     "SELECT min(x) FROM ("
+     " SELECT min(fire_us) AS x FROM timers"
+     " UNION ALL SELECT min(lease_expires_us) FROM workflow_tasks WHERE lease_token IS NOT NULL"
+     " UNION ALL SELECT min(lease_expires_us) FROM activity_tasks WHERE lease_token IS NOT NULL"
+     " UNION ALL SELECT min(visible_us) FROM workflow_tasks WHERE lease_token IS NULL AND visible_us > $1"
+     " UNION ALL SELECT min(visible_us) FROM activity_tasks WHERE lease_token IS NULL AND visible_us > $1) s"},
+    {"exec_describe",
+     "SELECT workflow_id, run_id, workflow_type, task_queue, status, started_us, closed_us, next_event_id, "
+     "history_bytes, cancel_requested, task_failure_code, task_failure_message, task_failure_attempt "
+     "FROM executions WHERE workflow_id = $1 AND run_id = $2"},
+    {"exec_list",
+     "SELECT workflow_id, run_id, workflow_type, task_queue, status, started_us, closed_us, next_event_id, "
+     "history_bytes, cancel_requested, task_failure_code, task_failure_message, task_failure_attempt "
+     "FROM executions WHERE ($1 = 0 OR status = $1) AND ($2 = '' OR workflow_type = $2) "
+     "ORDER BY started_us DESC, workflow_id LIMIT $3"},
+    {"act_pending",
+     "SELECT scheduled_event_id, activity_type, activity_id, attempt, lease_token IS NOT NULL AS running, "
+     "visible_us, attempts FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2 ORDER BY scheduled_event_id"},
+    {"timers_pending",
+     "SELECT timer_id, fire_us FROM timers WHERE workflow_id = $1 AND run_id = $2 ORDER BY started_event_id"},
+    {"wft_exists", "SELECT 1 FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2"},
+    {"commit_count", "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"},
+};
+
+v1::HistoryEvent NewEvent(v1::EventType type) {
+  v1::HistoryEvent e;
+  e.set_event_type(type);
+  return e;
+}
+
+bool IsCloseCommand(const v1::Command& c) {
+  return c.has_complete_workflow_execution() || c.has_fail_workflow_execution() ||
+         c.has_cancel_workflow_execution() || c.has_continue_as_new_workflow_execution();
+}
+
+Status ValidateCommands(const std::vector<v1::Command>& commands) {
+  for (size_t i = 0; i < commands.size(); ++i) {
+    const auto& c = commands[i];
+    if (IsCloseCommand(c) && i + 1 != commands.size()) {
+      return Status::InvalidArgument(fmt::format("command {}: a command that closes the workflow must be last", i));
+    }
+    if (c.has_schedule_activity_task()) {
+      const auto& a = c.schedule_activity_task();
+      if (a.activity_type().empty()) return Status::InvalidArgument(fmt::format("command {}: activity_type is empty", i));
+      if (FromDuration(a.start_to_close_timeout()).count() <= 0 &&
+          FromDuration(a.schedule_to_close_timeout()).count() <= 0) {
+        return Status::InvalidArgument(fmt::format(
+            "command {}: activity {} needs start_to_close or schedule_to_close timeout", i, a.activity_type()));
+      }
+    }
+    if (c.attributes_case() == v1::Command::ATTRIBUTES_NOT_SET) {
+      return Status::InvalidArgument(fmt::format("command {}: empty command", i));
+    }
+  }
+  return Status::Ok();
+}
+
+// Creates a run with its started event and first workflow task.
+void CreateRun(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n,
+               const std::string& workflow_id, const std::string& run_id, const std::string& workflow_type,
+               const std::string& task_queue, const v1::Payload& input, const std::string& request_id,
+               const std::string& identity, Micros workflow_task_timeout, const std::string& continued_from) {
+  RunTransaction run(tx, now, pe, n);
+  internal::ExecutionRow row;
+  row.workflow_id = workflow_id;
+  row.run_id = run_id;
+  row.workflow_type = workflow_type;
+  row.task_queue = task_queue;
+  row.status = ExecutionStatus::kRunning;
+  row.next_event_id = 1;
+  row.start_request_id = request_id;
+  row.started_us = now;
+  row.workflow_task_timeout = workflow_task_timeout;
+  run.Create(row);
+  v1::HistoryEvent started = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED);
+  auto* a = started.mutable_workflow_execution_started_event_attributes();
+  a->set_workflow_type(workflow_type);
+  a->set_task_queue(task_queue);
+  *a->mutable_input() = input;
+  *a->mutable_workflow_task_timeout() = ToDuration(std::chrono::microseconds(workflow_task_timeout));
+  a->set_request_id(request_id);
+  a->set_identity(identity);
+  a->set_continued_execution_run_id(continued_from);
+  a->set_attempt(1);
+  run.AddEvent(std::move(started));
+  run.ScheduleWorkflowTask();
+  run.Save();
+}
+
+struct RetryDecision {
+  v1::RetryState state = v1::RETRY_STATE_IN_PROGRESS;
+  Micros backoff = 0;
+};
+
+RetryDecision DecideRetry(const v1::ActivityTaskScheduledEventAttributes& attrs, int attempt,
+                          const v1::Failure& failure, Micros now, Micros scheduled_us) {
+  const auto& p = attrs.retry_policy();
+  Micros initial = FromDuration(p.initial_interval()).count();
+  if (initial <= 0) initial = 1'000'000;
+  double coef = p.backoff_coefficient() > 0 ? p.backoff_coefficient() : 2.0;
+  Micros maxi = FromDuration(p.maximum_interval()).count();
+  if (maxi <= 0) maxi = 100 * initial;
+  double b = static_cast<double>(initial) * std::pow(coef, attempt - 1);
+  RetryDecision d;
+  d.backoff = static_cast<Micros>(std::min(b, static_cast<double>(maxi)));
+  bool listed = std::find(p.non_retryable_error_types().begin(), p.non_retryable_error_types().end(),
+                          failure.type()) != p.non_retryable_error_types().end();
+  Micros s2c = FromDuration(attrs.schedule_to_close_timeout()).count();
+  if (failure.non_retryable() || listed) {
+    d.state = v1::RETRY_STATE_NON_RETRYABLE_FAILURE;
+  } else if (p.maximum_attempts() > 0 && attempt >= p.maximum_attempts()) {
+    d.state = v1::RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED;
+  } else if (s2c > 0 && now + d.backoff >= scheduled_us + s2c) {
+    d.state = v1::RETRY_STATE_TIMEOUT;
+  }
+  return d;
+}
+
+struct ActivityRow {
+  std::string activity_type;
+  v1::ActivityTaskScheduledEventAttributes attrs;
+  Micros scheduled_us = 0, start_to_close_us = 0, schedule_to_close_us = 0, heartbeat_us = 0;
+  int attempt = 1;
+  std::optional<std::int64_t> lease_token;
+  Micros lease_expires_us = 0, started_us = 0;
+  v1::ActivityTaskStartedEventAttributes attempts;  // previous_attempts so far
+  std::string task_queue;
+};
+
+std::optional<ActivityRow> LockActivity(pqxx::transaction_base& tx, const std::string& wf, const std::string& run,
+                                        std::int64_t scheduled_event_id) {
+  pqxx::result r = tx.exec_prepared("act_lock", wf, run, scheduled_event_id);
+  if (r.empty()) return std::nullopt;
+  const auto& row = r[0];
+  ActivityRow a;
+  a.activity_type = row["activity_type"].as<std::string>();
+  a.attrs.ParseFromString(Bytes(row["scheduled"]));
+  a.scheduled_us = row["scheduled_us"].as<std::int64_t>();
+  a.start_to_close_us = row["start_to_close_us"].as<std::int64_t>();
+  a.schedule_to_close_us = row["schedule_to_close_us"].as<std::int64_t>();
+  a.heartbeat_us = row["heartbeat_us"].as<std::int64_t>();
+  a.attempt = row["attempt"].as<int>();
+  if (!row["lease_token"].is_null()) a.lease_token = row["lease_token"].as<std::int64_t>();
+  a.lease_expires_us = row["lease_expires_us"].is_null() ? 0 : row["lease_expires_us"].as<std::int64_t>();
+  a.started_us = row["started_us"].is_null() ? 0 : row["started_us"].as<std::int64_t>();
+  if (!row["attempts"].is_null()) a.attempts.ParseFromString(Bytes(row["attempts"]));
+  a.task_queue = row["task_queue"].as<std::string>();
+  return a;
+}
+
+v1::HistoryEvent ActivityStarted(const ActivityRow& a, std::int64_t scheduled_event_id, const std::string& identity) {
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_STARTED);
+  *e.mutable_event_time() = ToTimestamp(a.started_us);
+  auto* s = e.mutable_activity_task_started_event_attributes();
+  *s = a.attempts;
+  s->set_scheduled_event_id(scheduled_event_id);
+  s->set_identity(identity);
+  s->set_attempt(a.attempt);
+  if (s->previous_attempts_size() > 0) {
+    *s->mutable_last_failure() = s->previous_attempts(s->previous_attempts_size() - 1).failure();
+  }
+  return e;
+}
+
+// An attempt failed: schedule the next one, or close the activity into history.
+Status RetryOrFail(pqxx::transaction_base& tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
+                   const v1::Failure& failure, bool timed_out, const std::string& identity,
+                   std::optional<v1::RetryState> forced_state = std::nullopt) {
+  RetryDecision d = DecideRetry(a.attrs, a.attempt, failure, run.now(), a.scheduled_us);
+  if (forced_state) d.state = *forced_state;
+  const auto& ex = run.exec();
+  if (d.state == v1::RETRY_STATE_IN_PROGRESS) {
+    auto* prev = a.attempts.add_previous_attempts();
+    prev->set_attempt(a.attempt);
+    *prev->mutable_started_time() = ToTimestamp(a.started_us);
+    *prev->mutable_failure() = failure;
+    *prev->mutable_backoff() = ToDuration(std::chrono::microseconds(d.backoff));
+    tx.exec_prepared("act_retry", ex.workflow_id, ex.run_id, scheduled_event_id, a.attempt + 1,
+                     run.now() + d.backoff, Bin(a.attempts.SerializeAsString()));
+    return Status::Ok();
+  }
+  if (Status s = run.AddExternalEvent(ActivityStarted(a, scheduled_event_id, identity)); !s.ok()) return s;
+  v1::HistoryEvent closed;
+  if (timed_out) {
+    closed = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT);
+    auto* t = closed.mutable_activity_task_timed_out_event_attributes();
+    *t->mutable_failure() = failure;
+    t->set_scheduled_event_id(scheduled_event_id);
+    t->set_retry_state(d.state);
+  } else {
+    closed = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_FAILED);
+    auto* f = closed.mutable_activity_task_failed_event_attributes();
+    *f->mutable_failure() = failure;
+    f->set_scheduled_event_id(scheduled_event_id);
+    f->set_identity(identity);
+    f->set_retry_state(d.state);
+  }
+  if (Status s = run.AddExternalEvent(std::move(closed)); !s.ok()) return s;
+  tx.exec_prepared("act_delete", ex.workflow_id, ex.run_id, scheduled_event_id);
+  return Status::Ok();
+}
+
+ExecutionInfo ReadExecution(const pqxx::row& row) {
+  ExecutionInfo info;
+  info.workflow_id = row["workflow_id"].as<std::string>();
+  info.run_id = row["run_id"].as<std::string>();
+  info.workflow_type = row["workflow_type"].as<std::string>();
+  info.task_queue = row["task_queue"].as<std::string>();
+  info.status = static_cast<ExecutionStatus>(row["status"].as<int>());
+  info.started_us = row["started_us"].as<std::int64_t>();
+  if (!row["closed_us"].is_null()) info.closed_us = row["closed_us"].as<std::int64_t>();
+  info.history_length = row["next_event_id"].as<std::int64_t>() - 1;
+  info.history_bytes = row["history_bytes"].as<std::int64_t>();
+  info.cancel_requested = row["cancel_requested"].as<bool>();
+  info.task_failure_code = row["task_failure_code"].is_null() ? "" : row["task_failure_code"].as<std::string>();
+  info.task_failure_message =
+      row["task_failure_message"].is_null() ? "" : row["task_failure_message"].as<std::string>();
+  info.task_failure_attempt = row["task_failure_attempt"].as<int>();
+  return info;
+}
+
+Micros WorkflowTaskRetryBackoff(int failures) {
+  Micros b = 1'000'000;
+  for (int i = 1; i < failures && b < 600'000'000; ++i) b *= 2;
+  return std::min<Micros>(b, 600'000'000);
+}
+
+}  // namespace
+
+struct Store::Connection {
+  explicit Connection(const std::string& dsn) : c(dsn) {}
+  pqxx::connection c;
+};
+
+Store::Store(std::unique_ptr<Connection> conn, ClockPtr clock)
+    : conn_(std::move(conn)), clock_(std::move(clock)) {}
+
+Store::~Store() = default;
+
+StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr clock) {
+  try {
+    auto conn = std::make_unique<Connection>(dsn);
+    for (const auto& [name, sql] : kStatements) conn->c.prepare(name, sql);
+    return std::unique_ptr<Store>(new Store(std::move(conn), clock ? clock : DefaultClock()));
+  } catch (const std::exception& e) {
+    return Status::Unavailable(fmt::format("cannot connect to the database: {}", e.what()));
+  }
+}
+
+template <class Fn>
+auto Store::Run(const char* what, Fn&& fn) -> decltype(fn()) {
+  for (int attempt = 1;; ++attempt) {
+    try {
+      return fn();
+    } catch (const pqxx::serialization_failure& e) {
+      if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
+    } catch (const pqxx::deadlock_detected& e) {
+      if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
+    } catch (const pqxx::in_doubt_error& e) {
+      // Never retried: the commit may have happened.
+      return Status::Unavailable(fmt::format("{}: commit outcome unknown: {}", what, e.what()));
+    } catch (const pqxx::broken_connection& e) {
+      return Status::Unavailable(fmt::format("{}: database connection lost: {}", what, e.what()));
+    } catch (const pqxx::sql_error& e) {
+      return Status::Internal(fmt::format("{}: {} (query: {})", what, e.what(), e.query().substr(0, 200)));
+    } catch (const std::exception& e) {
+      return Status::Internal(fmt::format("{}: {}", what, e.what()));
+    }
+  }
+}
+
+StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& req) {
+  if (req.workflow_id.empty()) return Status::InvalidArgument("workflow_id: must not be empty");
+  if (req.workflow_id.size() > 255) return Status::InvalidArgument("workflow_id: longer than 255 characters");
+  if (req.workflow_type.empty()) return Status::InvalidArgument("workflow_type: must not be empty");
+  if (req.task_queue.empty()) return Status::InvalidArgument("task_queue: must not be empty");
+  std::string request_id = req.request_id.empty() ? NewUuid() : req.request_id;
+  return Run("start workflow", [&]() -> StatusOr<StartWorkflowResult> {
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    PendingEvents pe;
+    Notifications n;
+    std::string run_id = NewUuid();
+    pqxx::result ins = tx.exec_prepared("current_insert", req.workflow_id, run_id);
+    if (ins.affected_rows() == 0) {
+      pqxx::result cur = tx.exec_prepared("current_lock", req.workflow_id);
+      if (cur.empty()) return Status::Aborted("current run vanished; retry");
+      std::string existing = cur[0]["run_id"].as<std::string>();
+      auto status = static_cast<ExecutionStatus>(cur[0]["status"].as<int>());
+      if (cur[0]["start_request_id"].as<std::string>() == request_id) {
+        tx.commit();
+        return StartWorkflowResult{existing, false};
+      }
+      if (status == ExecutionStatus::kRunning) {
+        return Status::AlreadyExists(fmt::format(
+            "workflow \"{}\" is already running (run {}) under another request id", req.workflow_id, existing));
+      }
+      tx.exec_prepared("current_set", req.workflow_id, run_id);
+    }
+    CreateRun(tx, now, pe, n, req.workflow_id, run_id, req.workflow_type, req.task_queue, req.input, request_id,
+              req.identity, req.workflow_task_timeout, "");
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return StartWorkflowResult{run_id, true};
+  });
+}
+
+StatusOr<std::string> Store::CurrentRunId(const std::string& workflow_id) {
+  return Run("current run", [&]() -> StatusOr<std::string> {
+    pqxx::work tx(conn_->c);
+    pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+    if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+    return r[0][0].as<std::string>();
+  });
+}
+
+namespace {
+// Runs one transition of one run in its own transaction.
+template <class Fn>
+Status Transition(pqxx::connection& conn, Micros now, const std::string& workflow_id, std::string run_id, Fn&& fn) {
+  pqxx::work tx(conn);
+  if (run_id.empty()) {
+    pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+    if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+    run_id = r[0][0].as<std::string>();
+  }
+  PendingEvents pe;
+  Notifications n;
+  RunTransaction run(tx, now, pe, n);
+  if (Status s = run.Load(workflow_id, run_id); !s.ok()) return s;
+  if (Status s = fn(run); !s.ok()) return s;
+  run.Save();
+  pe.Flush(tx);
+  n.Send(tx);
+  tx.commit();
+  return Status::Ok();
+}
+}  // namespace
+
+Status Store::SignalWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& signal_name,
+                             const v1::Payload& input, const std::string& identity) {
+  if (signal_name.empty()) return Status::InvalidArgument("signal_name: must not be empty");
+  return Run("signal workflow", [&] {
+    return Transition(conn_->c, clock_->Now(), workflow_id, run_id, [&](RunTransaction& run) {
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED);
+      auto* a = e.mutable_workflow_execution_signaled_event_attributes();
+      a->set_signal_name(signal_name);
+      *a->mutable_input() = input;
+      a->set_identity(identity);
+      return run.AddExternalEvent(std::move(e));
+    });
+  });
+}
+
+Status Store::RequestCancelWorkflow(const std::string& workflow_id, const std::string& run_id,
+                                    const std::string& reason, const std::string& identity) {
+  return Run("cancel workflow", [&] {
+    return Transition(conn_->c, clock_->Now(), workflow_id, run_id, [&](RunTransaction& run) -> Status {
+      if (run.running() && run.exec().cancel_requested) return Status::Ok();  // asking twice is harmless
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED);
+      e.mutable_workflow_execution_cancel_requested_event_attributes()->set_cause(reason);
+      e.mutable_workflow_execution_cancel_requested_event_attributes()->set_identity(identity);
+      if (Status s = run.AddExternalEvent(std::move(e)); !s.ok()) return s;
+      run.exec().cancel_requested = true;
+      return Status::Ok();
+    });
+  });
+}
+
+Status Store::TerminateWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& reason,
+                                const std::string& identity) {
+  return Run("terminate workflow", [&] {
+    return Transition(conn_->c, clock_->Now(), workflow_id, run_id, [&](RunTransaction& run) -> Status {
+      if (!run.running()) {
+        return Status::FailedPrecondition(fmt::format("workflow \"{}\" run {} is already {}", workflow_id,
+                                                      run.exec().run_id, ExecutionStatusName(run.exec().status)));
+      }
+      run.FlushBuffered();
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED);
+      e.mutable_workflow_execution_terminated_event_attributes()->set_reason(reason);
+      e.mutable_workflow_execution_terminated_event_attributes()->set_identity(identity);
+      run.AddEvent(std::move(e));
+      run.Close(ExecutionStatus::kTerminated);
+      return Status::Ok();
+    });
+  });
+}
+
+StatusOr<ExecutionInfo> Store::DescribeWorkflow(const std::string& workflow_id, const std::string& run_id_in) {
+  return Run("describe workflow", [&]() -> StatusOr<ExecutionInfo> {
+    pqxx::work tx(conn_->c);
+    std::string run_id = run_id_in;
+    if (run_id.empty()) {
+      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+      run_id = r[0][0].as<std::string>();
+    }
+    pqxx::result r = tx.exec_prepared("exec_describe", workflow_id, run_id);
+    if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
+    ExecutionInfo info = ReadExecution(r[0]);
+    for (const auto& row : tx.exec_prepared("act_pending", workflow_id, run_id)) {
+      PendingActivityInfo a;
+      a.scheduled_event_id = row["scheduled_event_id"].as<std::int64_t>();
+      a.activity_type = row["activity_type"].as<std::string>();
+      a.activity_id = row["activity_id"].as<std::string>();
+      a.attempt = row["attempt"].as<int>();
+      a.running = row["running"].as<bool>();
+      a.next_attempt_us = row["visible_us"].as<std::int64_t>();
+      if (!row["attempts"].is_null()) {
+        v1::ActivityTaskStartedEventAttributes prev;
+        prev.ParseFromString(Bytes(row["attempts"]));
+        if (prev.previous_attempts_size() > 0) {
+          a.last_failure = prev.previous_attempts(prev.previous_attempts_size() - 1).failure();
+        }
+      }
+      info.pending_activities.push_back(std::move(a));
+    }
+    for (const auto& row : tx.exec_prepared("timers_pending", workflow_id, run_id)) {
+      info.pending_timers.push_back({row["timer_id"].as<std::string>(), row["fire_us"].as<std::int64_t>()});
+    }
+    info.workflow_task_pending = !tx.exec_prepared("wft_exists", workflow_id, run_id).empty();
+    return info;
+  });
+}
+
+StatusOr<std::vector<ExecutionInfo>> Store::ListWorkflows(const ListFilter& filter) {
+  return Run("list workflows", [&]() -> StatusOr<std::vector<ExecutionInfo>> {
+    pqxx::work tx(conn_->c);
+    std::vector<ExecutionInfo> out;
+    int status = filter.status ? static_cast<int>(*filter.status) : 0;
+    for (const auto& row : tx.exec_prepared("exec_list", status, filter.workflow_type, filter.limit)) {
+      out.push_back(ReadExecution(row));
+    }
+    return out;
+  });
+}
+
+StatusOr<std::vector<v1::HistoryEvent>> Store::GetHistory(const std::string& workflow_id, const std::string& run_id_in,
+                                                           std::int64_t from_event_id) {
+  return Run("get history", [&]() -> StatusOr<std::vector<v1::HistoryEvent>> {
+    pqxx::work tx(conn_->c);
+    std::string run_id = run_id_in;
+    if (run_id.empty()) {
+      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+      run_id = r[0][0].as<std::string>();
+    }
+    if (tx.exec_prepared("exec_exists", workflow_id, run_id).empty()) {
+      return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
+    }
+    std::vector<v1::HistoryEvent> out;
+    for (const auto& row : tx.exec_prepared("history_get", workflow_id, run_id, from_event_id)) {
+      v1::HistoryEvent e;
+      if (!e.ParseFromString(Bytes(row["data"]))) return Status::Internal("history event does not parse");
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
+    const std::string& task_queue, int max, const std::string& identity,
+    const std::function<std::int64_t(const std::string&)>& cached_upto) {
+  return Run("claim workflow tasks", [&]() -> StatusOr<std::vector<WorkflowTaskLease>> {
+    Micros now = clock_->Now();
+    std::int64_t token = NewLeaseToken();
+    pqxx::work tx(conn_->c);
+    pqxx::result claimed = tx.exec_prepared("wft_claim", task_queue, now, max, token, identity);
+    std::vector<WorkflowTaskLease> leases;
+    if (claimed.empty()) {
+      tx.commit();
+      return leases;
+    }
+    std::vector<std::string> wfs, runs;
+    std::vector<std::int64_t> from;
+    std::map<std::pair<std::string, std::string>, size_t> index;
+    struct Extra {
+      std::int64_t scheduled_event_id, next_event_id, timeout_us;
+      std::string task_queue;
+    };
+    std::vector<Extra> extras;
+    for (const auto& row : claimed) {
+      WorkflowTaskLease l;
+      l.workflow_id = row["workflow_id"].as<std::string>();
+      l.run_id = row["run_id"].as<std::string>();
+      l.workflow_type = row["workflow_type"].as<std::string>();
+      l.lease_token = token;
+      l.attempt = row["attempt"].as<int>();
+      Extra x{row["scheduled_event_id"].as<std::int64_t>(), row["next_event_id"].as<std::int64_t>(),
+              row["timeout_us"].as<std::int64_t>(), row["task_queue"].as<std::string>()};
+      std::int64_t have = cached_upto ? cached_upto(l.run_id) : 0;
+      if (have <= 0 || have >= x.next_event_id) have = 0;
+      wfs.push_back(l.workflow_id);
+      runs.push_back(l.run_id);
+      from.push_back(have + 1);
+      index[{l.workflow_id, l.run_id}] = leases.size();
+      leases.push_back(std::move(l));
+      extras.push_back(x);
+    }
+    for (const auto& row : tx.exec_prepared("history_many", TextArray(wfs), TextArray(runs), IntArray(from))) {
+      auto it = index.find({row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()});
+      if (it == index.end()) continue;
+      v1::HistoryEvent e;
+      if (!e.ParseFromString(Bytes(row["data"]))) return Status::Internal("history event does not parse");
+      leases[it->second].events.push_back(std::move(e));
+    }
+    tx.commit();
+    // The started event (and, for a retried task, its scheduled event) is
+    // not stored until the task completes: a task that dies leaves no trace.
+    for (size_t i = 0; i < leases.size(); ++i) {
+      auto& l = leases[i];
+      const auto& x = extras[i];
+      std::int64_t next = x.next_event_id;
+      std::int64_t scheduled = x.scheduled_event_id;
+      if (scheduled == 0) {
+        v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+        s.set_event_id(next++);
+        *s.mutable_event_time() = ToTimestamp(now);
+        auto* a = s.mutable_workflow_task_scheduled_event_attributes();
+        a->set_task_queue(x.task_queue);
+        *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(x.timeout_us));
+        a->set_attempt(l.attempt);
+        scheduled = s.event_id();
+        l.events.push_back(std::move(s));
+      }
+      v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+      st.set_event_id(next);
+      *st.mutable_event_time() = ToTimestamp(now);
+      st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
+      st.mutable_workflow_task_started_event_attributes()->set_identity(identity);
+      l.started_event_id = next;
+      l.events.push_back(std::move(st));
+    }
+    return leases;
+  });
+}
+
+namespace {
+
+StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
+                                       PendingEvents& pe, Notifications& n) {
+  RunTransaction run(tx, now, pe, n);
+  if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
+  if (!run.running()) {
+    return Status::FailedPrecondition(fmt::format("workflow \"{}\" is already {}; the task's result is discarded",
+                                                  c.workflow_id, ExecutionStatusName(run.exec().status)));
+  }
+  auto& wft = run.workflow_task();
+  if (!wft || wft->lease_token != c.lease_token) {
+    return Status::FailedPrecondition(
+        fmt::format("workflow \"{}\": workflow task lease lost (expired and taken over, or the run was reset)",
+                    c.workflow_id));
+  }
+  bool transient = wft->scheduled_event_id == 0;
+  std::int64_t expected_next = transient ? c.started_event_id - 1 : c.started_event_id;
+  if (run.exec().next_event_id != expected_next) {
+    return Status::Aborted(fmt::format("workflow \"{}\": history moved to event {} while the task expected {}",
+                                       c.workflow_id, run.exec().next_event_id, expected_next));
+  }
+  if (Status s = ValidateCommands(c.commands); !s.ok()) return s;
+
+  WorkflowTaskRow task = *wft;
+  std::int64_t scheduled = task.scheduled_event_id;
+  if (transient) {
+    v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+    *s.mutable_event_time() = ToTimestamp(task.started_us);
+    auto* a = s.mutable_workflow_task_scheduled_event_attributes();
+    a->set_task_queue(run.exec().task_queue);
+    *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(task.timeout_us));
+    a->set_attempt(task.attempt);
+    scheduled = run.AddEvent(std::move(s));
+  }
+  v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  *st.mutable_event_time() = ToTimestamp(task.started_us);
+  st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
+  st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
+  std::int64_t started = run.AddEvent(std::move(st));
+
+  bool closes = !c.commands.empty() && IsCloseCommand(c.commands.back());
+  if (closes && !run.LoadBuffered().empty()) {
+    // Something arrived (a signal, say) while the code decided to finish:
+    // it must see it first. Temporal does the same.
+    v1::HistoryEvent f = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+    auto* a = f.mutable_workflow_task_failed_event_attributes();
+    a->set_scheduled_event_id(scheduled);
+    a->set_started_event_id(started);
+    a->set_cause("UnhandledCommand");
+    a->mutable_failure()->set_type("UnhandledCommand");
+    a->mutable_failure()->set_message("new events arrived while the workflow was closing; the task runs again");
+    a->set_identity(c.identity);
+    run.AddEvent(std::move(f));
+    run.FlushBuffered();
+    run.ScheduleWorkflowTask();
+    run.Save();
+    return CompletionResult::kRejected;
+  }
+
+  v1::HistoryEvent done = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+  done.mutable_workflow_task_completed_event_attributes()->set_scheduled_event_id(scheduled);
+  done.mutable_workflow_task_completed_event_attributes()->set_started_event_id(started);
+  done.mutable_workflow_task_completed_event_attributes()->set_identity(c.identity);
+  std::int64_t completed = run.AddEvent(std::move(done));
+
+  const auto& ex = run.exec();
+  bool need_task = false;
+  bool closed = false;
+  for (const auto& cmd : c.commands) {
+    switch (cmd.attributes_case()) {
+      case v1::Command::kScheduleActivityTask: {
+        const auto& a = cmd.schedule_activity_task();
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
+        auto* s = e.mutable_activity_task_scheduled_event_attributes();
+        s->set_activity_id(a.activity_id());
+        s->set_activity_type(a.activity_type());
+        s->set_task_queue(a.task_queue().empty() ? ex.task_queue : a.task_queue());
+        *s->mutable_input() = a.input();
+        *s->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
+        *s->mutable_start_to_close_timeout() = a.start_to_close_timeout();
+        *s->mutable_heartbeat_timeout() = a.heartbeat_timeout();
+        *s->mutable_retry_policy() = a.retry_policy();
+        s->set_workflow_task_completed_event_id(completed);
+        std::string attrs = s->SerializeAsString();
+        std::string queue = s->task_queue();
+        Micros s2c = FromDuration(a.schedule_to_close_timeout()).count();
+        Micros stc = FromDuration(a.start_to_close_timeout()).count();
+        if (stc <= 0) stc = s2c;
+        std::int64_t id = run.AddEvent(std::move(e));
+        tx.exec_prepared("act_insert", ex.workflow_id, ex.run_id, id, queue, a.activity_type(), a.activity_id(),
+                         Bin(attrs), now, stc, s2c, FromDuration(a.heartbeat_timeout()).count());
+        n.activity_queues.insert(queue);
+        break;
+      }
+      case v1::Command::kStartTimer: {
+        const auto& a = cmd.start_timer();
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_STARTED);
+        auto* s = e.mutable_timer_started_event_attributes();
+        s->set_timer_id(a.timer_id());
+        *s->mutable_start_to_fire_timeout() = a.start_to_fire_timeout();
+        s->set_workflow_task_completed_event_id(completed);
+        std::int64_t id = run.AddEvent(std::move(e));
+        tx.exec_prepared("timer_insert", ex.workflow_id, ex.run_id, id, a.timer_id(),
+                         now + FromDuration(a.start_to_fire_timeout()).count());
+        break;
+      }
+      case v1::Command::kCancelTimer: {
+        const std::string& timer_id = cmd.cancel_timer().timer_id();
+        std::int64_t started_event_id = 0;
+        pqxx::result r = tx.exec_prepared("timer_cancel", ex.workflow_id, ex.run_id, timer_id);
+        if (!r.empty()) {
+          started_event_id = r[0][0].as<std::int64_t>();
+        } else {
+          // Fired while this task ran: the firing is dropped with the timer.
+          for (auto& [seq, b] : run.LoadBuffered()) {
+            if (b.event_type() == v1::EVENT_TYPE_TIMER_FIRED && b.timer_fired_event_attributes().timer_id() == timer_id) {
+              started_event_id = b.timer_fired_event_attributes().started_event_id();
+              run.DeleteBuffered(seq);
+              break;
+            }
+          }
+        }
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_CANCELED);
+        auto* s = e.mutable_timer_canceled_event_attributes();
+        s->set_timer_id(timer_id);
+        s->set_started_event_id(started_event_id);
+        s->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        break;
+      }
+      case v1::Command::kRequestCancelActivityTask: {
+        std::int64_t sched = cmd.request_cancel_activity_task().scheduled_event_id();
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED);
+        e.mutable_activity_task_cancel_requested_event_attributes()->set_scheduled_event_id(sched);
+        e.mutable_activity_task_cancel_requested_event_attributes()->set_workflow_task_completed_event_id(completed);
+        std::int64_t req = run.AddEvent(std::move(e));
+        if (auto a = LockActivity(tx, ex.workflow_id, ex.run_id, sched)) {
+          if (!a->lease_token) {
+            v1::HistoryEvent ce = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED);
+            ce.mutable_activity_task_canceled_event_attributes()->set_scheduled_event_id(sched);
+            ce.mutable_activity_task_canceled_event_attributes()->set_latest_cancel_requested_event_id(req);
+            run.AddEvent(std::move(ce));
+            tx.exec_prepared("act_delete", ex.workflow_id, ex.run_id, sched);
+            need_task = true;
+          } else {
+            tx.exec_prepared("act_cancel_flag", ex.workflow_id, ex.run_id, sched);
+          }
+        }
+        break;
+      }
+      case v1::Command::kRecordMarker: {
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_MARKER_RECORDED);
+        auto* s = e.mutable_marker_recorded_event_attributes();
+        s->set_marker_name(cmd.record_marker().marker_name());
+        *s->mutable_details() = cmd.record_marker().details();
+        s->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        break;
+      }
+      case v1::Command::kCompleteWorkflowExecution: {
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+        *e.mutable_workflow_execution_completed_event_attributes()->mutable_result() =
+            cmd.complete_workflow_execution().result();
+        e.mutable_workflow_execution_completed_event_attributes()->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        run.Close(ExecutionStatus::kCompleted);
+        closed = true;
+        break;
+      }
+      case v1::Command::kFailWorkflowExecution: {
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
+        *e.mutable_workflow_execution_failed_event_attributes()->mutable_failure() =
+            cmd.fail_workflow_execution().failure();
+        e.mutable_workflow_execution_failed_event_attributes()->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        run.Close(ExecutionStatus::kFailed);
+        closed = true;
+        break;
+      }
+      case v1::Command::kCancelWorkflowExecution: {
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED);
+        *e.mutable_workflow_execution_canceled_event_attributes()->mutable_details() =
+            cmd.cancel_workflow_execution().details();
+        e.mutable_workflow_execution_canceled_event_attributes()->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        run.Close(ExecutionStatus::kCanceled);
+        closed = true;
+        break;
+      }
+      case v1::Command::kContinueAsNewWorkflowExecution: {
+        const auto& a = cmd.continue_as_new_workflow_execution();
+        std::string new_run = NewUuid();
+        std::string type = a.workflow_type().empty() ? ex.workflow_type : a.workflow_type();
+        std::string queue = a.task_queue().empty() ? ex.task_queue : a.task_queue();
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+        auto* s = e.mutable_workflow_execution_continued_as_new_event_attributes();
+        s->set_new_execution_run_id(new_run);
+        s->set_workflow_type(type);
+        s->set_task_queue(queue);
+        *s->mutable_input() = a.input();
+        s->set_workflow_task_completed_event_id(completed);
+        run.AddEvent(std::move(e));
+        run.Close(ExecutionStatus::kContinuedAsNew);
+        closed = true;
+        CreateRun(tx, now, pe, n, ex.workflow_id, new_run, type, queue, a.input(), NewUuid(), c.identity,
+                  ex.workflow_task_timeout, ex.run_id);
+        tx.exec_prepared("current_set", ex.workflow_id, new_run);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  auto& mex = run.exec();
+  mex.task_failure_code.clear();
+  mex.task_failure_message.clear();
+  mex.task_failure_attempt = 0;
+  if (!closed) {
+    mex.sticky_owner = c.sticky_timeout > 0 ? c.identity : "";
+    mex.sticky_until_us = c.sticky_timeout > 0 ? now + c.sticky_timeout : 0;
+    int flushed = run.FlushBuffered();
+    if (flushed > 0 || need_task) {
+      run.ScheduleWorkflowTask(mex.sticky_owner, mex.sticky_until_us);
+    } else {
+      run.DeleteWorkflowTask();
+    }
+  }
+  run.Save();
+  return closed ? CompletionResult::kClosed : CompletionResult::kAccepted;
+}
+
+}  // namespace
+
+std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch) {
+  std::vector<StatusOr<CompletionResult>> out;
+  if (batch.empty()) return out;
+  Status whole = Run("complete workflow tasks", [&]() -> Status {
+    out.clear();
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    PendingEvents pe;
+    Notifications n;
+    for (const auto& c : batch) out.push_back(CompleteOne(tx, now, c, pe, n));
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return Status::Ok();
+  });
+  if (!whole.ok()) {
+    out.assign(batch.size(), StatusOr<CompletionResult>(whole));
+  }
+  return out;
+}
+
+Status Store::FailWorkflowTask(const WorkflowTaskFailure& f) {
+  return Run("fail workflow task", [&] {
+    return Transition(conn_->c, clock_->Now(), f.workflow_id, f.run_id, [&](RunTransaction& run) -> Status {
+      if (!run.running()) return Status::FailedPrecondition("workflow already closed");
+      auto& wft = run.workflow_task();
+      if (!wft || wft->lease_token != f.lease_token) {
+        return Status::FailedPrecondition("workflow task lease lost");
+      }
+      WorkflowTaskRow task = *wft;
+      if (task.scheduled_event_id != 0) {
+        // First failure: recorded. Later attempts stay out of history, so a
+        // run stuck for days does not grow it (Temporal does the same).
+        v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+        *st.mutable_event_time() = ToTimestamp(task.started_us);
+        st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(task.scheduled_event_id);
+        st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
+        std::int64_t started = run.AddEvent(std::move(st));
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+        auto* a = e.mutable_workflow_task_failed_event_attributes();
+        a->set_scheduled_event_id(task.scheduled_event_id);
+        a->set_started_event_id(started);
+        a->set_cause(f.cause);
+        *a->mutable_failure() = f.failure;
+        a->set_identity(f.identity);
+        run.AddEvent(std::move(e));
+      }
+      run.FlushBuffered();
+      WorkflowTaskRow next = task;
+      next.attempt = task.attempt + 1;
+      next.scheduled_event_id = 0;
+      next.visible_us = run.now() + WorkflowTaskRetryBackoff(task.attempt);
+      next.lease_token.reset();
+      wft = next;
+      run.SaveWorkflowTask();
+      auto& ex = run.exec();
+      ex.task_failure_code = f.failure.code().empty() ? f.cause : f.failure.code();
+      ex.task_failure_message = f.failure.message();
+      ex.task_failure_attempt = task.attempt;
+      ex.sticky_owner.clear();
+      ex.sticky_until_us = 0;
+      return Status::Ok();
+    });
+  });
+}
+
+StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::string& task_queue, int max,
+                                                                   const std::string& identity) {
+  return Run("claim activity tasks", [&]() -> StatusOr<std::vector<ActivityTaskLease>> {
+    Micros now = clock_->Now();
+    std::int64_t token = NewLeaseToken();
+    pqxx::work tx(conn_->c);
+    pqxx::result r = tx.exec_prepared("act_claim", task_queue, now, max, token, identity);
+    tx.commit();
+    std::vector<ActivityTaskLease> out;
+    for (const auto& row : r) {
+      ActivityTaskLease l;
+      l.workflow_id = row["workflow_id"].as<std::string>();
+      l.run_id = row["run_id"].as<std::string>();
+      l.scheduled_event_id = row["scheduled_event_id"].as<std::int64_t>();
+      l.activity_type = row["activity_type"].as<std::string>();
+      l.activity_id = row["activity_id"].as<std::string>();
+      v1::ActivityTaskScheduledEventAttributes attrs;
+      attrs.ParseFromString(Bytes(row["scheduled"]));
+      l.input = attrs.input();
+      l.attempt = row["attempt"].as<int>();
+      l.lease_token = token;
+      l.deadline = row["deadline"].as<std::int64_t>();
+      l.heartbeat_timeout = row["heartbeat_us"].as<std::int64_t>();
+      if (!row["heartbeat_details"].is_null()) {
+        v1::Payload p;
+        p.ParseFromString(Bytes(row["heartbeat_details"]));
+        l.heartbeat_details = p;
+      }
+      out.push_back(std::move(l));
+    }
+    return out;
+  });
+}
+
+namespace {
+
+Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const ActivityOutcome& o, PendingEvents& pe,
+                           Notifications& n) {
+  RunTransaction run(tx, now, pe, n);
+  if (Status s = run.Load(o.workflow_id, o.run_id); !s.ok()) return s;
+  if (!run.running()) return Status::FailedPrecondition("workflow already closed; activity result discarded");
+  auto a = LockActivity(tx, o.workflow_id, o.run_id, o.scheduled_event_id);
+  if (!a || a->lease_token != o.lease_token) {
+    return Status::FailedPrecondition(
+        "activity lease lost (timed out and retried, or canceled); this attempt's result is discarded");
+  }
+  switch (o.kind) {
+    case ActivityOutcome::Kind::kCompleted: {
+      if (Status s = run.AddExternalEvent(ActivityStarted(*a, o.scheduled_event_id, o.identity)); !s.ok()) return s;
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED);
+      auto* c = e.mutable_activity_task_completed_event_attributes();
+      *c->mutable_result() = o.result;
+      c->set_scheduled_event_id(o.scheduled_event_id);
+      c->set_identity(o.identity);
+      if (Status s = run.AddExternalEvent(std::move(e)); !s.ok()) return s;
+      tx.exec_prepared("act_delete", o.workflow_id, o.run_id, o.scheduled_event_id);
+      break;
+    }
+    case ActivityOutcome::Kind::kCanceled: {
+      if (Status s = run.AddExternalEvent(ActivityStarted(*a, o.scheduled_event_id, o.identity)); !s.ok()) return s;
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED);
+      e.mutable_activity_task_canceled_event_attributes()->set_scheduled_event_id(o.scheduled_event_id);
+      if (Status s = run.AddExternalEvent(std::move(e)); !s.ok()) return s;
+      tx.exec_prepared("act_delete", o.workflow_id, o.run_id, o.scheduled_event_id);
+      break;
+    }
+    case ActivityOutcome::Kind::kFailed:
+      if (Status s = RetryOrFail(tx, run, *a, o.scheduled_event_id, o.failure, false, o.identity); !s.ok()) return s;
+      n.activity_queues.insert(a->task_queue);
+      break;
+  }
+  run.Save();
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutcome>& batch) {
+  std::vector<Status> out;
+  if (batch.empty()) return out;
+  Status whole = Run("complete activity tasks", [&]() -> Status {
+    out.clear();
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    PendingEvents pe;
+    Notifications n;
+    for (const auto& o : batch) out.push_back(CompleteActivityOne(tx, now, o, pe, n));
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return Status::Ok();
+  });
+  if (!whole.ok()) out.assign(batch.size(), whole);
+  return out;
+}
+
+StatusOr<std::vector<HeartbeatReply>> Store::RecordHeartbeats(const std::vector<Heartbeat>& batch) {
+  return Run("record heartbeats", [&]() -> StatusOr<std::vector<HeartbeatReply>> {
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    std::vector<HeartbeatReply> out;
+    for (const auto& h : batch) {
+      pqxx::result r;
+      if (h.details) {
+        r = tx.exec_prepared("act_heartbeat", h.workflow_id, h.run_id, h.scheduled_event_id, h.lease_token,
+                             Bin(h.details->SerializeAsString()), now);
+      } else {
+        r = tx.exec_prepared("act_heartbeat", h.workflow_id, h.run_id, h.scheduled_event_id, h.lease_token, nullptr,
+                             now);
+      }
+      if (r.empty()) {
+        out.push_back(HeartbeatReply::kLeaseLost);
+      } else {
+        out.push_back(r[0][0].as<bool>() ? HeartbeatReply::kCancelRequested : HeartbeatReply::kOk);
+      }
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+StatusOr<int> Store::FireDueTimers(int max) {
+  return Run("fire timers", [&]() -> StatusOr<int> {
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    PendingEvents pe;
+    Notifications n;
+    int fired = 0;
+    pqxx::result due = tx.exec_prepared("timers_due", now, max);
+    for (const auto& row : due) {
+      std::string wf = row["workflow_id"].as<std::string>();
+      std::string rid = row["run_id"].as<std::string>();
+      std::int64_t started = row["started_event_id"].as<std::int64_t>();
+      RunTransaction run(tx, now, pe, n);
+      if (!run.Load(wf, rid, /*skip_locked=*/true).ok()) continue;
+      pqxx::result t = tx.exec_prepared("timer_take", wf, rid, started);
+      if (t.empty()) continue;
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_FIRED);
+      e.mutable_timer_fired_event_attributes()->set_timer_id(t[0][0].as<std::string>());
+      e.mutable_timer_fired_event_attributes()->set_started_event_id(started);
+      if (run.AddExternalEvent(std::move(e)).ok()) ++fired;
+      run.Save();
+    }
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return fired;
+  });
+}
+
+StatusOr<int> Store::ExpireLeases(int max) {
+  return Run("expire leases", [&]() -> StatusOr<int> {
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    PendingEvents pe;
+    Notifications n;
+    int handled = 0;
+    for (const auto& row : tx.exec_prepared("wft_expired", now, max)) {
+      RunTransaction run(tx, now, pe, n);
+      if (!run.Load(row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>(), true).ok()) continue;
+      auto& wft = run.workflow_task();
+      if (!wft || !wft->lease_token || wft->lease_expires_us > now || !run.running()) continue;
+      WorkflowTaskRow task = *wft;
+      run.exec().sticky_owner.clear();
+      run.exec().sticky_until_us = 0;
+      if (task.scheduled_event_id != 0) {
+        v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+        *st.mutable_event_time() = ToTimestamp(task.started_us);
+        st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(task.scheduled_event_id);
+        st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
+        std::int64_t started = run.AddEvent(std::move(st));
+        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
+        auto* a = e.mutable_workflow_task_timed_out_event_attributes();
+        a->set_scheduled_event_id(task.scheduled_event_id);
+        a->set_started_event_id(started);
+        a->set_timeout_type(v1::TIMEOUT_TYPE_START_TO_CLOSE);
+        run.AddEvent(std::move(e));
+        run.FlushBuffered();
+        run.ScheduleWorkflowTask();
+      } else {
+        run.FlushBuffered();
+        WorkflowTaskRow next = task;
+        next.lease_token.reset();
+        next.visible_us = now;
+        wft = next;
+        run.SaveWorkflowTask();
+      }
+      run.Save();
+      ++handled;
+    }
+    for (const auto& row : tx.exec_prepared("act_expired", now, max)) {
+      std::string wf = row["workflow_id"].as<std::string>();
+      std::string rid = row["run_id"].as<std::string>();
+      std::int64_t sched = row["scheduled_event_id"].as<std::int64_t>();
+      RunTransaction run(tx, now, pe, n);
+      if (!run.Load(wf, rid, true).ok() || !run.running()) continue;
+      auto a = LockActivity(tx, wf, rid, sched);
+      if (!a || !a->lease_token || a->lease_expires_us > now) continue;
+      Micros s2c_deadline = a->schedule_to_close_us > 0 ? a->scheduled_us + a->schedule_to_close_us : INT64_MAX;
+      Micros attempt_deadline = a->started_us + a->start_to_close_us;
+      v1::TimeoutType kind = now >= s2c_deadline       ? v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
+                             : now >= attempt_deadline ? v1::TIMEOUT_TYPE_START_TO_CLOSE
+                                                       : v1::TIMEOUT_TYPE_HEARTBEAT;
+      v1::Failure f;
+      f.set_type("TimeoutError");
+      f.set_code(v1::TimeoutType_Name(kind));
+      const char* what = kind == v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE ? "schedule-to-close"
+                         : kind == v1::TIMEOUT_TYPE_START_TO_CLOSE  ? "start-to-close"
+                                                                    : "heartbeat";
+      Micros limit = kind == v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE ? a->schedule_to_close_us
+                     : kind == v1::TIMEOUT_TYPE_START_TO_CLOSE  ? a->start_to_close_us
+                                                                : a->heartbeat_us;
+      f.set_message(fmt::format("activity {} attempt {} exceeded its {} timeout of {}ms", a->activity_type,
+                                a->attempt, what, limit / 1000));
+      std::optional<v1::RetryState> forced;
+      if (kind == v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE) forced = v1::RETRY_STATE_TIMEOUT;
+      if (!RetryOrFail(tx, run, *a, sched, f, true, "itinera-timeouts", forced).ok()) continue;
+      n.activity_queues.insert(a->task_queue);
+      run.Save();
+      ++handled;
+    }
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return handled;
+  });
+}
+
+StatusOr<std::optional<Micros>> Store::NextDueTime() {
+  return Run("next due time", [&]() -> StatusOr<std::optional<Micros>> {
+    pqxx::work tx(conn_->c);
+    pqxx::result r = tx.exec_prepared("next_due", clock_->Now());
+    tx.commit();
+    if (r.empty() || r[0][0].is_null()) return std::optional<Micros>();
+    return std::optional<Micros>(r[0][0].as<std::int64_t>());
+  });
+}
+
+StatusOr<std::int64_t> Store::CommitCount() {
+  return Run("commit count", [&]() -> StatusOr<std::int64_t> {
+    pqxx::nontransaction tx(conn_->c);
+    pqxx::result r = tx.exec_prepared("commit_count");
+    return r[0][0].as<std::int64_t>();
+  });
+}
+
+}  // namespace itinera::store

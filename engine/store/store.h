@@ -1,0 +1,223 @@
+// Store: every read and state transition of workflow runs, on one PostgreSQL
+// connection. Each transition is one transaction that locks the run, checks
+// next_event_id and the caller's lease, appends events, updates the
+// execution row and inserts the tasks the events imply (a transactional
+// outbox, as in Temporal's history service). Batch calls apply many
+// transitions, of many runs, in one transaction.
+//
+// Not thread-safe: one Store per thread. Only engine/store/ sees libpqxx.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "itinera/command.pb.h"
+#include "itinera/history.pb.h"
+
+namespace itinera::store {
+
+enum class ExecutionStatus {
+  kRunning = 1,
+  kCompleted = 2,
+  kFailed = 3,
+  kCanceled = 4,
+  kTerminated = 5,
+  kContinuedAsNew = 6,
+  kTimedOut = 7,
+};
+const char* ExecutionStatusName(ExecutionStatus s);  // "Running", ...
+std::optional<ExecutionStatus> ParseExecutionStatus(std::string_view name);  // case-insensitive
+
+struct StartWorkflowRequest {
+  std::string workflow_id;
+  std::string workflow_type;
+  std::string task_queue = "default";
+  v1::Payload input;
+  std::string request_id;  // same id + same request id = the same run
+  std::string identity;
+  Micros workflow_task_timeout = 10'000'000;
+};
+
+struct StartWorkflowResult {
+  std::string run_id;
+  bool created = false;  // false when an earlier start with this request id is returned
+};
+
+struct PendingActivityInfo {
+  std::int64_t scheduled_event_id = 0;
+  std::string activity_type;
+  std::string activity_id;
+  int attempt = 1;
+  bool running = false;
+  Micros next_attempt_us = 0;
+  std::optional<v1::Failure> last_failure;
+};
+
+struct PendingTimerInfo {
+  std::string timer_id;
+  Micros fire_us = 0;
+};
+
+struct ExecutionInfo {
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  std::string task_queue;
+  ExecutionStatus status = ExecutionStatus::kRunning;
+  Micros started_us = 0;
+  std::optional<Micros> closed_us;
+  std::int64_t history_length = 0;
+  std::int64_t history_bytes = 0;
+  bool cancel_requested = false;
+  // Set while the run's workflow task keeps failing (stuck, not lost).
+  std::string task_failure_code;
+  std::string task_failure_message;
+  int task_failure_attempt = 0;
+  // Filled by DescribeWorkflow only.
+  std::vector<PendingActivityInfo> pending_activities;
+  std::vector<PendingTimerInfo> pending_timers;
+  bool workflow_task_pending = false;
+};
+
+struct ListFilter {
+  std::optional<ExecutionStatus> status;
+  std::string workflow_type;  // empty: any
+  int limit = 100;
+};
+
+// A workflow task handed to a worker. events continue the history from the
+// event the worker asked for and end with the (not yet stored) started event.
+struct WorkflowTaskLease {
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  std::int64_t lease_token = 0;
+  std::int64_t started_event_id = 0;
+  int attempt = 1;
+  std::vector<v1::HistoryEvent> events;
+};
+
+struct WorkflowTaskCompletion {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t lease_token = 0;
+  std::int64_t started_event_id = 0;
+  std::vector<v1::Command> commands;
+  std::string identity;
+  Micros sticky_timeout = 5'000'000;  // 0: do not keep the run sticky to this worker
+};
+
+struct WorkflowTaskFailure {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t lease_token = 0;
+  std::string cause;  // "NonDeterminism", "WorkflowPanic", ...
+  v1::Failure failure;
+  std::string identity;
+};
+
+struct ActivityTaskLease {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t scheduled_event_id = 0;
+  std::string activity_type;
+  std::string activity_id;
+  v1::Payload input;
+  int attempt = 1;
+  std::int64_t lease_token = 0;
+  Micros deadline = 0;
+  Micros heartbeat_timeout = 0;
+  std::optional<v1::Payload> heartbeat_details;
+};
+
+struct ActivityOutcome {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t scheduled_event_id = 0;
+  std::int64_t lease_token = 0;
+  std::string identity;
+  enum class Kind { kCompleted, kFailed, kCanceled } kind = Kind::kCompleted;
+  v1::Payload result;
+  v1::Failure failure;
+};
+
+struct Heartbeat {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t scheduled_event_id = 0;
+  std::int64_t lease_token = 0;
+  std::optional<v1::Payload> details;
+};
+enum class HeartbeatReply { kOk, kCancelRequested, kLeaseLost };
+
+// What a workflow-task completion led to, for the worker's sticky cache.
+enum class CompletionResult {
+  kAccepted,
+  kClosed,          // the run closed with this task
+  kRejected,        // new signals arrived before the close: task must run again
+};
+
+class Store {
+ public:
+  static StatusOr<std::unique_ptr<Store>> Connect(const std::string& dsn, ClockPtr clock);
+  ~Store();
+
+  // Client.
+  StatusOr<StartWorkflowResult> StartWorkflow(const StartWorkflowRequest& request);
+  Status SignalWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& signal_name,
+                        const v1::Payload& input, const std::string& identity);
+  Status RequestCancelWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& reason,
+                               const std::string& identity);
+  Status TerminateWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& reason,
+                           const std::string& identity);
+  // run_id empty: the current run of workflow_id.
+  StatusOr<ExecutionInfo> DescribeWorkflow(const std::string& workflow_id, const std::string& run_id);
+  StatusOr<std::vector<ExecutionInfo>> ListWorkflows(const ListFilter& filter);
+  StatusOr<std::vector<v1::HistoryEvent>> GetHistory(const std::string& workflow_id, const std::string& run_id,
+                                                     std::int64_t from_event_id = 1);
+  StatusOr<std::string> CurrentRunId(const std::string& workflow_id);
+
+  // Workflow workers. cached_upto(run_id) tells the last event id the worker
+  // already holds for a run (0 when none), so only newer events are read.
+  StatusOr<std::vector<WorkflowTaskLease>> ClaimWorkflowTasks(
+      const std::string& task_queue, int max, const std::string& identity,
+      const std::function<std::int64_t(const std::string& run_id)>& cached_upto);
+  // One transaction for the whole batch; each entry gets its own outcome.
+  std::vector<StatusOr<CompletionResult>> CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch);
+  Status FailWorkflowTask(const WorkflowTaskFailure& failure);
+
+  // Activity workers.
+  StatusOr<std::vector<ActivityTaskLease>> ClaimActivityTasks(const std::string& task_queue, int max,
+                                                              const std::string& identity);
+  std::vector<Status> CompleteActivityTasks(const std::vector<ActivityOutcome>& batch);
+  StatusOr<std::vector<HeartbeatReply>> RecordHeartbeats(const std::vector<Heartbeat>& batch);
+
+  // Time-driven work: fire due timers, reclaim expired leases (retrying the
+  // activity or rescheduling the workflow task). Returns how many it handled.
+  StatusOr<int> FireDueTimers(int max);
+  StatusOr<int> ExpireLeases(int max);
+  // The earliest future moment something becomes due (timer, lease expiry,
+  // delayed task), so sweepers and pollers sleep exactly until then.
+  StatusOr<std::optional<Micros>> NextDueTime();
+
+  // Server-side commit counter of this database (pg_stat_database.xact_commit).
+  StatusOr<std::int64_t> CommitCount();
+
+  Micros Now() const { return clock_->Now(); }
+
+ private:
+  struct Connection;  // the libpqxx connection, hidden from includers
+  Store(std::unique_ptr<Connection> conn, ClockPtr clock);
+  template <class Fn>
+  auto Run(const char* what, Fn&& fn) -> decltype(fn());
+
+  std::unique_ptr<Connection> conn_;
+  ClockPtr clock_;
+};
+
+}  // namespace itinera::store

@@ -1,0 +1,545 @@
+#include "worker/worker.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <cxxabi.h>
+#include <list>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <typeinfo>
+#include <unordered_map>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "runtime/workflow_executor.h"
+#include "store/notification_listener.h"
+
+namespace itinera {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// A wake-up signal with a generation counter, so a notification that lands
+// between "found nothing" and "wait" is not lost.
+class Signal {
+ public:
+  std::uint64_t generation() {
+    std::lock_guard lock(mu_);
+    return gen_;
+  }
+  void Notify() {
+    {
+      std::lock_guard lock(mu_);
+      ++gen_;
+    }
+    cv_.notify_all();
+  }
+  void WaitFor(std::uint64_t seen, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return gen_ != seen; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t gen_ = 0;  // guarded by mu_
+};
+
+struct Signals {
+  Signal workflow, activity, sweep, commit;
+  void All() {
+    workflow.Notify();
+    activity.Notify();
+    sweep.Notify();
+    commit.Notify();
+  }
+};
+
+// Runs kept in memory between their workflow tasks, least recently used
+// evicted first. Touched only by the workflow poller thread.
+class StickyCache {
+ public:
+  explicit StickyCache(std::size_t capacity) : capacity_(capacity) {}
+  std::unique_ptr<WorkflowExecutor> Take(const std::string& run_id) {
+    auto it = map_.find(run_id);
+    if (it == map_.end()) return nullptr;
+    auto exec = std::move(it->second.first);
+    order_.erase(it->second.second);
+    map_.erase(it);
+    return exec;
+  }
+  void Put(const std::string& run_id, std::unique_ptr<WorkflowExecutor> exec) {
+    Take(run_id);
+    order_.push_front(run_id);
+    map_.emplace(run_id, std::make_pair(std::move(exec), order_.begin()));
+    while (map_.size() > capacity_) {
+      map_.erase(order_.back());
+      order_.pop_back();
+    }
+  }
+  std::int64_t LastEventId(const std::string& run_id) const {
+    auto it = map_.find(run_id);
+    return it == map_.end() ? 0 : it->second.first->last_event_id();
+  }
+
+ private:
+  std::size_t capacity_;
+  std::list<std::string> order_;
+  std::unordered_map<std::string, std::pair<std::unique_ptr<WorkflowExecutor>, std::list<std::string>::iterator>> map_;
+};
+
+std::string ExceptionTypeName(const std::type_info& t) {
+  int status = 0;
+  char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
+  std::string out = status == 0 && name ? name : t.name();
+  std::free(name);
+  return out;
+}
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  Impl(const Registry& registry, WorkerOptions options)
+      : registry_(registry),
+        options_(std::move(options)),
+        signals_(std::make_shared<Signals>()),
+        cache_(options_.sticky_cache_size) {
+    if (!options_.clock) options_.clock = DefaultClock();
+    if (options_.identity.empty()) options_.identity = DefaultIdentity(std::to_string(NextWorkerNumber()));
+    std::weak_ptr<Signals> weak = signals_;
+    options_.clock->OnAdvance([weak] {
+      if (auto s = weak.lock()) s->All();
+    });
+  }
+
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    auto probe = store::Store::Connect(options_.dsn, options_.clock);
+    if (!probe.ok()) return probe.status();
+    stopping_ = false;
+    pool_ = std::make_unique<boost::asio::thread_pool>(std::max(1, options_.activity_threads));
+    threads_.emplace_back([this] { ListenLoop(); });
+    if (options_.run_workflows) threads_.emplace_back([this] { WorkflowLoop(); });
+    if (options_.run_activities) {
+      threads_.emplace_back([this] { ActivityLoop(); });
+      commit_thread_ = std::thread([this] { CommitLoop(); });
+      threads_.emplace_back([this] { HeartbeatLoop(); });
+    }
+    if (options_.run_sweeper) threads_.emplace_back([this] { SweeperLoop(); });
+    started_ = true;
+    return Status::Ok();
+  }
+
+  void Stop() {
+    if (!started_) return;
+    started_ = false;
+    stopping_ = true;
+    signals_->All();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    if (pool_) pool_->join();  // running activities finish and queue their results
+    commits_done_ = true;
+    signals_->commit.Notify();
+    if (commit_thread_.joinable()) commit_thread_.join();
+    pool_.reset();
+  }
+
+  void Wake() { signals_->All(); }
+  const std::string& identity() const { return options_.identity; }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  static int NextWorkerNumber() {
+    static std::atomic<int> n{0};
+    return ++n;
+  }
+
+  // Connects (again) until it works or the worker stops.
+  bool EnsureStore(std::unique_ptr<store::Store>& store) {
+    while (!store && !stopping_) {
+      auto s = store::Store::Connect(options_.dsn, options_.clock);
+      if (s.ok()) {
+        store = std::move(s.value());
+        return true;
+      }
+      LogWarn("worker {}: {}; retrying", options_.identity, s.status().ToString());
+      std::this_thread::sleep_for(500ms);
+    }
+    return store != nullptr;
+  }
+
+  void HandleStoreError(std::unique_ptr<store::Store>& store, const Status& s, const char* what) {
+    LogWarn("worker {}: {} failed: {}", options_.identity, what, s.ToString());
+    if (s.code() == StatusCode::kUnavailable) store.reset();
+    if (!stopping_) std::this_thread::sleep_for(200ms);
+  }
+
+  void ListenLoop() {
+    while (!stopping_) {
+      auto l = store::NotificationListener::Connect(
+          options_.dsn, {store::kWorkflowTaskChannel, store::kActivityTaskChannel},
+          [this](const std::string& channel, const std::string& queue) {
+            if (queue != options_.task_queue) return;
+            if (channel == store::kWorkflowTaskChannel) signals_->workflow.Notify();
+            if (channel == store::kActivityTaskChannel) signals_->activity.Notify();
+          });
+      if (!l.ok()) {
+        LogWarn("worker {}: {}", options_.identity, l.status().ToString());
+        std::this_thread::sleep_for(500ms);
+        continue;
+      }
+      // Anything committed before LISTEN took effect must still be seen.
+      signals_->workflow.Notify();
+      signals_->activity.Notify();
+      while (!stopping_) {
+        if (!l.value()->Wait(200ms).ok()) break;
+      }
+    }
+  }
+
+  void WorkflowLoop() {
+    std::unique_ptr<store::Store> store;
+    while (!stopping_) {
+      if (!EnsureStore(store)) break;
+      std::uint64_t seen = signals_->workflow.generation();
+      auto leases = store->ClaimWorkflowTasks(options_.task_queue, options_.workflow_batch, options_.identity,
+                                              [this](const std::string& run_id) { return cache_.LastEventId(run_id); });
+      if (!leases.ok()) {
+        HandleStoreError(store, leases.status(), "claiming workflow tasks");
+        continue;
+      }
+      if (leases->empty()) {
+        signals_->workflow.WaitFor(seen, 1000ms);
+        continue;
+      }
+      ProcessWorkflowTasks(*store, *leases);
+    }
+  }
+
+  void ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
+    std::vector<store::WorkflowTaskCompletion> completions;
+    std::vector<std::unique_ptr<WorkflowExecutor>> executors;
+    for (auto& lease : leases) {
+      stats_.workflow_tasks++;
+      auto exec = cache_.Take(lease.run_id);
+      if (exec && (lease.events.empty() || lease.events.front().event_id() != exec->last_event_id() + 1)) {
+        exec.reset();
+      }
+      std::vector<v1::HistoryEvent> events;
+      if (exec) {
+        stats_.sticky_hits++;
+        events = std::move(lease.events);
+      } else {
+        stats_.sticky_misses++;
+        exec = std::make_unique<WorkflowExecutor>(registry_, lease.workflow_id, lease.run_id);
+        if (!lease.events.empty() && lease.events.front().event_id() == 1) {
+          events = std::move(lease.events);
+        } else {
+          auto full = store.GetHistory(lease.workflow_id, lease.run_id, 1);
+          if (!full.ok()) {
+            LogWarn("worker {}: reading history of {}: {}", options_.identity, lease.workflow_id,
+                    full.status().ToString());
+            continue;  // the lease expires and the task runs again
+          }
+          events = std::move(full.value());
+          std::int64_t last = events.empty() ? 0 : events.back().event_id();
+          for (auto& e : lease.events) {
+            if (e.event_id() > last) events.push_back(std::move(e));
+          }
+        }
+      }
+      Status s = exec->Apply(events);
+      if (!s.ok()) {
+        stats_.workflow_task_failures++;
+        LogLine(LogLevel::kWarn, fmt::format("workflow task failed: {}", s.message()), lease.workflow_id,
+                lease.run_id);
+        store::WorkflowTaskFailure f;
+        f.workflow_id = lease.workflow_id;
+        f.run_id = lease.run_id;
+        f.lease_token = lease.lease_token;
+        f.cause = exec->failure().type();
+        f.failure = exec->failure();
+        f.identity = options_.identity;
+        if (Status fs = store.FailWorkflowTask(f); !fs.ok()) {
+          LogWarn("worker {}: recording workflow task failure: {}", options_.identity, fs.ToString());
+        }
+        continue;
+      }
+      store::WorkflowTaskCompletion c;
+      c.workflow_id = lease.workflow_id;
+      c.run_id = lease.run_id;
+      c.lease_token = lease.lease_token;
+      c.started_event_id = lease.started_event_id;
+      c.commands = exec->NewCommands();
+      c.identity = options_.identity;
+      c.sticky_timeout = options_.sticky_timeout.count();
+      completions.push_back(std::move(c));
+      executors.push_back(std::move(exec));
+    }
+    if (completions.empty()) return;
+    if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
+    auto results = store.CompleteWorkflowTasks(completions);
+    bool scheduled_activities = false;
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok() && results[i].value() == store::CompletionResult::kAccepted) {
+        cache_.Put(completions[i].run_id, std::move(executors[i]));
+      } else if (!results[i].ok()) {
+        LogLine(LogLevel::kWarn, fmt::format("completing workflow task: {}", results[i].status().ToString()),
+                completions[i].workflow_id, completions[i].run_id);
+      }
+      for (const auto& cmd : completions[i].commands) scheduled_activities |= cmd.has_schedule_activity_task();
+    }
+    if (scheduled_activities) signals_->activity.Notify();
+  }
+
+  void ActivityLoop() {
+    std::unique_ptr<store::Store> store;
+    while (!stopping_) {
+      if (!EnsureStore(store)) break;
+      std::uint64_t seen = signals_->activity.generation();
+      int free = options_.activity_threads - active_.load();
+      if (free <= 0) {
+        signals_->activity.WaitFor(seen, 1000ms);
+        continue;
+      }
+      auto leases = store->ClaimActivityTasks(options_.task_queue, free, options_.identity);
+      if (!leases.ok()) {
+        HandleStoreError(store, leases.status(), "claiming activity tasks");
+        continue;
+      }
+      if (leases->empty()) {
+        signals_->activity.WaitFor(seen, 1000ms);
+        continue;
+      }
+      for (auto& lease : *leases) {
+        active_++;
+        boost::asio::post(*pool_, [this, lease = std::move(lease)]() mutable { RunActivity(std::move(lease)); });
+      }
+    }
+  }
+
+  void RunActivity(store::ActivityTaskLease lease) {
+    stats_.activity_attempts++;
+    ActivityInfo info;
+    info.workflow_id = lease.workflow_id;
+    info.run_id = lease.run_id;
+    info.activity_id = lease.activity_id;
+    info.activity_type = lease.activity_type;
+    info.scheduled_event_id = lease.scheduled_event_id;
+    info.attempt = lease.attempt;
+    info.idempotency_key = fmt::format("{}/{}/{}", lease.workflow_id, lease.run_id, lease.scheduled_event_id);
+    info.deadline = lease.deadline;
+    auto ctx = std::make_shared<ActivityContext>(info, lease.heartbeat_details);
+    std::string key = info.idempotency_key;
+    {
+      std::lock_guard lock(running_mu_);
+      running_[key] = Running{lease, ctx};
+    }
+    if (options_.hooks.before_activity) options_.hooks.before_activity(info);
+
+    store::ActivityOutcome o;
+    o.workflow_id = lease.workflow_id;
+    o.run_id = lease.run_id;
+    o.scheduled_event_id = lease.scheduled_event_id;
+    o.lease_token = lease.lease_token;
+    o.identity = options_.identity;
+    const ActivityEntry* entry = registry_.FindActivity(lease.activity_type);
+    try {
+      if (entry == nullptr) {
+        throw ApplicationError("ActivityNotRegistered",
+                               fmt::format("activity type \"{}\" is not registered in worker {}", lease.activity_type,
+                                           options_.identity));
+      }
+      o.result = entry->run(*ctx, lease.input);
+      o.kind = store::ActivityOutcome::Kind::kCompleted;
+    } catch (const CanceledError& e) {
+      o.kind = ctx->is_canceled() ? store::ActivityOutcome::Kind::kCanceled : store::ActivityOutcome::Kind::kFailed;
+      o.failure = e.ToFailure();
+    } catch (const ApplicationError& e) {
+      o.kind = store::ActivityOutcome::Kind::kFailed;
+      o.failure = e.ToFailure();
+    } catch (const std::exception& e) {
+      o.kind = store::ActivityOutcome::Kind::kFailed;
+      o.failure.set_type(ExceptionTypeName(typeid(e)));
+      o.failure.set_message(e.what());
+    } catch (...) {
+      o.kind = store::ActivityOutcome::Kind::kFailed;
+      o.failure.set_type("UnknownException");
+      o.failure.set_message("activity threw a non-standard exception");
+    }
+    if (o.kind == store::ActivityOutcome::Kind::kFailed) stats_.activity_failures++;
+    {
+      std::lock_guard lock(running_mu_);
+      running_.erase(key);
+    }
+    {
+      std::lock_guard lock(commit_mu_);
+      outcomes_.push_back(std::move(o));
+    }
+    signals_->commit.Notify();
+    active_--;
+    signals_->activity.Notify();
+  }
+
+  void CommitLoop() {
+    std::unique_ptr<store::Store> store;
+    for (;;) {
+      std::uint64_t seen = signals_->commit.generation();
+      std::vector<store::ActivityOutcome> batch;
+      {
+        std::lock_guard lock(commit_mu_);
+        size_t n = std::min<size_t>(outcomes_.size(), static_cast<size_t>(options_.activity_batch));
+        batch.assign(std::make_move_iterator(outcomes_.begin()), std::make_move_iterator(outcomes_.begin() + n));
+        outcomes_.erase(outcomes_.begin(), outcomes_.begin() + n);
+      }
+      if (batch.empty()) {
+        if (commits_done_) break;
+        signals_->commit.WaitFor(seen, 1000ms);
+        continue;
+      }
+      // Results are precious: keep trying while the database is away. If the
+      // process dies first, the lease expires and the activity runs again.
+      for (int attempt = 0;; ++attempt) {
+        if (!store) {
+          auto s = store::Store::Connect(options_.dsn, options_.clock);
+          if (s.ok()) store = std::move(s.value());
+        }
+        if (store) {
+          auto results = store->CompleteActivityTasks(batch);
+          bool unavailable = !results.empty() && !results[0].ok() && results[0].code() == StatusCode::kUnavailable;
+          if (!unavailable) {
+            for (size_t i = 0; i < results.size(); ++i) {
+              if (results[i].ok()) {
+                if (options_.hooks.after_activity_commit) options_.hooks.after_activity_commit(batch[i]);
+              } else {
+                LogLine(LogLevel::kInfo, fmt::format("activity result not recorded: {}", results[i].ToString()),
+                        batch[i].workflow_id, batch[i].run_id);
+              }
+            }
+            break;
+          }
+          store.reset();
+        }
+        if (attempt > 100) {
+          LogError("worker {}: dropping {} activity results after repeated database errors", options_.identity,
+                   batch.size());
+          break;
+        }
+        std::this_thread::sleep_for(200ms);
+      }
+      signals_->workflow.Notify();
+    }
+  }
+
+  void HeartbeatLoop() {
+    std::unique_ptr<store::Store> store;
+    while (!stopping_) {
+      std::uint64_t seen = signals_->sweep.generation();
+      (void)seen;
+      std::this_thread::sleep_for(100ms);
+      std::vector<store::Heartbeat> batch;
+      std::vector<std::shared_ptr<ActivityContext>> contexts;
+      Micros now = options_.clock->Now();
+      {
+        std::lock_guard lock(running_mu_);
+        for (auto& [key, r] : running_) {
+          if (r.ctx->info().deadline > 0 && now > r.ctx->info().deadline) r.ctx->Cancel();
+          if (!r.ctx->heartbeat_pending()) continue;
+          store::Heartbeat h;
+          h.workflow_id = r.lease.workflow_id;
+          h.run_id = r.lease.run_id;
+          h.scheduled_event_id = r.lease.scheduled_event_id;
+          h.lease_token = r.lease.lease_token;
+          h.details = r.ctx->TakeHeartbeat();
+          if (h.details && h.details->type_name().empty()) h.details.reset();
+          batch.push_back(std::move(h));
+          contexts.push_back(r.ctx);
+        }
+      }
+      if (batch.empty()) continue;
+      if (!EnsureStore(store)) break;
+      auto replies = store->RecordHeartbeats(batch);
+      if (!replies.ok()) {
+        HandleStoreError(store, replies.status(), "recording heartbeats");
+        continue;
+      }
+      for (size_t i = 0; i < replies->size(); ++i) {
+        if ((*replies)[i] != store::HeartbeatReply::kOk) contexts[i]->Cancel();
+      }
+    }
+  }
+
+  void SweeperLoop() {
+    std::unique_ptr<store::Store> store;
+    constexpr int kBatch = 256;
+    while (!stopping_) {
+      if (!EnsureStore(store)) break;
+      std::uint64_t seen = signals_->sweep.generation();
+      auto fired = store->FireDueTimers(kBatch);
+      if (!fired.ok()) {
+        HandleStoreError(store, fired.status(), "firing timers");
+        continue;
+      }
+      auto expired = store->ExpireLeases(kBatch);
+      if (!expired.ok()) {
+        HandleStoreError(store, expired.status(), "expiring leases");
+        continue;
+      }
+      // Delayed tasks (retries with backoff) may have become visible.
+      signals_->workflow.Notify();
+      signals_->activity.Notify();
+      if (*fired >= kBatch || *expired >= kBatch) continue;
+      auto next = store->NextDueTime();
+      if (!next.ok()) {
+        HandleStoreError(store, next.status(), "reading next due time");
+        continue;
+      }
+      std::chrono::milliseconds wait = 1000ms;
+      if (next->has_value()) {
+        Micros delta = **next - options_.clock->Now();
+        wait = std::clamp(std::chrono::milliseconds(delta / 1000 + 1), 0ms, 1000ms);
+      }
+      if (wait.count() > 0) signals_->sweep.WaitFor(seen, wait);
+    }
+  }
+
+  struct Running {
+    store::ActivityTaskLease lease;
+    std::shared_ptr<ActivityContext> ctx;
+  };
+
+  const Registry& registry_;
+  WorkerOptions options_;
+  std::shared_ptr<Signals> signals_;
+  StickyCache cache_;  // workflow poller thread only
+  Stats stats_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> commits_done_{false};
+  bool started_ = false;
+  std::vector<std::thread> threads_;
+  std::thread commit_thread_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::atomic<int> active_{0};
+  std::mutex running_mu_;
+  std::map<std::string, Running> running_;  // guarded by running_mu_
+  std::mutex commit_mu_;
+  std::vector<store::ActivityOutcome> outcomes_;  // guarded by commit_mu_
+};
+
+Worker::Worker(const Registry& registry, WorkerOptions options)
+    : impl_(std::make_unique<Impl>(registry, std::move(options))) {}
+Worker::~Worker() = default;
+Status Worker::Start() { return impl_->Start(); }
+void Worker::Stop() { impl_->Stop(); }
+void Worker::Wake() { impl_->Wake(); }
+const std::string& Worker::identity() const { return impl_->identity(); }
+const Worker::Stats& Worker::stats() const { return impl_->stats(); }
+
+}  // namespace itinera

@@ -1,0 +1,55 @@
+// itinera: the durable workflow engine's single executable.
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "trip_reminder.h"
+
+namespace itinera::cli {
+
+StatusOr<std::string> ResolveDsn(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("ITINERA_DB"); env != nullptr && *env) return std::string(env);
+  std::ifstream f(".itinera/dsn");
+  std::string dsn;
+  if (f && std::getline(f, dsn) && !dsn.empty()) return dsn;
+  return Status::InvalidArgument(
+      "--db: no database given; pass --db DSN, set ITINERA_DB, or start `itinera dev` in this directory");
+}
+
+const Registry& BuiltinRegistry() {
+  static const Registry registry = [] {
+    Registry r;
+    examples::RegisterExamples(r);
+    return r;
+  }();
+  return registry;
+}
+
+int Fail(const Status& status) {
+  std::cerr << "error: " << status.message() << "\n";
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument: return 2;
+    case StatusCode::kNotFound: return 3;
+    case StatusCode::kAlreadyExists: return 4;
+    case StatusCode::kFailedPrecondition: return 5;
+    default: return 1;
+  }
+}
+
+}  // namespace itinera::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"itinera: a durable workflow engine for booking agents"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  itinera::cli::AddServerCommands(app, exit_code);
+  itinera::cli::AddWorkflowCommands(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

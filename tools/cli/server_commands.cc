@@ -1,0 +1,141 @@
+// itinera migrate | dev | serve | worker
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/log.h"
+#include "store/migrator.h"
+#include "store/private_postgres.h"
+#include "worker/worker.h"
+
+namespace itinera::cli {
+
+namespace {
+
+// Blocks until SIGINT or SIGTERM. The signals are blocked in every thread
+// (threads inherit the mask), so only this wait sees them.
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTermination() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+struct WorkerFlags {
+  std::string db;
+  std::string task_queue = "default";
+  int activity_threads = 8;
+  std::string listen;
+  bool no_sweeper = false;
+};
+
+void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB)");
+  cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
+  cmd->add_option("--activity-threads", f.activity_threads, "activities running at once");
+}
+
+int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper) {
+  WorkerOptions o;
+  o.dsn = dsn;
+  o.task_queue = f.task_queue;
+  o.activity_threads = f.activity_threads;
+  o.run_sweeper = sweeper;
+  Worker worker(BuiltinRegistry(), o);
+  if (Status s = worker.Start(); !s.ok()) return Fail(s);
+  LogInfo("worker {} serving task queue \"{}\"", worker.identity(), f.task_queue);
+  int sig = WaitForTermination();
+  LogInfo("signal {}: stopping", sig);
+  worker.Stop();
+  return 0;
+}
+
+}  // namespace
+
+void AddServerCommands(CLI::App& app, int& exit_code) {
+  {
+    auto* cmd = app.add_subcommand("migrate", "apply database migrations");
+    static std::string db;
+    cmd->add_option("--db", db, "database DSN (or ITINERA_DB)");
+    cmd->callback([&exit_code] {
+      auto dsn = ResolveDsn(db);
+      if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      if (Status s = store::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
+      auto v = store::CurrentVersion(*dsn);
+      std::cout << "database schema is at version " << (v.ok() ? *v : -1) << "\n";
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("serve", "engine and workers against --db");
+    static WorkerFlags f;
+    AddWorkerFlags(cmd, f);
+    cmd->add_option("--listen", f.listen, "address for the MCP/admin HTTP endpoint (127.0.0.1:PORT)");
+    cmd->callback([&exit_code] {
+      BlockTerminationSignals();
+      auto dsn = ResolveDsn(f.db);
+      if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      if (Status s = store::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
+      exit_code = RunWorkers(*dsn, f, /*sweeper=*/true);
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("worker", "workers only, to scale out");
+    static WorkerFlags f;
+    AddWorkerFlags(cmd, f);
+    cmd->add_flag("--no-sweeper", f.no_sweeper, "leave timers and timeouts to other processes");
+    cmd->callback([&exit_code] {
+      BlockTerminationSignals();
+      auto dsn = ResolveDsn(f.db);
+      if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      exit_code = RunWorkers(*dsn, f, !f.no_sweeper);
+    });
+  }
+  {
+    auto* cmd = app.add_subcommand("dev", "private Postgres, migrations, engine and workers on 127.0.0.1");
+    static std::string data_dir = ".itinera";
+    static std::string listen = "127.0.0.1:7233";
+    static int pg_port = 0;
+    static WorkerFlags f;
+    cmd->add_option("--data-dir", data_dir, "where the private Postgres and state live");
+    cmd->add_option("--listen", listen, "address for the MCP/admin HTTP endpoint");
+    cmd->add_option("--pg-port", pg_port, "also expose Postgres on 127.0.0.1:PORT");
+    cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
+    cmd->callback([&exit_code] {
+      BlockTerminationSignals();
+      std::filesystem::create_directories(data_dir);
+      auto pg = store::PrivatePostgres::Start({.data_dir = std::filesystem::absolute(data_dir), .port = pg_port});
+      if (!pg.ok()) { exit_code = Fail(pg.status()); return; }
+      if (Status s = (*pg)->CreateDatabase("itinera", /*drop_existing=*/false); !s.ok()) {
+        exit_code = Fail(s);
+        return;
+      }
+      std::string dsn = (*pg)->Dsn("itinera");
+      if (Status s = store::Migrate(dsn); !s.ok()) { exit_code = Fail(s); return; }
+      std::ofstream(std::filesystem::path(data_dir) / "dsn") << dsn << "\n";
+      std::cout << fmt::format("itinera dev is up\n  database: {}\n  (written to {}/dsn; `itinera workflow ...` "
+                               "in this directory uses it)\n  try: itinera workflow start TripReminder --id trip-1 "
+                               "--input '{{\"traveler\":\"ada\",\"destination\":\"Lisbon\"}}'\n",
+                               dsn, data_dir)
+                << std::flush;
+      exit_code = RunWorkers(dsn, f, true);
+      (*pg)->Stop();
+    });
+  }
+}
+
+}  // namespace itinera::cli
