@@ -87,6 +87,8 @@ StatusOr<v1::HistoryEvent> Client::AwaitClose(const std::string& workflow_id, co
       auto h = store_->GetHistory(workflow_id, info->run_id, info->history_length);
       if (!h.ok()) return h.status();
       if (h->empty()) return Status::Internal("closed run without a closing event");
+      // Asked for "the workflow", not one run: follow continue-as-new.
+      if (run_id.empty() && h->back().has_workflow_execution_continued_as_new_event_attributes()) continue;
       return h->back();
     }
     auto now = std::chrono::steady_clock::now();

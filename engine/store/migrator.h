@@ -1,7 +1,6 @@
-// Migrator: brings a database's schema up to the migrations/*.sql embedded in
-// this binary, forward-only. Thread-safe (no mutable state); concurrent
-// Migrate() calls, in one process or many, serialize on an advisory lock.
-// Each call opens and closes its own connection unless one is passed in.
+// Migrator: brings a database up to the migrations/*.sql embedded in this binary.
+// Thread-safe; concurrent Migrate() calls, in any processes, serialize on an
+// advisory lock. Each call owns the connection it opens (or borrows the caller's).
 #pragma once
 
 #include <string>

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -20,7 +21,6 @@
 #include <fstream>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -86,6 +86,16 @@ StatusOr<CommandResult> RunCommand(const std::vector<std::string>& args, const R
     // Whatever else the parent has open (sockets, connections) must not
     // leak into a postmaster that outlives us.
     close_range(3, ~0U, 0);
+    // exec keeps the signal mask and ignored signals; a caller that blocks
+    // SIGTERM to sigwait() for it must not pass that on to the server.
+    struct sigaction default_action {};
+    default_action.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2}) {
+      sigaction(sig, &default_action, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     if (run_as.uid >= 0) {
       if (setgroups(0, nullptr) != 0 || setgid(run_as.gid) != 0 || setuid(run_as.uid) != 0) {
         (void)!write(2, kSetuidFailed, sizeof(kSetuidFailed) - 1);
@@ -321,6 +331,24 @@ std::string PqError(const std::exception& e) { return Trim(e.what()); }
 
 bool ValidDatabaseName(std::string_view name) { return !name.empty() && name.size() <= 63; }
 
+// Our settings live in itinera.conf, rewritten on every start, so
+// postgresql.conf stays the stock one (and the operator's to edit). Checked on
+// every start because a process killed right after initdb never added it.
+Status EnsureIncludesItineraConf(const fs::path& pgdata) {
+  const fs::path conf_path = pgdata / "postgresql.conf";
+  static constexpr std::string_view kInclude = "include_if_exists = 'itinera.conf'";
+  {
+    std::ifstream in(conf_path);
+    for (std::string line; std::getline(in, line);) {
+      if (line == kInclude) return Status::Ok();
+    }
+  }
+  std::ofstream conf(conf_path, std::ios::app);
+  conf << "\n# Settings written by itinera on every start.\n" << kInclude << "\n";
+  if (!conf) return Status::Internal("cannot append to " + conf_path.string());
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<PrivatePostgres>> PrivatePostgres::Start(PrivatePostgresOptions options) {
@@ -393,15 +421,10 @@ Status PrivatePostgres::Init() {
   if (!r.ok()) return r.status();
   if (r->exit_code != 0) {
     return Status::FailedPrecondition("initdb (" + args[0] + ") into " + pgdata_.string() +
-                                      " as user " + (run_user_.empty() ? "self" : run_user_) +
+                                      " as " + (run_user_.empty() ? std::string("this user") : "user " + run_user_) +
                                       " failed with exit code " + std::to_string(r->exit_code) +
                                       ":\n" + Trim(r->output));
   }
-  // Our settings live in a file of their own, rewritten on every start, so
-  // postgresql.conf stays the stock one (and the operator's to edit).
-  std::ofstream conf(pgdata_ / "postgresql.conf", std::ios::app);
-  conf << "\n# Settings written by itinera on every start.\ninclude_if_exists = 'itinera.conf'\n";
-  if (!conf) return Status::Internal("cannot append to " + (pgdata_ / "postgresql.conf").string());
   return Status::Ok();
 }
 
@@ -413,7 +436,7 @@ Status PrivatePostgres::RunPgCtl(const std::vector<std::string>& args, std::stri
   if (output != nullptr) *output = r->output;
   if (r->exit_code != 0) {
     return Status(StatusCode::kFailedPrecondition,
-                  "exit code " + std::to_string(r->exit_code) + ": " + Trim(r->output));
+                  "exited with code " + std::to_string(r->exit_code) + ": " + Trim(r->output));
   }
   return Status::Ok();
 }
@@ -471,6 +494,7 @@ Status PrivatePostgres::StartServer() {
   }
   if (Status s = Chown(socket_dir_, run_as); !s.ok()) return s;
 
+  if (Status s = EnsureIncludesItineraConf(pgdata_); !s.ok()) return s;
   const fs::path conf_path = pgdata_ / "itinera.conf";
   port_ = options_.port;
   if (port_ == 0) port_ = PreviousPort(conf_path);

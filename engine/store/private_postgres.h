@@ -1,8 +1,6 @@
-// PrivatePostgres: a PostgreSQL server of our own, started on demand for
-// `itinera dev` and the test harness. Not thread-safe: one owner starts, uses
-// and stops it; Dsn() is safe to call from any thread once Start() returned.
-// The object owns the server process (started or reused) unless told not to
-// stop it (stop_on_destroy = false).
+// PrivatePostgres: a PostgreSQL server of our own for `itinera dev` and tests.
+// Not thread-safe to start or stop; Dsn() may be called from any thread.
+// Owns the server process (started or reused) unless stop_on_destroy is false.
 #pragma once
 
 #include <filesystem>

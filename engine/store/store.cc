@@ -192,6 +192,11 @@ const std::pair<const char*, const char*> kStatements[] = {
     {"timers_pending",
      "SELECT timer_id, fire_us FROM timers WHERE workflow_id = $1 AND run_id = $2 ORDER BY started_event_id"},
     {"wft_exists", "SELECT 1 FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2"},
+    {"release_sticky_exec",
+     "UPDATE executions SET sticky_owner = NULL, sticky_until_us = 0 WHERE sticky_owner = $1 AND status = 1"},
+    {"release_sticky_wft",
+     "UPDATE workflow_tasks SET sticky_owner = NULL, sticky_until_us = 0 WHERE sticky_owner = $1 "
+     "RETURNING task_queue"},
     {"commit_count", "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"},
 };
 
@@ -1244,6 +1249,20 @@ StatusOr<std::optional<Micros>> Store::NextDueTime() {
     tx.commit();
     if (r.empty() || r[0][0].is_null()) return std::optional<Micros>();
     return std::optional<Micros>(r[0][0].as<std::int64_t>());
+  });
+}
+
+Status Store::ReleaseSticky(const std::string& identity) {
+  return Run("release sticky", [&]() -> Status {
+    pqxx::work tx(conn_->c);
+    tx.exec_prepared("release_sticky_exec", identity);
+    Notifications n;
+    for (const auto& row : tx.exec_prepared("release_sticky_wft", identity)) {
+      n.workflow_queues.insert(row[0].as<std::string>());
+    }
+    n.Send(tx);
+    tx.commit();
+    return Status::Ok();
   });
 }
 

@@ -205,6 +205,10 @@ class Store {
   // delayed task), so sweepers and pollers sleep exactly until then.
   StatusOr<std::optional<Micros>> NextDueTime();
 
+  // A worker shutting down gives up its sticky claims, so other workers take
+  // its runs' next tasks at once instead of after the stickiness window.
+  Status ReleaseSticky(const std::string& identity);
+
   // Server-side commit counter of this database (pg_stat_database.xact_commit).
   StatusOr<std::int64_t> CommitCount();
 

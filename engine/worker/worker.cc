@@ -149,6 +149,11 @@ class Worker::Impl {
     signals_->commit.Notify();
     if (commit_thread_.joinable()) commit_thread_.join();
     pool_.reset();
+    if (options_.run_workflows) {
+      if (auto s = store::Store::Connect(options_.dsn, options_.clock); s.ok()) {
+        (void)(*s)->ReleaseSticky(options_.identity);
+      }
+    }
   }
 
   void Wake() { signals_->All(); }

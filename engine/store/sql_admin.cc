@@ -1,0 +1,43 @@
+#include "store/sql_admin.h"
+
+#include <fmt/format.h>
+
+#include <pqxx/pqxx>
+
+namespace itinera::store {
+
+StatusOr<TextRows> QueryText(const std::string& dsn, const std::string& sql) {
+  try {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    pqxx::result r = tx.exec(sql);
+    tx.commit();
+    TextRows rows;
+    for (const auto& row : r) {
+      std::vector<std::string> out;
+      for (const auto& f : row) out.push_back(f.is_null() ? "" : f.c_str());
+      rows.push_back(std::move(out));
+    }
+    return rows;
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("query failed: {}", e.what()));
+  }
+}
+
+StatusOr<std::int64_t> QueryInt(const std::string& dsn, const std::string& sql) {
+  auto rows = QueryText(dsn, sql);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty() || rows->front().empty() || rows->front().front().empty()) return std::int64_t{0};
+  return static_cast<std::int64_t>(std::stoll(rows->front().front()));
+}
+
+std::string SqlQuote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+}  // namespace itinera::store

@@ -1,0 +1,120 @@
+#include "test_workflows.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <thread>
+
+#include "store/migrator.h"
+#include "store/sql_admin.h"
+
+namespace itinera::testing {
+
+using namespace std::chrono_literals;
+
+Status CreateTestTables(const std::string& dsn) {
+  return store::ExecuteSql(dsn,
+                           "CREATE TABLE IF NOT EXISTS test_step_effects ("
+                           "  idempotency_key text PRIMARY KEY,"
+                           "  label text NOT NULL,"
+                           "  step int NOT NULL,"
+                           "  executions int NOT NULL DEFAULT 1)");
+}
+
+namespace {
+
+Task<StepsResult> Steps(WorkflowContext& ctx, StepsInput in) {
+  StepsResult out;
+  const ActivityOptions options{.start_to_close = 2s, .initial_interval = 100ms};
+  for (int i = 0; i < in.steps(); ++i) {
+    StepInput s;
+    s.set_label(in.label());
+    s.set_index(i);
+    StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    out.add_keys(r.idempotency_key());
+    if (i == 0 && in.sleep_seconds() > 0) co_await ctx.sleep(std::chrono::seconds(in.sleep_seconds()));
+  }
+  co_return out;
+}
+
+Task<FlakyResult> Flaky(WorkflowContext& ctx, FlakyInput in) {
+  ActivityOptions o;
+  o.maximum_attempts = in.maximum_attempts();
+  if (in.initial_interval_ms() > 0) o.initial_interval = std::chrono::milliseconds(in.initial_interval_ms());
+  if (in.backoff_coefficient() > 0) o.backoff_coefficient = in.backoff_coefficient();
+  if (in.start_to_close_ms() > 0) o.start_to_close = std::chrono::milliseconds(in.start_to_close_ms());
+  if (in.heartbeat_ms() > 0) o.heartbeat = std::chrono::milliseconds(in.heartbeat_ms());
+  for (const auto& t : in.non_retryable_types()) o.non_retryable_error_types.push_back(t);
+  FlakyResult out;
+  try {
+    out = co_await ctx.execute_activity(kFlakyActivity, in, o);
+  } catch (const ActivityFailure& e) {
+    out.set_outcome(fmt::format("failed:{}:{}", e.cause_type(), ::itinera::v1::RetryState_Name(e.retry_state())));
+  }
+  co_return out;
+}
+
+Task<WaitResult> WaitSignal(WorkflowContext& ctx, WaitInput in) {
+  WaitResult out;
+  std::optional<microseconds> timeout;
+  if (in.timeout_seconds() > 0) timeout = std::chrono::seconds(in.timeout_seconds());
+  auto got = co_await ctx.wait_signal<WaitInput>(in.signal_name(), timeout);
+  out.set_outcome(got ? "signaled:" + got->signal_name() : "timeout");
+  co_return out;
+}
+
+Task<CounterResult> Counter(WorkflowContext& ctx, CounterInput in) {
+  if (in.count() < in.limit()) {
+    CounterInput next;
+    next.set_count(in.count() + 1);
+    next.set_limit(in.limit());
+    ctx.continue_as_new(next);
+  }
+  CounterResult out;
+  out.set_count(in.count());
+  co_return out;
+}
+
+}  // namespace
+
+void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
+  registry.Register(kSteps, &Steps);
+  registry.Register(kFlaky, &Flaky);
+  registry.Register(kWaitSignal, &WaitSignal);
+  registry.Register(kCounter, &Counter);
+  registry.Register(kRecordStep, [dsn](ActivityContext& ctx, const StepInput& in) {
+    // The effect is keyed by the idempotency key, as a supplier would key it;
+    // executions counts how often the activity body ran.
+    Status s = store::ExecuteSql(
+        dsn, fmt::format("INSERT INTO test_step_effects (idempotency_key, label, step) VALUES ({}, {}, {}) "
+                         "ON CONFLICT (idempotency_key) DO UPDATE SET executions = test_step_effects.executions + 1",
+                         store::SqlQuote(ctx.idempotency_key()), store::SqlQuote(in.label()), in.index()));
+    if (!s.ok()) throw std::runtime_error(s.message());
+    StepOutput out;
+    out.set_idempotency_key(ctx.idempotency_key());
+    out.set_attempt(ctx.attempt());
+    return out;
+  });
+  registry.Register(kFlakyActivity, [](ActivityContext& ctx, const FlakyInput& in) {
+    FlakyResult seen;
+    ctx.last_heartbeat_details(&seen);
+    if (ctx.attempt() == 1 && in.block_first_attempt_ms() > 0) {
+      FlakyResult progress;
+      progress.set_heartbeat_seen("attempt-1-progress");
+      ctx.heartbeat(progress);
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(in.block_first_attempt_ms());
+      while (std::chrono::steady_clock::now() < until && !ctx.is_canceled()) std::this_thread::sleep_for(5ms);
+    }
+    if (ctx.attempt() <= in.fail_times()) {
+      throw ApplicationError(in.error_type().empty() ? "Flaky" : in.error_type(),
+                             fmt::format("attempt {} fails on purpose", ctx.attempt()), in.non_retryable());
+    }
+    FlakyResult out;
+    out.set_outcome("ok");
+    out.set_attempts(ctx.attempt());
+    out.set_heartbeat_seen(seen.heartbeat_seen());
+    return out;
+  });
+}
+
+}  // namespace itinera::testing

@@ -1,0 +1,39 @@
+// Workflows and activities the engine tests run, in-process (engine_test) and
+// in the worker process the crash tests kill (itinera_test_worker).
+// RecordStep counts its executions in the table test_step_effects of the
+// test database, keyed by the activity's idempotency key, so a test can tell
+// an activity that ran twice from one whose effect was applied twice.
+#pragma once
+
+#include <string>
+
+#include "itinera/testing.pb.h"
+#include "runtime/registry.h"
+#include "runtime/workflow_context.h"
+
+namespace itinera::testing {
+
+using v1::CounterInput;
+using v1::CounterResult;
+using v1::FlakyInput;
+using v1::FlakyResult;
+using v1::StepInput;
+using v1::StepOutput;
+using v1::StepsInput;
+using v1::StepsResult;
+using v1::WaitInput;
+using v1::WaitResult;
+
+inline constexpr WorkflowType<StepsInput, StepsResult> kSteps{"Steps"};
+inline constexpr WorkflowType<FlakyInput, FlakyResult> kFlaky{"Flaky"};
+inline constexpr WorkflowType<WaitInput, WaitResult> kWaitSignal{"WaitSignal"};
+inline constexpr WorkflowType<CounterInput, CounterResult> kCounter{"Counter"};
+inline constexpr ActivityType<StepInput, StepOutput> kRecordStep{"RecordStep"};
+inline constexpr ActivityType<FlakyInput, FlakyResult> kFlakyActivity{"FlakyActivity"};
+
+// Creates test_step_effects if missing.
+Status CreateTestTables(const std::string& dsn);
+// Registers all of the above; RecordStep writes to `dsn`.
+void RegisterTestWorkflows(Registry& registry, const std::string& dsn);
+
+}  // namespace itinera::testing
