@@ -11,16 +11,20 @@
 #include <fmt/format.h>
 #include <google/protobuf/empty.pb.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -366,15 +370,16 @@ struct ServerCounters {
   std::int64_t wal_bytes = 0;
   std::int64_t wal_write = 0;
   std::int64_t wal_sync = 0;
+  double wal_sync_ms = 0;  // 0 unless track_wal_io_timing is on
 };
 
 StatusOr<ServerCounters> ReadCounters(const std::string& dsn) {
   auto rows = store::QueryText(dsn,
                                "SELECT d.xact_commit, d.xact_rollback, w.wal_records, w.wal_bytes, w.wal_write, "
-                               "w.wal_sync FROM pg_stat_database d, pg_stat_wal w "
+                               "w.wal_sync, w.wal_sync_time FROM pg_stat_database d, pg_stat_wal w "
                                "WHERE d.datname = current_database()");
   if (!rows.ok()) return rows.status();
-  if (rows->size() != 1 || rows->front().size() != 6) return Status::Internal("pg_stat_database: unexpected shape");
+  if (rows->size() != 1 || rows->front().size() != 7) return Status::Internal("pg_stat_database: unexpected shape");
   const auto& r = rows->front();
   ServerCounters c;
   c.xact_commit = std::stoll(r[0]);
@@ -383,7 +388,74 @@ StatusOr<ServerCounters> ReadCounters(const std::string& dsn) {
   c.wal_bytes = std::stoll(r[3]);
   c.wal_write = std::stoll(r[4]);
   c.wal_sync = std::stoll(r[5]);
+  c.wal_sync_ms = std::stod(r[6]);
   return c;
+}
+
+// CPU time, in milliseconds: this process, the server's processes (when the
+// server runs on this machine: read from /proc by the pids it reports), and
+// the whole machine (busy and total, all cores), to see what else competed.
+struct CpuSample {
+  double self_ms = 0;
+  std::map<int, double> server_ms;  // by pid
+  double machine_busy_ms = 0;
+  double machine_total_ms = 0;
+};
+
+double TicksToMs(double ticks) { return ticks * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK)); }
+
+std::optional<double> ProcessCpuMs(int pid) {
+  std::ifstream comm(fmt::format("/proc/{}/comm", pid));
+  std::string name;
+  if (!std::getline(comm, name) || name.rfind("postgres", 0) != 0) return std::nullopt;
+  std::ifstream stat(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat, line)) return std::nullopt;
+  // Fields after the parenthesized command name; utime and stime are the
+  // 14th and 15th fields of the whole line.
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream in(line.substr(close + 2));
+  std::vector<std::string> f{std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()};
+  if (f.size() < 13) return std::nullopt;
+  return TicksToMs(std::stod(f[11]) + std::stod(f[12]));
+}
+
+CpuSample SampleCpu(const std::string& dsn) {
+  CpuSample s;
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  s.self_ms = (static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000.0) +
+              static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000.0;
+  auto pids = store::QueryText(dsn, "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()");
+  if (pids.ok()) {
+    for (const auto& r : *pids) {
+      int pid = std::stoi(r[0]);
+      if (auto ms = ProcessCpuMs(pid)) s.server_ms[pid] = *ms;
+    }
+  }
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  double v, total = 0, idle = 0;
+  if (stat >> cpu && cpu == "cpu") {
+    for (int i = 0; i < 8 && stat >> v; ++i) {  // user nice system idle iowait irq softirq steal
+      total += v;
+      if (i == 3 || i == 4) idle += v;
+    }
+  }
+  s.machine_total_ms = TicksToMs(total);
+  s.machine_busy_ms = TicksToMs(total - idle);
+  return s;
+}
+
+// Server CPU spent between two samples by the processes alive at the second.
+double ServerCpuMs(const CpuSample& before, const CpuSample& after) {
+  double ms = 0;
+  for (const auto& [pid, t] : after.server_ms) {
+    auto it = before.server_ms.find(pid);
+    ms += t - (it == before.server_ms.end() ? 0 : it->second);
+  }
+  return ms;
 }
 
 // Lets every backend flush its pending statistics (PGSTAT_MIN_INTERVAL is 1s;
@@ -509,10 +581,12 @@ int Main(int argc, char** argv) {
   if (!before.ok()) return fail("reading pg_stat_database", before.status());
   if (statement_stats) (void)store::QueryInt(o.dsn, "SELECT count(*) FROM pg_stat_statements_reset() r");
   Counts worker_before = WorkerCounts(worker);
+  CpuSample cpu_before = SampleCpu(o.dsn);
 
   auto run = driver.RunPhase(kMeasuredPrefix, o.workflows);
   if (!run.ok()) return fail("measured phase", run.status());
   Counts worker_after = WorkerCounts(worker);
+  CpuSample cpu_after = SampleCpu(o.dsn);
 
   WaitForStatsFlush();
   auto after = ReadCounters(o.dsn);
@@ -536,6 +610,11 @@ int Main(int argc, char** argv) {
   const double commits = static_cast<double>(after->xact_commit - before->xact_commit) / n;
   const double wal_syncs = static_cast<double>(after->wal_sync - before->wal_sync) / n;
   const double wal_kb = static_cast<double>(after->wal_bytes - before->wal_bytes) / n / 1024;
+  const double wal_sync_ms = after->wal_sync_ms - before->wal_sync_ms;
+  const double self_cpu_ms = (cpu_after.self_ms - cpu_before.self_ms) / n;
+  const double server_cpu_ms = ServerCpuMs(cpu_before, cpu_after) / n;
+  const double machine_busy = cpu_after.machine_busy_ms - cpu_before.machine_busy_ms;
+  const double machine_total = cpu_after.machine_total_ms - cpu_before.machine_total_ms;
   struct rusage usage {};
   getrusage(RUSAGE_SELF, &usage);
   const double peak_rss_mb = static_cast<double>(usage.ru_maxrss) / 1024;  // ru_maxrss is in KiB on Linux
@@ -547,6 +626,19 @@ int Main(int argc, char** argv) {
              Percentile(r.start_latency_ms, 0.99));
   fmt::print("per workflow: {:.2f} commits, {:.2f} WAL syncs, {:.1f} KiB WAL; rollbacks {} in all\n", commits,
              wal_syncs, wal_kb, after->xact_rollback - before->xact_rollback);
+  if (wal_sync_ms > 0) {
+    fmt::print("WAL syncs took {:.3f} ms each on average, {:.2f} ms per workflow\n",
+               wal_sync_ms / static_cast<double>(std::max<std::int64_t>(1, after->wal_sync - before->wal_sync)),
+               wal_sync_ms / n);
+  }
+  fmt::print("CPU per workflow: {:.2f} ms in this process (engine and driver), {:.2f} ms in PostgreSQL{}\n",
+             self_cpu_ms, server_cpu_ms, cpu_after.server_ms.empty() ? " (server not on this machine?)" : "");
+  if (machine_total > 0) {
+    fmt::print("machine: {:.0f}% of {} cores busy during the measured phase, {:.0f}% of it this process and "
+               "PostgreSQL\n",
+               100 * machine_busy / machine_total, sysconf(_SC_NPROCESSORS_ONLN),
+               machine_busy > 0 ? 100 * (self_cpu_ms + server_cpu_ms) * n / machine_busy : 0.0);
+  }
   fmt::print("worker per workflow: {:.2f} workflow tasks ({} sticky hits, {} misses), {:.2f} activity attempts\n",
              static_cast<double>(worker_after.workflow_tasks - worker_before.workflow_tasks) / n,
              worker_after.sticky_hits - worker_before.sticky_hits,
@@ -562,7 +654,7 @@ int Main(int argc, char** argv) {
     round_trips_per_workflow = static_cast<double>(stmt_calls + control_calls) / n;
     fmt::print("per workflow: {:.2f} statements ({:.2f} with BEGIN/COMMIT)\n", *statements_per_workflow,
                *round_trips_per_workflow);
-    fmt::print("top statements by total execution time (COMMIT's time is the wait for the WAL flush):\n");
+    fmt::print("top statements by total execution time (a COMMIT's WAL flush is not part of any):\n");
     fmt::print("  {:>8} {:>9} {:>9} {:>9}  {}\n", "calls/wf", "rows/call", "mean ms", "total ms", "query");
     int shown = 0;
     for (const auto& s : *statements) {
@@ -583,6 +675,8 @@ int Main(int argc, char** argv) {
   j["commits_per_workflow"] = Round3(commits);
   if (statements_per_workflow) j["statements_per_workflow"] = Round3(*statements_per_workflow);
   j["wal_syncs_per_workflow"] = Round3(wal_syncs);
+  j["cpu_ms_per_workflow_engine"] = Round3(self_cpu_ms);
+  if (!cpu_after.server_ms.empty()) j["cpu_ms_per_workflow_pg"] = Round3(server_cpu_ms);
   j["peak_rss_mb"] = Round3(peak_rss_mb);
   if (o.baseline_1conn) {
     j["baseline_pg_commits_per_sec_1conn"] = Round3(*o.baseline_1conn);

@@ -648,7 +648,7 @@ TEST_F(CrashTest, TwoWorkersOneKilledUnderLoadFinishEveryRun) {
   const int completed_at_kill = completed();
 
   for (const auto& id : ids) ASSERT_NO_FATAL_FAILURE(AwaitCompleted(id));
-  int retried = 0, rerun = 0;
+  int retried = 0, rerun = 0, completed_by_a = 0;
   for (const auto& id : ids) {
     RunRecord run;
     ASSERT_NO_FATAL_FAILURE(CheckCompletedRun(id, 3, 0, &run));
@@ -656,9 +656,16 @@ TEST_F(CrashTest, TwoWorkersOneKilledUnderLoadFinishEveryRun) {
       retried += step.attempt > 1;
       rerun += step.executions > 1;
     }
+    for (const auto& e : run.history) {
+      completed_by_a += e.has_activity_task_completed_event_attributes() &&
+                        e.activity_task_completed_event_attributes().identity() == a->identity();
+    }
   }
-  std::printf("[ info ] %d of %d runs had completed when wA was killed; %d activities retried, %d bodies rerun\n",
-              completed_at_kill, kRuns, retried, rerun);
+  // Otherwise the kill took nothing away and the test proved little.
+  EXPECT_GT(completed_by_a, 0) << "the killed worker had completed no activity";
+  std::printf("[ info ] %d of %d runs had completed when %s was killed, which had completed %d activities; "
+              "%d activities retried, %d bodies rerun\n",
+              completed_at_kill, kRuns, a->identity().c_str(), completed_by_a, retried, rerun);
 }
 
 }  // namespace

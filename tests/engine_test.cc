@@ -52,11 +52,12 @@ class EngineTest : public ::testing::Test {
   }
   void TearDown() override { StopWorker(); }
 
-  void StartWorker(const Registry* registry = nullptr) {
+  void StartWorker(const Registry* registry = nullptr, WorkerHooks hooks = {}) {
     WorkerOptions o;
     o.dsn = Dsn();
     o.clock = clock_;
     o.activity_threads = 4;
+    o.hooks = std::move(hooks);
     worker_ = std::make_unique<Worker>(registry ? *registry : registry_, o);
     ASSERT_TRUE(worker_->Start().ok());
   }
@@ -402,6 +403,36 @@ TEST_F(EngineTest, TerminateClosesTheRunAndLeavesNoTasksBehind) {
   Advance(3600s);
   std::this_thread::sleep_for(200ms);
   EXPECT_FALSE(HasEvent("term-1", v1::EVENT_TYPE_TIMER_FIRED));
+}
+
+TEST_F(EngineTest, ASignalArrivingWhileTheWorkflowClosesIsNotLost) {
+  // The signal lands while the workflow task that completes the run is in
+  // flight: the completion is refused, the code runs again and sees it.
+  std::atomic<int> calls{0};
+  WorkerHooks hooks;
+  hooks.before_workflow_task_commit = [&] {
+    if (calls++ != 0) return;
+    auto c = Client::Connect(Dsn(), nullptr, clock_);
+    ASSERT_TRUE(c.ok());
+    tv1::WaitInput payload;
+    payload.set_signal_name("late");
+    ASSERT_TRUE((*c)->Signal("close-1", "go", payload).ok());
+  };
+  StartWorker(nullptr, hooks);
+  tv1::StepsInput in;  // no steps: completes in its first task
+  ASSERT_TRUE(client_->Start(kSteps, "close-1", in).ok());
+  Result<tv1::StepsResult>("close-1");
+  auto h = History("close-1");
+  std::vector<v1::EventType> types;
+  for (const auto& e : h) types.push_back(e.event_type());
+  std::vector<v1::EventType> want = {
+      v1::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,  v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+      v1::EVENT_TYPE_WORKFLOW_TASK_STARTED,       v1::EVENT_TYPE_WORKFLOW_TASK_FAILED,
+      v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+      v1::EVENT_TYPE_WORKFLOW_TASK_STARTED,       v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+      v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED};
+  EXPECT_EQ(types, want) << Dump("close-1");
+  EXPECT_EQ(h[3].workflow_task_failed_event_attributes().cause(), "UnhandledCommand");
 }
 
 TEST_F(EngineTest, ContinueAsNewStartsAFreshRunUnderTheSameId) {

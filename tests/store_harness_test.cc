@@ -217,7 +217,11 @@ TEST(TestHarnessTest, TestDsnIsMigratedAndResetEmptiesTables) {
 
 TEST(DsnTest, PointsKeyValueStringsAndUrisAtAnotherDatabase) {
   EXPECT_EQ(store::DsnWithDatabase("host=/tmp/s port=5 dbname=postgres", "itinera_x"),
-            "host=/tmp/s port=5 dbname=postgres dbname=itinera_x");
+            "host=/tmp/s port=5 dbname=itinera_x");
+  EXPECT_EQ(store::DsnWithDatabase("  dbname = 'a \\' b'  host='/tmp/x y' user=u\\ v ", "db"),
+            "host='/tmp/x y' user=u\\ v dbname=db");
+  // Not understood: appended, which libpq resolves the same way.
+  EXPECT_EQ(store::DsnWithDatabase("host=/tmp/s bogus", "db"), "host=/tmp/s bogus dbname=db");
   EXPECT_EQ(store::DsnWithDatabase("", "a b"), "dbname='a b'");
   EXPECT_EQ(store::DsnWithDatabase("postgresql://u@h:5/postgres?sslmode=disable", "db"),
             "postgresql://u@h:5/db?sslmode=disable");

@@ -615,8 +615,44 @@ std::string DsnWithDatabase(std::string_view dsn, std::string_view dbname) {
     }
     return out + std::string(params);
   }
-  // In key=value strings libpq lets a later keyword override an earlier one.
-  std::string out(dsn);
+  // key=value: keep every pair but dbname, verbatim. On text this parser does
+  // not understand, append instead: libpq lets a later keyword win.
+  std::string out;
+  size_t i = 0;
+  bool parsed = true;
+  auto skip_space = [&] { while (i < dsn.size() && std::isspace(static_cast<unsigned char>(dsn[i]))) ++i; };
+  for (skip_space(); i < dsn.size() && parsed; skip_space()) {
+    const size_t start = i;
+    while (i < dsn.size() && dsn[i] != '=' && !std::isspace(static_cast<unsigned char>(dsn[i]))) ++i;
+    const std::string_view key = dsn.substr(start, i - start);
+    skip_space();
+    if (key.empty() || i >= dsn.size() || dsn[i] != '=') {
+      parsed = false;
+      break;
+    }
+    ++i;
+    skip_space();
+    if (i < dsn.size() && dsn[i] == '\'') {
+      for (++i; i < dsn.size() && dsn[i] != '\''; ++i) {
+        if (dsn[i] == '\\') ++i;
+      }
+      if (i >= dsn.size()) {
+        parsed = false;
+        break;
+      }
+      ++i;
+    } else {
+      for (; i < dsn.size() && !std::isspace(static_cast<unsigned char>(dsn[i])); ++i) {
+        if (dsn[i] == '\\') ++i;
+      }
+      i = std::min(i, dsn.size());
+    }
+    if (key != "dbname") {
+      if (!out.empty()) out += ' ';
+      out += dsn.substr(start, i - start);
+    }
+  }
+  if (!parsed) out = std::string(dsn);
   if (!out.empty()) out += ' ';
   return out + "dbname=" + ConnQuote(dbname);
 }
