@@ -342,7 +342,9 @@ class Worker::Impl {
     info.idempotency_key = fmt::format("{}/{}/{}", lease.workflow_id, lease.run_id, lease.scheduled_event_id);
     info.deadline = lease.deadline;
     auto ctx = std::make_shared<ActivityContext>(info, lease.heartbeat_details);
-    std::string key = info.idempotency_key;
+    // Not the idempotency key: a retry may start while the timed-out attempt
+    // is still running here, and both must be tracked (and canceled).
+    std::uint64_t key = next_running_id_++;
     {
       std::lock_guard lock(running_mu_);
       running_[key] = Running{lease, ctx};
@@ -533,7 +535,8 @@ class Worker::Impl {
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::atomic<int> active_{0};
   std::mutex running_mu_;
-  std::map<std::string, Running> running_;  // guarded by running_mu_
+  std::atomic<std::uint64_t> next_running_id_{1};
+  std::map<std::uint64_t, Running> running_;  // guarded by running_mu_
   std::mutex commit_mu_;
   std::vector<store::ActivityOutcome> outcomes_;  // guarded by commit_mu_
 };
