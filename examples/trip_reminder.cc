@@ -54,7 +54,7 @@ void RegisterExamples(Registry& registry) {
   registry.Register(kReserve, [](ActivityContext& ctx, const TripRequest& in) {
     // A real activity would call a supplier with ctx.idempotency_key().
     Reservation r;
-    r.set_reservation_id("R-" + ctx.idempotency_key().substr(ctx.idempotency_key().size() - 8));
+    r.set_reservation_id(fmt::format("R-{}-{}", ctx.info().run_id.substr(0, 8), ctx.info().scheduled_event_id));
     r.set_destination(in.destination());
     return r;
   });

@@ -10,9 +10,14 @@ ITINERA_PACKAGES=(
   libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
   postgresql-15
-  nodejs npm
   git procps util-linux
 )
+# Node.js is for the MCP test clients only (not yet part of the suite). It is
+# installed only when no node is on the PATH: some machines carry a vendor
+# build of nodejs that conflicts with Debian's npm package.
+if ! command -v node >/dev/null 2>&1; then
+  ITINERA_PACKAGES+=(nodejs npm)
+fi
 
 itn_log() { printf '==> %s\n' "$*" >&2; }
 itn_die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -51,12 +51,19 @@ class ActivityContext {
     return last_heartbeat_ && DecodePayload(*last_heartbeat_, out).ok();
   }
 
-  // True once the workflow asked to cancel this activity or the worker lost
-  // its lease; a long activity should check it and stop.
+  // True once the workflow asked to cancel this activity, or this attempt
+  // is past its deadline, or the worker lost its lease: a long activity
+  // should check it and stop.
   bool is_canceled() const { return canceled_.load(); }
+  // True only when the workflow asked for the cancellation; then throwing
+  // CanceledError records the activity as canceled rather than failed.
+  bool cancel_requested() const { return cancel_requested_.load(); }
 
   // Worker side.
-  void Cancel() { canceled_.store(true); }
+  void Cancel(bool requested_by_workflow) {
+    if (requested_by_workflow) cancel_requested_.store(true);
+    canceled_.store(true);
+  }
   std::optional<v1::Payload> TakeHeartbeat();
   bool heartbeat_pending() const { return heartbeat_pending_.load(); }
 
@@ -64,6 +71,7 @@ class ActivityContext {
   ActivityInfo info_;
   std::optional<v1::Payload> last_heartbeat_;
   std::atomic<bool> canceled_{false};
+  std::atomic<bool> cancel_requested_{false};
   std::atomic<bool> heartbeat_pending_{false};
   std::mutex mu_;
   v1::Payload pending_details_;  // guarded by mu_

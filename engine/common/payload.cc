@@ -21,6 +21,10 @@ v1::Payload EncodePayload(const pb::Message& message) {
 
 Status DecodePayload(const v1::Payload& payload, pb::Message* message) {
   const std::string& want = message->GetDescriptor()->full_name();
+  if (payload.type_name().empty() && payload.data().empty() && payload.encoding().empty()) {
+    message->Clear();  // no value at all reads as the empty message
+    return Status::Ok();
+  }
   if (payload.encoding() != kEncodingProtobuf) {
     return Status::InvalidArgument(
         fmt::format("payload encoding is '{}', expected '{}'", payload.encoding(), kEncodingProtobuf));

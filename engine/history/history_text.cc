@@ -88,7 +88,8 @@ std::string Dur(const google::protobuf::Duration& d) {
 
 std::string FailureText(const v1::Failure& f) {
   std::string s = fmt::format("{}: {}", f.type(), f.message());
-  if (!f.code().empty()) s = fmt::format("[{}] {}", f.code(), s);
+  // Engine messages already open with their code.
+  if (!f.code().empty() && f.message().rfind("[" + f.code() + "]", 0) != 0) s = fmt::format("[{}] {}", f.code(), s);
   if (f.has_cause()) s += fmt::format(" (cause {}: {})", f.cause().type(), f.cause().message());
   return s;
 }

@@ -115,7 +115,11 @@ Task<bool> WorkflowContext::wait_condition(std::function<bool()> condition,
   detail::SlotPtr timer;
   if (timeout) timer = sleep(*timeout).slot();
 
-  co_await AnyOf{slot, timer};
+  // A named awaiter, not a braced temporary: GCC 12 destroys a braced
+  // temporary twice when the coroutine is destroyed while suspended on it
+  // (a cached run evicted while it waits).
+  AnyOf first{slot, timer};
+  co_await first;
 
   std::erase_if(conditions_, [&](const Condition& c) { return c.slot == slot; });
   if (slot->canceled) {

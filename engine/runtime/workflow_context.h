@@ -141,14 +141,17 @@ class WorkflowContext {
   // kept in order). nullopt on timeout.
   Task<std::optional<v1::Payload>> wait_signal_payload(std::string name,
                                                        std::optional<microseconds> timeout = std::nullopt);
+  // Signals whose input is not a T are passed over (they stay in history);
+  // a signal sent without input reads as an empty T.
   template <class T>
   Task<std::optional<T>> wait_signal(std::string name,
                                      std::optional<microseconds> timeout = std::nullopt) {
-    auto p = co_await wait_signal_payload(std::move(name), timeout);
-    if (!p) co_return std::nullopt;
-    T out;
-    if (Status s = DecodePayload(*p, &out); !s.ok()) throw ApplicationError("BadSignal", s.message(), true);
-    co_return out;
+    for (;;) {
+      auto p = co_await wait_signal_payload(name, timeout);
+      if (!p) co_return std::nullopt;
+      T out;
+      if (DecodePayload(*p, &out).ok()) co_return out;
+    }
   }
   // Takes a signal already delivered, without waiting.
   std::optional<v1::Payload> take_signal(const std::string& name);
@@ -164,7 +167,11 @@ class WorkflowContext {
   T side_effect(const std::function<T()>& fn) {
     v1::Payload recorded = SideEffect([&] { return EncodePayload(fn()); });
     T out;
-    (void)DecodePayload(recorded, &out);
+    if (Status s = DecodePayload(recorded, &out); !s.ok()) {
+      // History holds another type here: the code changed under a running
+      // workflow. Not an application error: the task fails and the run waits.
+      throw std::logic_error("side_effect: recorded value does not match: " + s.message());
+    }
     return out;
   }
 

@@ -54,6 +54,13 @@ Status WorkflowExecutor::Apply(const std::vector<v1::HistoryEvent>& events) {
       return Fail("InvalidHistory", kInvalidHistory,
                   fmt::format("expected event {}, got event {}", last_event_id_ + 1, e.event_id()));
     }
+    int want = history::ExpectedAttributesCase(e.event_type());
+    if (want == 0 || static_cast<int>(e.attributes_case()) != want) {
+      return Fail("InvalidHistory", kInvalidHistory,
+                  fmt::format("event {} has type {} or attributes this build does not know; the history was "
+                              "probably written by a newer version of Itinera",
+                              e.event_id(), static_cast<int>(e.event_type())));
+    }
     last_event_id_ = e.event_id();
     if (closed_) continue;
 
@@ -304,11 +311,17 @@ void WorkflowExecutor::Activate(Micros now, bool replaying) {
       }
     }
     bool progressed = false;
-    for (auto& c : ctx_->conditions_) {
-      if (!c.slot->ready && c.predicate()) {
-        ctx_->MakeReady(c.slot);
-        progressed = true;
+    try {
+      for (auto& c : ctx_->conditions_) {
+        if (!c.slot->ready && c.predicate()) {
+          ctx_->MakeReady(c.slot);
+          progressed = true;
+        }
       }
+    } catch (const std::exception& e) {
+      (void)Fail("WorkflowPanic", kWorkflowPanic,
+                 fmt::format("a wait_condition predicate of {} threw {}", info_.workflow_type, e.what()));
+      return;
     }
     if (!progressed) break;
   }

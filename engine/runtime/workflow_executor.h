@@ -32,6 +32,7 @@ inline constexpr const char* kNdeExtraCommand = "ITN-NDE-003";     // the code m
 inline constexpr const char* kWorkflowPanic = "ITN-WFT-001";       // workflow code threw a non-application error
 inline constexpr const char* kUnknownWorkflowType = "ITN-WFT-002";
 inline constexpr const char* kInvalidHistory = "ITN-HIST-001";
+inline constexpr const char* kBadCommand = "ITN-WFT-003";          // the engine refused the task's commands
 
 class WorkflowExecutor {
  public:

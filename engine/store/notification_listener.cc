@@ -9,17 +9,23 @@ namespace itinera::store {
 namespace {
 class Receiver final : public pqxx::notification_receiver {
  public:
-  Receiver(pqxx::connection_base& c, const std::string& channel, NotificationListener::Handler* handler)
-      : pqxx::notification_receiver(c, channel), handler_(handler) {}
-  void operator()(const std::string& payload, int /*backend_pid*/) override { (*handler_)(channel(), payload); }
+  Receiver(pqxx::connection_base& c, const std::string& channel, NotificationListener::Handler* handler,
+           std::function<bool(int)>* ignore)
+      : pqxx::notification_receiver(c, channel), handler_(handler), ignore_(ignore) {}
+  void operator()(const std::string& payload, int backend_pid) override {
+    if (*ignore_ && (*ignore_)(backend_pid)) return;
+    (*handler_)(channel(), payload);
+  }
 
  private:
   NotificationListener::Handler* handler_;
+  std::function<bool(int)>* ignore_;
 };
 }  // namespace
 
 struct NotificationListener::Impl {
   Handler handler;
+  std::function<bool(int)> ignore;
   std::unique_ptr<pqxx::connection> conn;
   std::vector<std::unique_ptr<Receiver>> receivers;
 };
@@ -32,12 +38,14 @@ NotificationListener::~NotificationListener() {
 
 StatusOr<std::unique_ptr<NotificationListener>> NotificationListener::Connect(const std::string& dsn,
                                                                              const std::vector<std::string>& channels,
-                                                                             Handler handler) {
+                                                                             Handler handler,
+                                                                             std::function<bool(int)> ignore_sender) {
   try {
     auto impl = std::make_unique<Impl>();
     impl->handler = std::move(handler);
+    impl->ignore = std::move(ignore_sender);
     impl->conn = std::make_unique<pqxx::connection>(dsn);
-    for (const auto& ch : channels) impl->receivers.push_back(std::make_unique<Receiver>(*impl->conn, ch, &impl->handler));
+    for (const auto& ch : channels) impl->receivers.push_back(std::make_unique<Receiver>(*impl->conn, ch, &impl->handler, &impl->ignore));
     // Make sure LISTEN has been issued before the caller relies on it.
     impl->conn->get_notifs();
     return std::unique_ptr<NotificationListener>(new NotificationListener(std::move(impl)));

@@ -23,9 +23,11 @@ class NotificationListener {
  public:
   using Handler = std::function<void(const std::string& channel, const std::string& payload)>;
 
-  static StatusOr<std::unique_ptr<NotificationListener>> Connect(const std::string& dsn,
-                                                                   const std::vector<std::string>& channels,
-                                                                   Handler handler);
+  // ignore_sender(pid): drop notifications sent by that backend, e.g. the
+  // caller's own connections, whose commits it already knows about.
+  static StatusOr<std::unique_ptr<NotificationListener>> Connect(
+      const std::string& dsn, const std::vector<std::string>& channels, Handler handler,
+      std::function<bool(int backend_pid)> ignore_sender = nullptr);
   ~NotificationListener();
 
   // Waits up to `timeout` for notifications and delivers them to the handler.

@@ -266,6 +266,9 @@ void RunTransaction::DeleteWorkflowTask() {
 
 void RunTransaction::Close(ExecutionStatus status) {
   exec_.status = status;
+  exec_.task_failure_code.clear();  // a closed run is no longer stuck
+  exec_.task_failure_message.clear();
+  exec_.task_failure_attempt = 0;
   closed_now_ = true;
   DeleteWorkflowTask();
   tx_.exec_prepared("close_activities", exec_.workflow_id, exec_.run_id);

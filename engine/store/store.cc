@@ -55,6 +55,7 @@ namespace {
 // Named statements, prepared once per connection.
 const std::pair<const char*, const char*> kStatements[] = {
     {"notify", "SELECT pg_notify($1, $2)"},
+    {"async_commit", "SELECT set_config('synchronous_commit', 'off', true)"},
     {"exec_lock",
      "SELECT workflow_type, task_queue, status, next_event_id, start_request_id, started_us, history_bytes, "
      "cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
@@ -115,10 +116,12 @@ const std::pair<const char*, const char*> kStatements[] = {
      "AND e.workflow_id = t.workflow_id AND e.run_id = t.run_id "
      "RETURNING t.workflow_id, t.run_id, t.scheduled_event_id, t.attempt, t.timeout_us, e.workflow_type, "
      "e.next_event_id, e.task_queue"},
+    // LATERAL with its own ORDER BY keeps this an index lookup per run; as a
+    // plain join the planner may pick a hash join over the whole table.
     {"history_many",
-     "SELECT h.workflow_id, h.run_id, h.data FROM unnest($1::text[], $2::text[], $3::bigint[]) AS r(w, rid, f) "
-     "JOIN history_events h ON h.workflow_id = r.w AND h.run_id = r.rid AND h.event_id >= r.f "
-     "ORDER BY h.workflow_id, h.run_id, h.event_id"},
+     "SELECT r.w AS workflow_id, r.rid AS run_id, h.data FROM unnest($1::text[], $2::text[], $3::bigint[]) "
+     "AS r(w, rid, f) CROSS JOIN LATERAL (SELECT data, event_id FROM history_events x WHERE x.workflow_id = r.w "
+     "AND x.run_id = r.rid AND x.event_id >= r.f ORDER BY x.event_id) h ORDER BY r.w, r.rid, h.event_id"},
     {"history_get",
      "SELECT data FROM history_events WHERE workflow_id = $1 AND run_id = $2 AND event_id >= $3 ORDER BY event_id"},
     {"act_insert",
@@ -155,7 +158,7 @@ const std::pair<const char*, const char*> kStatements[] = {
      "  CASE WHEN heartbeat_us > 0 THEN $6 + heartbeat_us END, "
      "  CASE WHEN schedule_to_close_us > 0 THEN scheduled_us + schedule_to_close_us END) "
      "WHERE workflow_id = $1 AND run_id = $2 AND scheduled_event_id = $3 AND lease_token = $4 "
-     "RETURNING cancel_requested"},
+     "AND lease_expires_us > $6 RETURNING cancel_requested"},
     {"timer_insert",
      "INSERT INTO timers (workflow_id, run_id, started_event_id, timer_id, fire_us) VALUES ($1, $2, $3, $4, $5)"},
     {"timer_cancel",
@@ -644,6 +647,10 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
     Micros now = clock_->Now();
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
+    // A claim need not wait for its WAL flush: the completion that follows
+    // flushes past it, and a claim lost with a crashed server only makes the
+    // task claimable again (its lease token then matches nothing).
+    tx.exec_prepared("async_commit");
     pqxx::result claimed = tx.exec_prepared("wft_claim", task_queue, now, max, token, identity);
     std::vector<WorkflowTaskLease> leases;
     if (claimed.empty()) {
@@ -957,7 +964,16 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     pqxx::work tx(conn_->c);
     PendingEvents pe;
     Notifications n;
-    for (const auto& c : batch) out.push_back(CompleteOne(tx, now, c, pe, n));
+    // Runs are locked in (workflow_id, run_id) order, as every batch does,
+    // so two batches cannot deadlock on each other.
+    std::vector<size_t> order(batch.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
+    });
+    std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
+    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n);
+    for (auto& r : results) out.push_back(std::move(*r));
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
@@ -1020,6 +1036,7 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
     Micros now = clock_->Now();
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
+    tx.exec_prepared("async_commit");  // see ClaimWorkflowTasks
     pqxx::result r = tx.exec_prepared("act_claim", task_queue, now, max, token, identity);
     tx.commit();
     std::vector<ActivityTaskLease> out;
@@ -1100,7 +1117,13 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     pqxx::work tx(conn_->c);
     PendingEvents pe;
     Notifications n;
-    for (const auto& o : batch) out.push_back(CompleteActivityOne(tx, now, o, pe, n));
+    std::vector<size_t> order(batch.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
+    });
+    out.assign(batch.size(), Status::Ok());
+    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
@@ -1179,6 +1202,14 @@ StatusOr<int> Store::ExpireLeases(int max) {
       WorkflowTaskRow task = *wft;
       run.exec().sticky_owner.clear();
       run.exec().sticky_until_us = 0;
+      if (task.attempt >= 2) {
+        // Timing out again and again: stuck, like a failing task.
+        run.exec().task_failure_code = "WorkflowTaskTimedOut";
+        run.exec().task_failure_message = fmt::format(
+            "workflow task timed out {} times in a row (timeout {}ms); last worker {}", task.attempt,
+            task.timeout_us / 1000, task.lease_owner);
+        run.exec().task_failure_attempt = task.attempt;
+      }
       if (task.scheduled_event_id != 0) {
         v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
         *st.mutable_event_time() = ToTimestamp(task.started_us);
@@ -1191,16 +1222,17 @@ StatusOr<int> Store::ExpireLeases(int max) {
         a->set_started_event_id(started);
         a->set_timeout_type(v1::TIMEOUT_TYPE_START_TO_CLOSE);
         run.AddEvent(std::move(e));
-        run.FlushBuffered();
-        run.ScheduleWorkflowTask();
-      } else {
-        run.FlushBuffered();
-        WorkflowTaskRow next = task;
-        next.lease_token.reset();
-        next.visible_us = now;
-        wft = next;
-        run.SaveWorkflowTask();
       }
+      // The first retry runs at once (its worker most likely died); later
+      // ones back off and stay out of history, as failed tasks do.
+      run.FlushBuffered();
+      WorkflowTaskRow next = task;
+      next.attempt = task.attempt + 1;
+      next.scheduled_event_id = 0;
+      next.lease_token.reset();
+      next.visible_us = task.attempt == 1 ? now : now + WorkflowTaskRetryBackoff(task.attempt - 1);
+      wft = next;
+      run.SaveWorkflowTask();
       run.Save();
       ++handled;
     }
@@ -1251,6 +1283,8 @@ StatusOr<std::optional<Micros>> Store::NextDueTime() {
     return std::optional<Micros>(r[0][0].as<std::int64_t>());
   });
 }
+
+int Store::BackendPid() const { return conn_->c.backendpid(); }
 
 Status Store::ReleaseSticky(const std::string& identity) {
   return Run("release sticky", [&]() -> Status {

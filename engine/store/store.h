@@ -213,6 +213,8 @@ class Store {
   StatusOr<std::int64_t> CommitCount();
 
   Micros Now() const { return clock_->Now(); }
+  // The server process id of this connection (senders of notifications).
+  int BackendPid() const;
 
  private:
   struct Connection;  // the libpqxx connection, hidden from includers

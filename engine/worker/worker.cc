@@ -9,6 +9,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <typeinfo>
 #include <unordered_map>
@@ -172,6 +173,7 @@ class Worker::Impl {
       auto s = store::Store::Connect(options_.dsn, options_.clock);
       if (s.ok()) {
         store = std::move(s.value());
+        RememberOwnConnection(*store);
         return true;
       }
       LogWarn("worker {}: {}; retrying", options_.identity, s.status().ToString());
@@ -186,6 +188,17 @@ class Worker::Impl {
     if (!stopping_) std::this_thread::sleep_for(200ms);
   }
 
+  // Commits on our own connections wake our pollers directly; their
+  // notifications would only cause a second, empty claim.
+  void RememberOwnConnection(store::Store& store) {
+    std::lock_guard lock(pids_mu_);
+    own_pids_.insert(store.BackendPid());
+  }
+  bool IsOwnConnection(int pid) {
+    std::lock_guard lock(pids_mu_);
+    return own_pids_.count(pid) > 0;
+  }
+
   void ListenLoop() {
     while (!stopping_) {
       auto l = store::NotificationListener::Connect(
@@ -194,7 +207,8 @@ class Worker::Impl {
             if (queue != options_.task_queue) return;
             if (channel == store::kWorkflowTaskChannel) signals_->workflow.Notify();
             if (channel == store::kActivityTaskChannel) signals_->activity.Notify();
-          });
+          },
+          [this](int pid) { return IsOwnConnection(pid); });
       if (!l.ok()) {
         LogWarn("worker {}: {}", options_.identity, l.status().ToString());
         std::this_thread::sleep_for(500ms);
@@ -295,6 +309,22 @@ class Worker::Impl {
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok() && results[i].value() == store::CompletionResult::kAccepted) {
         cache_.Put(completions[i].run_id, std::move(executors[i]));
+      } else if (!results[i].ok() && results[i].status().code() == StatusCode::kInvalidArgument) {
+        // The code produced commands the engine refuses: a bug in workflow
+        // code. Fail the task so the run shows as stuck, with the reason.
+        store::WorkflowTaskFailure f;
+        f.workflow_id = completions[i].workflow_id;
+        f.run_id = completions[i].run_id;
+        f.lease_token = completions[i].lease_token;
+        f.cause = "BadCommand";
+        f.failure.set_type("BadCommand");
+        f.failure.set_code(kBadCommand);
+        f.failure.set_message(fmt::format("[{}] {}", kBadCommand, results[i].status().message()));
+        f.identity = options_.identity;
+        stats_.workflow_task_failures++;
+        if (Status fs = store.FailWorkflowTask(f); !fs.ok()) {
+          LogWarn("worker {}: recording workflow task failure: {}", options_.identity, fs.ToString());
+        }
       } else if (!results[i].ok()) {
         LogLine(LogLevel::kWarn, fmt::format("completing workflow task: {}", results[i].status().ToString()),
                 completions[i].workflow_id, completions[i].run_id);
@@ -367,7 +397,10 @@ class Worker::Impl {
       o.result = entry->run(*ctx, lease.input);
       o.kind = store::ActivityOutcome::Kind::kCompleted;
     } catch (const CanceledError& e) {
-      o.kind = ctx->is_canceled() ? store::ActivityOutcome::Kind::kCanceled : store::ActivityOutcome::Kind::kFailed;
+      // Stopping because of a deadline or a lost lease is a failed attempt
+      // (the engine times it out and retries); only a cancellation the
+      // workflow asked for closes the activity as canceled.
+      o.kind = ctx->cancel_requested() ? store::ActivityOutcome::Kind::kCanceled : store::ActivityOutcome::Kind::kFailed;
       o.failure = e.ToFailure();
     } catch (const ApplicationError& e) {
       o.kind = store::ActivityOutcome::Kind::kFailed;
@@ -391,8 +424,8 @@ class Worker::Impl {
       outcomes_.push_back(std::move(o));
     }
     signals_->commit.Notify();
-    active_--;
-    signals_->activity.Notify();
+    // The poller waits for a free slot only when all were busy.
+    if (active_-- == options_.activity_threads) signals_->activity.Notify();
   }
 
   void CommitLoop() {
@@ -416,7 +449,10 @@ class Worker::Impl {
       for (int attempt = 0;; ++attempt) {
         if (!store) {
           auto s = store::Store::Connect(options_.dsn, options_.clock);
-          if (s.ok()) store = std::move(s.value());
+          if (s.ok()) {
+            store = std::move(s.value());
+            RememberOwnConnection(*store);
+          }
         }
         if (store) {
           auto results = store->CompleteActivityTasks(batch);
@@ -448,8 +484,6 @@ class Worker::Impl {
   void HeartbeatLoop() {
     std::unique_ptr<store::Store> store;
     while (!stopping_) {
-      std::uint64_t seen = signals_->sweep.generation();
-      (void)seen;
       std::this_thread::sleep_for(100ms);
       std::vector<store::Heartbeat> batch;
       std::vector<std::shared_ptr<ActivityContext>> contexts;
@@ -457,7 +491,7 @@ class Worker::Impl {
       {
         std::lock_guard lock(running_mu_);
         for (auto& [key, r] : running_) {
-          if (r.ctx->info().deadline > 0 && now > r.ctx->info().deadline) r.ctx->Cancel();
+          if (r.ctx->info().deadline > 0 && now > r.ctx->info().deadline) r.ctx->Cancel(false);
           if (!r.ctx->heartbeat_pending()) continue;
           store::Heartbeat h;
           h.workflow_id = r.lease.workflow_id;
@@ -478,7 +512,9 @@ class Worker::Impl {
         continue;
       }
       for (size_t i = 0; i < replies->size(); ++i) {
-        if ((*replies)[i] != store::HeartbeatReply::kOk) contexts[i]->Cancel();
+        if ((*replies)[i] != store::HeartbeatReply::kOk) {
+          contexts[i]->Cancel((*replies)[i] == store::HeartbeatReply::kCancelRequested);
+        }
       }
     }
   }
@@ -537,6 +573,8 @@ class Worker::Impl {
   std::mutex running_mu_;
   std::atomic<std::uint64_t> next_running_id_{1};
   std::map<std::uint64_t, Running> running_;  // guarded by running_mu_
+  std::mutex pids_mu_;
+  std::set<int> own_pids_;  // guarded by pids_mu_
   std::mutex commit_mu_;
   std::vector<store::ActivityOutcome> outcomes_;  // guarded by commit_mu_
 };

@@ -128,7 +128,7 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
     static std::string status, type;
     static int limit = 100;
     static bool as_json = false;
-    cmd->add_option("--status", status, "Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew");
+    cmd->add_option("--status", status, "Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut");
     cmd->add_option("--type", type, "workflow type");
     cmd->add_option("--limit", limit, "at most this many");
     cmd->add_flag("--json", as_json, "one JSON object per line");
@@ -271,6 +271,8 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
       std::cout << fmt::format("replays cleanly: {} events of {}\n", events.size(), exec.workflow_type());
     });
   }
+  // --db is accepted after the subcommand as well as before it.
+  for (auto* sub : wf->get_subcommands({})) sub->add_option("--db", common.db, "database DSN (or ITINERA_DB)");
 }
 
 }  // namespace itinera::cli
