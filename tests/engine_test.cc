@@ -546,6 +546,59 @@ TEST_F(EngineTest, NonDeterminismLeavesTheRunStuckAndVisibleUntilFixed) {
   EXPECT_EQ(Result<tv1::WaitResult>("nde-2").outcome(), "patched-new");
 }
 
+// An activity with no timeout at all: the engine refuses the command.
+Task<tv1::WaitResult> NoTimeouts(WorkflowContext& ctx, tv1::WaitInput) {
+  tv1::StepInput s;
+  const ActivityOptions none{.start_to_close = 0s, .schedule_to_close = 0s};
+  co_await ctx.execute_activity(kRecordStep, s, none);
+  co_return tv1::WaitResult();
+}
+
+TEST_F(EngineTest, CommandsTheEngineRefusesLeaveTheRunStuckWithTheReason) {
+  Registry r;
+  RegisterTestWorkflows(r, Dsn());
+  r.Register(kEvolving, &NoTimeouts);
+  StartWorker(&r);
+  ASSERT_TRUE(client_->Start(kEvolving, "badcmd-1", tv1::WaitInput()).ok());
+  ASSERT_TRUE(WaitUntil([&] { return HasEvent("badcmd-1", v1::EVENT_TYPE_WORKFLOW_TASK_FAILED); })) << Dump("badcmd-1");
+  auto d = client_->Describe("badcmd-1");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->status, store::ExecutionStatus::kRunning);
+  EXPECT_EQ(d->task_failure_code, kBadCommand);
+  EXPECT_NE(d->task_failure_message.find("start_to_close or schedule_to_close"), std::string::npos)
+      << d->task_failure_message;
+  EXPECT_EQ(Rows("SELECT count(*) FROM activity_tasks WHERE workflow_id = 'badcmd-1'"), 0) << "nothing scheduled";
+  // Terminating a stuck run clears the reason.
+  ASSERT_TRUE(client_->Terminate("badcmd-1", "operator").ok());
+  EXPECT_TRUE(client_->Describe("badcmd-1")->task_failure_code.empty());
+}
+
+TEST_F(EngineTest, AWorkflowTaskThatKeepsTimingOutShowsAsStuck) {
+  ASSERT_TRUE(client_->Start(kWaitSignal, "wft-timeout", tv1::WaitInput()).ok());
+  auto s = store::Store::Connect(Dsn(), clock_);
+  ASSERT_TRUE(s.ok());
+  // A worker that claims the task and never answers, three times.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto l = (*s)->ClaimWorkflowTasks("default", 10, "silent-worker", nullptr);
+    ASSERT_TRUE(l.ok());
+    ASSERT_EQ(l->size(), 1u) << "attempt " << attempt;
+    EXPECT_EQ(l->front().attempt, attempt);
+    Advance(11s);
+    ASSERT_TRUE((*s)->ExpireLeases(10).ok());
+    Advance(60s);  // past any retry backoff
+  }
+  auto d = client_->Describe("wft-timeout");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->task_failure_code, "WorkflowTaskTimedOut");
+  EXPECT_EQ(d->task_failure_attempt, 3);
+  EXPECT_EQ(CountEvents("wft-timeout", v1::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT), 1) << "retries add no events";
+  // A healthy worker then finishes the task and the reason goes away.
+  StartWorker();
+  ASSERT_TRUE(WaitUntil([&] { return HasEvent("wft-timeout", v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED); }));
+  EXPECT_TRUE(client_->Describe("wft-timeout")->task_failure_code.empty());
+  ExpectContiguous("wft-timeout");
+}
+
 TEST_F(EngineTest, TwoWorkersRacingForTheSameTasksNeverBothGetOne) {
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(client_->Start(kWaitSignal, "race-" + std::to_string(i), tv1::WaitInput()).ok());
