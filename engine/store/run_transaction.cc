@@ -95,7 +95,108 @@ void PendingEvents::Flush(pqxx::transaction_base& tx) {
   *this = PendingEvents();
 }
 
+namespace {
+
+ExecutionRow ReadExecutionRow(const pqxx::row& row, const std::string& workflow_id, const std::string& run_id) {
+  ExecutionRow e;
+  e.workflow_id = workflow_id;
+  e.run_id = run_id;
+  e.workflow_type = row["workflow_type"].as<std::string>();
+  e.task_queue = row["task_queue"].as<std::string>();
+  e.status = static_cast<ExecutionStatus>(row["status"].as<int>());
+  e.next_event_id = row["next_event_id"].as<std::int64_t>();
+  e.start_request_id = row["start_request_id"].as<std::string>();
+  e.started_us = row["started_us"].as<std::int64_t>();
+  e.history_bytes = row["history_bytes"].as<std::int64_t>();
+  e.cancel_requested = row["cancel_requested"].as<bool>();
+  e.sticky_owner = row["sticky_owner"].is_null() ? "" : row["sticky_owner"].as<std::string>();
+  e.sticky_until_us = row["sticky_until_us"].as<std::int64_t>();
+  e.task_failure_code = row["task_failure_code"].is_null() ? "" : row["task_failure_code"].as<std::string>();
+  e.task_failure_message = row["task_failure_message"].is_null() ? "" : row["task_failure_message"].as<std::string>();
+  e.task_failure_attempt = row["task_failure_attempt"].as<int>();
+  e.workflow_task_timeout = row["workflow_task_timeout_us"].as<std::int64_t>();
+  return e;
+}
+
+WorkflowTaskRow ReadTaskRow(const pqxx::row& w) {
+  WorkflowTaskRow task;
+  task.scheduled_event_id = w["scheduled_event_id"].as<std::int64_t>();
+  task.attempt = w["attempt"].as<int>();
+  task.visible_us = w["visible_us"].as<std::int64_t>();
+  if (!w["lease_token"].is_null()) task.lease_token = w["lease_token"].as<std::int64_t>();
+  task.lease_owner = w["lease_owner"].is_null() ? "" : w["lease_owner"].as<std::string>();
+  task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
+  task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
+  task.timeout_us = w["timeout_us"].as<std::int64_t>();
+  return task;
+}
+
+std::string BoolArray(const std::vector<bool>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += values[i] ? 't' : 'f';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs) {
+  std::sort(runs.begin(), runs.end());
+  runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
+  std::vector<std::string> wfs, rids;
+  for (const auto& [w, r] : runs) {
+    wfs.push_back(w);
+    rids.push_back(r);
+  }
+  std::string w = TextArray(wfs), r = TextArray(rids);
+  for (const auto& row : tx.exec_prepared("exec_lock_many", w, r)) {
+    RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
+    executions_[key] = ReadExecutionRow(row, key.first, key.second);
+    tasks_[key] = std::nullopt;
+  }
+  for (const auto& row : tx.exec_prepared("wft_lock_many", w, r)) {
+    RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
+    if (executions_.count(key)) tasks_[key] = ReadTaskRow(row);
+  }
+}
+
+void BatchRows::Flush(pqxx::transaction_base& tx) {
+  if (dirty_.empty()) return;
+  std::vector<std::string> w, r, owner, code, message;
+  std::vector<std::int64_t> status, next, bytes, sticky_until, attempt, closed;
+  std::vector<bool> cancel;
+  for (const auto& [key, e] : dirty_) {
+    w.push_back(e.workflow_id);
+    r.push_back(e.run_id);
+    status.push_back(static_cast<int>(e.status));
+    next.push_back(e.next_event_id);
+    bytes.push_back(e.history_bytes);
+    cancel.push_back(e.cancel_requested);
+    owner.push_back(e.sticky_owner);
+    sticky_until.push_back(e.sticky_until_us);
+    code.push_back(e.task_failure_code);
+    message.push_back(e.task_failure_message);
+    attempt.push_back(e.task_failure_attempt);
+    closed.push_back(e.closed_us);
+  }
+  tx.exec_prepared("exec_update_many", TextArray(w), TextArray(r), IntArray(status), IntArray(next), IntArray(bytes),
+                   BoolArray(cancel), TextArray(owner), IntArray(sticky_until), TextArray(code), TextArray(message),
+                   IntArray(attempt), IntArray(closed));
+  dirty_.clear();
+}
+
 Status RunTransaction::Load(const std::string& workflow_id, const std::string& run_id, bool skip_locked) {
+  if (batch_ != nullptr) {
+    RunKey key{workflow_id, run_id};
+    if (auto it = batch_->executions_.find(key); it != batch_->executions_.end()) {
+      exec_ = it->second;
+      wft_ = batch_->tasks_[key];
+      from_batch_ = true;
+      return Status::Ok();
+    }
+  }
   pqxx::result r = tx_.exec_prepared(skip_locked ? "exec_lock_skip" : "exec_lock", workflow_id, run_id);
   if (r.empty()) {
     if (skip_locked) {
@@ -105,40 +206,10 @@ Status RunTransaction::Load(const std::string& workflow_id, const std::string& r
     }
     return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
   }
-  const auto& row = r[0];
-  exec_.workflow_id = workflow_id;
-  exec_.run_id = run_id;
-  exec_.workflow_type = row["workflow_type"].as<std::string>();
-  exec_.task_queue = row["task_queue"].as<std::string>();
-  exec_.status = static_cast<ExecutionStatus>(row["status"].as<int>());
-  exec_.next_event_id = row["next_event_id"].as<std::int64_t>();
-  exec_.start_request_id = row["start_request_id"].as<std::string>();
-  exec_.started_us = row["started_us"].as<std::int64_t>();
-  exec_.history_bytes = row["history_bytes"].as<std::int64_t>();
-  exec_.cancel_requested = row["cancel_requested"].as<bool>();
-  exec_.sticky_owner = row["sticky_owner"].is_null() ? "" : row["sticky_owner"].as<std::string>();
-  exec_.sticky_until_us = row["sticky_until_us"].as<std::int64_t>();
-  exec_.task_failure_code = row["task_failure_code"].is_null() ? "" : row["task_failure_code"].as<std::string>();
-  exec_.task_failure_message =
-      row["task_failure_message"].is_null() ? "" : row["task_failure_message"].as<std::string>();
-  exec_.task_failure_attempt = row["task_failure_attempt"].as<int>();
-  exec_.workflow_task_timeout = row["workflow_task_timeout_us"].as<std::int64_t>();
-
+  exec_ = ReadExecutionRow(r[0], workflow_id, run_id);
   pqxx::result t = tx_.exec_prepared("wft_lock", workflow_id, run_id);
   wft_.reset();
-  if (!t.empty()) {
-    const auto& w = t[0];
-    WorkflowTaskRow task;
-    task.scheduled_event_id = w["scheduled_event_id"].as<std::int64_t>();
-    task.attempt = w["attempt"].as<int>();
-    task.visible_us = w["visible_us"].as<std::int64_t>();
-    if (!w["lease_token"].is_null()) task.lease_token = w["lease_token"].as<std::int64_t>();
-    task.lease_owner = w["lease_owner"].is_null() ? "" : w["lease_owner"].as<std::string>();
-    task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
-    task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
-    task.timeout_us = w["timeout_us"].as<std::int64_t>();
-    wft_ = task;
-  }
+  if (!t.empty()) wft_ = ReadTaskRow(t[0]);
   return Status::Ok();
 }
 
@@ -266,6 +337,7 @@ void RunTransaction::DeleteWorkflowTask() {
 
 void RunTransaction::Close(ExecutionStatus status) {
   exec_.status = status;
+  exec_.closed_us = now_;
   exec_.task_failure_code.clear();  // a closed run is no longer stuck
   exec_.task_failure_message.clear();
   exec_.task_failure_attempt = 0;
@@ -289,6 +361,13 @@ void RunTransaction::Save() {
   const char* sticky = exec_.sticky_owner.empty() ? nullptr : exec_.sticky_owner.c_str();
   const char* fcode = exec_.task_failure_code.empty() ? nullptr : exec_.task_failure_code.c_str();
   const char* fmsg = exec_.task_failure_message.empty() ? nullptr : exec_.task_failure_message.c_str();
+  if (from_batch_) {
+    RunKey key{exec_.workflow_id, exec_.run_id};
+    batch_->executions_[key] = exec_;
+    batch_->tasks_[key] = wft_;
+    batch_->dirty_[key] = exec_;
+    return;
+  }
   if (created_) {
     tx_.exec_prepared("exec_insert", exec_.workflow_id, exec_.run_id, exec_.workflow_type, exec_.task_queue,
                       static_cast<int>(exec_.status), exec_.next_event_id, exec_.start_request_id, exec_.started_us,
@@ -298,7 +377,7 @@ void RunTransaction::Save() {
     tx_.exec_prepared("exec_update", exec_.workflow_id, exec_.run_id, static_cast<int>(exec_.status),
                       exec_.next_event_id, exec_.history_bytes, exec_.cancel_requested, sticky,
                       exec_.sticky_until_us, fcode, fmsg, exec_.task_failure_attempt,
-                      closed_now_ ? std::to_string(now_).c_str() : nullptr);
+                      exec_.closed_us != 0 ? std::to_string(exec_.closed_us).c_str() : nullptr);
   }
 }
 

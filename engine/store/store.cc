@@ -67,6 +67,26 @@ const std::pair<const char*, const char*> kStatements[] = {
      "task_failure_attempt, workflow_task_timeout_us FROM executions WHERE workflow_id = $1 AND run_id = $2 "
      "FOR UPDATE SKIP LOCKED"},
     {"exec_exists", "SELECT 1 FROM executions WHERE workflow_id = $1 AND run_id = $2"},
+    {"exec_lock_many",
+     "SELECT workflow_id, run_id, workflow_type, task_queue, status, next_event_id, start_request_id, started_us, "
+     "history_bytes, cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
+     "task_failure_attempt, workflow_task_timeout_us FROM executions "
+     "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+     "ORDER BY workflow_id, run_id FOR UPDATE"},
+    {"wft_lock_many",
+     "SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
+     "lease_expires_us, started_us, timeout_us FROM workflow_tasks "
+     "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
+     "ORDER BY workflow_id, run_id FOR UPDATE"},
+    {"exec_update_many",
+     "UPDATE executions e SET status = u.status, next_event_id = u.next, history_bytes = u.bytes, "
+     "cancel_requested = u.cancel, sticky_owner = NULLIF(u.owner, ''), sticky_until_us = u.sticky_until, "
+     "task_failure_code = NULLIF(u.code, ''), task_failure_message = NULLIF(u.message, ''), "
+     "task_failure_attempt = u.attempt, closed_us = COALESCE(NULLIF(u.closed, 0), e.closed_us) "
+     "FROM unnest($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::bigint[], $6::boolean[], $7::text[], "
+     "$8::bigint[], $9::text[], $10::text[], $11::int[], $12::bigint[]) "
+     "AS u(w, r, status, next, bytes, cancel, owner, sticky_until, code, message, attempt, closed) "
+     "WHERE e.workflow_id = u.w AND e.run_id = u.r"},
     {"exec_insert",
      "INSERT INTO executions (workflow_id, run_id, workflow_type, task_queue, status, next_event_id, "
      "start_request_id, started_us, history_bytes, workflow_task_timeout_us) "
@@ -724,8 +744,8 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
 namespace {
 
 StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
-                                       PendingEvents& pe, Notifications& n) {
-  RunTransaction run(tx, now, pe, n);
+                                       PendingEvents& pe, Notifications& n, internal::BatchRows& rows) {
+  RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
   if (!run.running()) {
     return Status::FailedPrecondition(fmt::format("workflow \"{}\" is already {}; the task's result is discarded",
@@ -971,9 +991,14 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
       return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
     });
+    internal::BatchRows rows;
+    std::vector<internal::RunKey> keys;
+    for (const auto& c : batch) keys.emplace_back(c.workflow_id, c.run_id);
+    rows.Lock(tx, keys);
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
-    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n);
+    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n, rows);
     for (auto& r : results) out.push_back(std::move(*r));
+    rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
@@ -1068,8 +1093,8 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
 namespace {
 
 Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const ActivityOutcome& o, PendingEvents& pe,
-                           Notifications& n) {
-  RunTransaction run(tx, now, pe, n);
+                           Notifications& n, internal::BatchRows& rows) {
+  RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(o.workflow_id, o.run_id); !s.ok()) return s;
   if (!run.running()) return Status::FailedPrecondition("workflow already closed; activity result discarded");
   auto a = LockActivity(tx, o.workflow_id, o.run_id, o.scheduled_event_id);
@@ -1122,8 +1147,13 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
       return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
     });
+    internal::BatchRows rows;
+    std::vector<internal::RunKey> keys;
+    for (const auto& o : batch) keys.emplace_back(o.workflow_id, o.run_id);
+    rows.Lock(tx, keys);
     out.assign(batch.size(), Status::Ok());
-    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n);
+    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows);
+    rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
