@@ -710,6 +710,7 @@ TEST_F(EngineTest, AHistoryFromTheFutureIsRefusedWithAClearError) {
   ASSERT_TRUE(client_->Start(kSteps, "future-1", in).ok());
   Result<tv1::StepsResult>("future-1");
   auto events = History("future-1");
+  ASSERT_GE(events.size(), 4u) << Dump("future-1");
 
   auto newer_type = events;
   newer_type[3].set_event_type(static_cast<v1::EventType>(99));

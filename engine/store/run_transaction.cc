@@ -349,9 +349,21 @@ void RunTransaction::Close(ExecutionStatus status) {
   notes_.closed_workflows.push_back(exec_.workflow_id);
 }
 
-void RunTransaction::Save() {
+void RunTransaction::ScheduleNeededWorkflowTask() {
   if (needs_task_ && !wft_ && running()) ScheduleWorkflowTask(exec_.sticky_owner, exec_.sticky_until_us);
   needs_task_ = false;
+}
+
+void RunTransaction::LeaseWorkflowTask(std::int64_t token, const std::string& owner) {
+  tx_.exec_prepared("wft_lease", exec_.workflow_id, exec_.run_id, token, owner, now_);
+  wft_->lease_token = token;
+  wft_->lease_owner = owner;
+  wft_->lease_expires_us = now_ + wft_->timeout_us;
+  wft_->started_us = now_;
+}
+
+void RunTransaction::Save() {
+  ScheduleNeededWorkflowTask();
   for (const auto& e : new_events_) {
     std::string data = e.SerializeAsString();
     exec_.history_bytes += static_cast<std::int64_t>(data.size());

@@ -132,6 +132,11 @@ class RunTransaction {
   std::vector<std::pair<std::int64_t, v1::HistoryEvent>> LoadBuffered();
   void DeleteBuffered(std::int64_t seq);
 
+  // Schedules the workflow task that events added by AddExternalEvent call
+  // for (Save() does it too; this lets a caller act on the task first).
+  void ScheduleNeededWorkflowTask();
+  // Leases the (unleased) task row to `owner`, as a claim would.
+  void LeaseWorkflowTask(std::int64_t token, const std::string& owner);
   // Appends WorkflowTaskScheduled and (re)writes the task row, unleased.
   void ScheduleWorkflowTask(const std::string& sticky_owner = "", Micros sticky_until = 0);
   void DeleteWorkflowTask();

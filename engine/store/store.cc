@@ -148,6 +148,16 @@ const std::pair<const char*, const char*> kStatements[] = {
      "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
      "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us) "
      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $8)"},
+    {"act_insert_leased",
+     "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
+     "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us, "
+     "lease_token, lease_owner, started_us, lease_expires_us) "
+     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::bigint, $11::bigint, 1, $8, $12, $13, $8, "
+     "LEAST($8::bigint + $9::bigint, CASE WHEN $11::bigint > 0 THEN $8::bigint + $11::bigint END, "
+     "CASE WHEN $10::bigint > 0 THEN $8::bigint + $10::bigint END))"},
+    {"wft_lease",
+     "UPDATE workflow_tasks SET lease_token = $3, lease_owner = $4, lease_expires_us = $5::bigint + timeout_us, "
+     "started_us = $5::bigint WHERE workflow_id = $1 AND run_id = $2 AND lease_token IS NULL"},
     {"act_claim",
      "WITH c AS (SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE task_queue = $1 "
      "AND lease_token IS NULL AND visible_us <= $2 ORDER BY visible_us LIMIT $3 FOR UPDATE SKIP LOCKED) "
@@ -660,6 +670,61 @@ StatusOr<std::vector<v1::HistoryEvent>> Store::GetHistory(const std::string& wor
   });
 }
 
+namespace {
+
+// Reads each lease's history after the event its worker already holds and
+// appends the (not yet stored) started event, plus the scheduled event of a
+// transient retry: a task that dies leaves no trace in history.
+Status FillHistory(pqxx::transaction_base& tx, std::vector<WorkflowTaskLease>& leases,
+                   const std::function<std::int64_t(const std::string&)>& cached_upto) {
+  if (leases.empty()) return Status::Ok();
+  std::vector<std::string> wfs, runs;
+  std::vector<std::int64_t> from;
+  std::map<std::pair<std::string, std::string>, size_t> index;
+  for (size_t i = 0; i < leases.size(); ++i) {
+    auto& l = leases[i];
+    l.events.clear();
+    std::int64_t have = cached_upto ? cached_upto(l.run_id) : 0;
+    if (have <= 0 || have >= l.next_event_id) have = 0;
+    wfs.push_back(l.workflow_id);
+    runs.push_back(l.run_id);
+    from.push_back(have + 1);
+    index[{l.workflow_id, l.run_id}] = i;
+  }
+  for (const auto& row : tx.exec_prepared("history_many", TextArray(wfs), TextArray(runs), IntArray(from))) {
+    auto it = index.find({row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()});
+    if (it == index.end()) continue;
+    v1::HistoryEvent e;
+    if (!e.ParseFromString(Bytes(row["data"]))) return Status::Internal("history event does not parse");
+    leases[it->second].events.push_back(std::move(e));
+  }
+  for (auto& l : leases) {
+    std::int64_t next = l.next_event_id;
+    std::int64_t scheduled = l.scheduled_event_id;
+    if (scheduled == 0) {
+      v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+      s.set_event_id(next++);
+      *s.mutable_event_time() = ToTimestamp(l.started_us);
+      auto* a = s.mutable_workflow_task_scheduled_event_attributes();
+      a->set_task_queue(l.task_queue);
+      *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(l.task_timeout));
+      a->set_attempt(l.attempt);
+      scheduled = s.event_id();
+      l.events.push_back(std::move(s));
+    }
+    v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+    st.set_event_id(next);
+    *st.mutable_event_time() = ToTimestamp(l.started_us);
+    st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
+    st.mutable_workflow_task_started_event_attributes()->set_identity(l.identity);
+    l.started_event_id = next;
+    l.events.push_back(std::move(st));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
     const std::string& task_queue, int max, const std::string& identity,
     const std::function<std::int64_t(const std::string&)>& cached_upto) {
@@ -673,18 +738,6 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
     tx.exec_prepared("async_commit");
     pqxx::result claimed = tx.exec_prepared("wft_claim", task_queue, now, max, token, identity);
     std::vector<WorkflowTaskLease> leases;
-    if (claimed.empty()) {
-      tx.commit();
-      return leases;
-    }
-    std::vector<std::string> wfs, runs;
-    std::vector<std::int64_t> from;
-    std::map<std::pair<std::string, std::string>, size_t> index;
-    struct Extra {
-      std::int64_t scheduled_event_id, next_event_id, timeout_us;
-      std::string task_queue;
-    };
-    std::vector<Extra> extras;
     for (const auto& row : claimed) {
       WorkflowTaskLease l;
       l.workflow_id = row["workflow_id"].as<std::string>();
@@ -692,59 +745,34 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
       l.workflow_type = row["workflow_type"].as<std::string>();
       l.lease_token = token;
       l.attempt = row["attempt"].as<int>();
-      Extra x{row["scheduled_event_id"].as<std::int64_t>(), row["next_event_id"].as<std::int64_t>(),
-              row["timeout_us"].as<std::int64_t>(), row["task_queue"].as<std::string>()};
-      std::int64_t have = cached_upto ? cached_upto(l.run_id) : 0;
-      if (have <= 0 || have >= x.next_event_id) have = 0;
-      wfs.push_back(l.workflow_id);
-      runs.push_back(l.run_id);
-      from.push_back(have + 1);
-      index[{l.workflow_id, l.run_id}] = leases.size();
+      l.scheduled_event_id = row["scheduled_event_id"].as<std::int64_t>();
+      l.next_event_id = row["next_event_id"].as<std::int64_t>();
+      l.task_timeout = row["timeout_us"].as<std::int64_t>();
+      l.task_queue = row["task_queue"].as<std::string>();
+      l.started_us = now;
+      l.identity = identity;
       leases.push_back(std::move(l));
-      extras.push_back(x);
     }
-    for (const auto& row : tx.exec_prepared("history_many", TextArray(wfs), TextArray(runs), IntArray(from))) {
-      auto it = index.find({row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()});
-      if (it == index.end()) continue;
-      v1::HistoryEvent e;
-      if (!e.ParseFromString(Bytes(row["data"]))) return Status::Internal("history event does not parse");
-      leases[it->second].events.push_back(std::move(e));
-    }
+    if (Status s = FillHistory(tx, leases, cached_upto); !s.ok()) return s;
     tx.commit();
-    // The started event (and, for a retried task, its scheduled event) is
-    // not stored until the task completes: a task that dies leaves no trace.
-    for (size_t i = 0; i < leases.size(); ++i) {
-      auto& l = leases[i];
-      const auto& x = extras[i];
-      std::int64_t next = x.next_event_id;
-      std::int64_t scheduled = x.scheduled_event_id;
-      if (scheduled == 0) {
-        v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
-        s.set_event_id(next++);
-        *s.mutable_event_time() = ToTimestamp(now);
-        auto* a = s.mutable_workflow_task_scheduled_event_attributes();
-        a->set_task_queue(x.task_queue);
-        *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(x.timeout_us));
-        a->set_attempt(l.attempt);
-        scheduled = s.event_id();
-        l.events.push_back(std::move(s));
-      }
-      v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
-      st.set_event_id(next);
-      *st.mutable_event_time() = ToTimestamp(now);
-      st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
-      st.mutable_workflow_task_started_event_attributes()->set_identity(identity);
-      l.started_event_id = next;
-      l.events.push_back(std::move(st));
-    }
     return leases;
+  });
+}
+
+Status Store::LoadWorkflowTaskHistory(std::vector<WorkflowTaskLease>& leases,
+                                      const std::function<std::int64_t(const std::string&)>& cached_upto) {
+  return Run("load workflow task history", [&]() -> Status {
+    pqxx::read_transaction tx(conn_->c);
+    return FillHistory(tx, leases, cached_upto);
   });
 }
 
 namespace {
 
 StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
-                                       PendingEvents& pe, Notifications& n, internal::BatchRows& rows) {
+                                       PendingEvents& pe, Notifications& n, internal::BatchRows& rows,
+                                       std::int64_t eager_token, std::vector<ActivityTaskLease>* eager_out) {
+  int eager_budget = eager_out ? c.eager_activities : 0;
   RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
   if (!run.running()) {
@@ -831,9 +859,30 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
         Micros stc = FromDuration(a.start_to_close_timeout()).count();
         if (stc <= 0) stc = s2c;
         std::int64_t id = run.AddEvent(std::move(e));
-        tx.exec_prepared("act_insert", ex.workflow_id, ex.run_id, id, queue, a.activity_type(), a.activity_id(),
-                         Bin(attrs), now, stc, s2c, FromDuration(a.heartbeat_timeout()).count());
-        n.activity_queues.insert(queue);
+        Micros hb = FromDuration(a.heartbeat_timeout()).count();
+        if (eager_budget > 0 && queue == c.eager_queue) {
+          // Eager dispatch: the completing worker has a free slot, so the
+          // activity starts there without a claim round trip.
+          --eager_budget;
+          tx.exec_prepared("act_insert_leased", ex.workflow_id, ex.run_id, id, queue, a.activity_type(),
+                           a.activity_id(), Bin(attrs), now, stc, s2c, hb, eager_token, c.identity);
+          ActivityTaskLease l;
+          l.workflow_id = ex.workflow_id;
+          l.run_id = ex.run_id;
+          l.scheduled_event_id = id;
+          l.activity_type = a.activity_type();
+          l.activity_id = a.activity_id();
+          l.input = a.input();
+          l.attempt = 1;
+          l.lease_token = eager_token;
+          l.deadline = s2c > 0 ? std::min(now + stc, now + s2c) : now + stc;
+          l.heartbeat_timeout = hb;
+          eager_out->push_back(std::move(l));
+        } else {
+          tx.exec_prepared("act_insert", ex.workflow_id, ex.run_id, id, queue, a.activity_type(), a.activity_id(),
+                           Bin(attrs), now, stc, s2c, hb);
+          n.activity_queues.insert(queue);
+        }
         break;
       }
       case v1::Command::kStartTimer: {
@@ -975,11 +1024,14 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
 
 }  // namespace
 
-std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch) {
+std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch,
+                                                                     std::vector<ActivityTaskLease>* eager_activities) {
   std::vector<StatusOr<CompletionResult>> out;
   if (batch.empty()) return out;
   Status whole = Run("complete workflow tasks", [&]() -> Status {
     out.clear();
+    std::vector<ActivityTaskLease> eager;
+    std::int64_t eager_token = NewLeaseToken();
     Micros now = clock_->Now();
     pqxx::work tx(conn_->c);
     PendingEvents pe;
@@ -996,12 +1048,15 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     for (const auto& c : batch) keys.emplace_back(c.workflow_id, c.run_id);
     rows.Lock(tx, keys);
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
-    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n, rows);
+    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n, rows, eager_token, &eager);
     for (auto& r : results) out.push_back(std::move(*r));
     rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
+    if (eager_activities) {
+      for (auto& l : eager) eager_activities->push_back(std::move(l));
+    }
     return Status::Ok();
   });
   if (!whole.ok()) {
@@ -1093,7 +1148,8 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
 namespace {
 
 Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const ActivityOutcome& o, PendingEvents& pe,
-                           Notifications& n, internal::BatchRows& rows) {
+                           Notifications& n, internal::BatchRows& rows, std::int64_t eager_token,
+                           std::vector<WorkflowTaskLease>* eager_out) {
   RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(o.workflow_id, o.run_id); !s.ok()) return s;
   if (!run.running()) return Status::FailedPrecondition("workflow already closed; activity result discarded");
@@ -1127,13 +1183,38 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
       n.activity_queues.insert(a->task_queue);
       break;
   }
+  if (o.eager_workflow_task && eager_out != nullptr) {
+    // Eager dispatch: take the workflow task this result needs, unless
+    // another worker holds the run in its sticky cache.
+    run.ScheduleNeededWorkflowTask();
+    const auto& ex = run.exec();
+    bool sticky_elsewhere = !ex.sticky_owner.empty() && ex.sticky_owner != o.identity && ex.sticky_until_us > now;
+    auto& wft = run.workflow_task();
+    if (wft && !wft->lease_token && wft->visible_us <= now && !sticky_elsewhere) {
+      run.LeaseWorkflowTask(eager_token, o.identity);
+      WorkflowTaskLease l;
+      l.workflow_id = ex.workflow_id;
+      l.run_id = ex.run_id;
+      l.workflow_type = ex.workflow_type;
+      l.lease_token = eager_token;
+      l.attempt = wft->attempt;
+      l.scheduled_event_id = wft->scheduled_event_id;
+      l.next_event_id = ex.next_event_id;
+      l.task_timeout = wft->timeout_us;
+      l.task_queue = ex.task_queue;
+      l.started_us = now;
+      l.identity = o.identity;
+      eager_out->push_back(std::move(l));
+    }
+  }
   run.Save();
   return Status::Ok();
 }
 
 }  // namespace
 
-std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutcome>& batch) {
+std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutcome>& batch,
+                                                std::vector<WorkflowTaskLease>* eager_workflow_tasks) {
   std::vector<Status> out;
   if (batch.empty()) return out;
   Status whole = Run("complete activity tasks", [&]() -> Status {
@@ -1152,11 +1233,16 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     for (const auto& o : batch) keys.emplace_back(o.workflow_id, o.run_id);
     rows.Lock(tx, keys);
     out.assign(batch.size(), Status::Ok());
-    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows);
+    std::vector<WorkflowTaskLease> eager;
+    std::int64_t eager_token = NewLeaseToken();
+    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows, eager_token, &eager);
     rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
+    if (eager_workflow_tasks) {
+      for (auto& l : eager) eager_workflow_tasks->push_back(std::move(l));
+    }
     return Status::Ok();
   });
   if (!whole.ok()) out.assign(batch.size(), whole);
@@ -1167,8 +1253,16 @@ StatusOr<std::vector<HeartbeatReply>> Store::RecordHeartbeats(const std::vector<
   return Run("record heartbeats", [&]() -> StatusOr<std::vector<HeartbeatReply>> {
     Micros now = clock_->Now();
     pqxx::work tx(conn_->c);
-    std::vector<HeartbeatReply> out;
-    for (const auto& h : batch) {
+    std::vector<HeartbeatReply> out(batch.size(), HeartbeatReply::kOk);
+    // Key order, like every batch, so batches cannot deadlock each other.
+    std::vector<size_t> order(batch.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return std::tie(batch[a].workflow_id, batch[a].run_id, batch[a].scheduled_event_id) <
+             std::tie(batch[b].workflow_id, batch[b].run_id, batch[b].scheduled_event_id);
+    });
+    for (size_t i : order) {
+      const auto& h = batch[i];
       pqxx::result r;
       if (h.details) {
         r = tx.exec_prepared("act_heartbeat", h.workflow_id, h.run_id, h.scheduled_event_id, h.lease_token,
@@ -1178,9 +1272,9 @@ StatusOr<std::vector<HeartbeatReply>> Store::RecordHeartbeats(const std::vector<
                              now);
       }
       if (r.empty()) {
-        out.push_back(HeartbeatReply::kLeaseLost);
+        out[i] = HeartbeatReply::kLeaseLost;
       } else {
-        out.push_back(r[0][0].as<bool>() ? HeartbeatReply::kCancelRequested : HeartbeatReply::kOk);
+        out[i] = r[0][0].as<bool>() ? HeartbeatReply::kCancelRequested : HeartbeatReply::kOk;
       }
     }
     tx.commit();
@@ -1232,8 +1326,10 @@ StatusOr<int> Store::ExpireLeases(int max) {
       WorkflowTaskRow task = *wft;
       run.exec().sticky_owner.clear();
       run.exec().sticky_until_us = 0;
-      if (task.attempt >= 2) {
-        // Timing out again and again: stuck, like a failing task.
+      if (task.attempt >= 2 && (run.exec().task_failure_code.empty() ||
+                                run.exec().task_failure_code == "WorkflowTaskTimedOut")) {
+        // Timing out again and again: stuck, like a failing task. (A run
+        // already stuck for another reason keeps that reason.)
         run.exec().task_failure_code = "WorkflowTaskTimedOut";
         run.exec().task_failure_message = fmt::format(
             "workflow task timed out {} times in a row (timeout {}ms); last worker {}", task.attempt,

@@ -97,27 +97,15 @@ struct WorkflowTaskLease {
   std::string run_id;
   std::string workflow_type;
   std::int64_t lease_token = 0;
-  std::int64_t started_event_id = 0;
+  std::int64_t started_event_id = 0;  // set with the events
   int attempt = 1;
   std::vector<v1::HistoryEvent> events;
-};
-
-struct WorkflowTaskCompletion {
-  std::string workflow_id;
-  std::string run_id;
-  std::int64_t lease_token = 0;
-  std::int64_t started_event_id = 0;
-  std::vector<v1::Command> commands;
-  std::string identity;
-  Micros sticky_timeout = 5'000'000;  // 0: do not keep the run sticky to this worker
-};
-
-struct WorkflowTaskFailure {
-  std::string workflow_id;
-  std::string run_id;
-  std::int64_t lease_token = 0;
-  std::string cause;  // "NonDeterminism", "WorkflowPanic", ...
-  v1::Failure failure;
+  // What the store needs to build the started event when it reads history.
+  std::int64_t scheduled_event_id = 0;  // 0: a transient retry
+  std::int64_t next_event_id = 0;
+  Micros started_us = 0;
+  Micros task_timeout = 0;
+  std::string task_queue;
   std::string identity;
 };
 
@@ -135,12 +123,39 @@ struct ActivityTaskLease {
   std::optional<v1::Payload> heartbeat_details;
 };
 
+struct WorkflowTaskCompletion {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t lease_token = 0;
+  std::int64_t started_event_id = 0;
+  std::vector<v1::Command> commands;
+  std::string identity;
+  Micros sticky_timeout = 5'000'000;  // 0: do not keep the run sticky to this worker
+  // Eager dispatch: up to this many of the activities scheduled on
+  // eager_queue are leased to the completing worker in the same transaction.
+  int eager_activities = 0;
+  std::string eager_queue;
+};
+
+struct WorkflowTaskFailure {
+  std::string workflow_id;
+  std::string run_id;
+  std::int64_t lease_token = 0;
+  std::string cause;  // "NonDeterminism", "WorkflowPanic", ...
+  v1::Failure failure;
+  std::string identity;
+};
+
+
 struct ActivityOutcome {
   std::string workflow_id;
   std::string run_id;
   std::int64_t scheduled_event_id = 0;
   std::int64_t lease_token = 0;
   std::string identity;
+  // Eager dispatch: lease the workflow task this result schedules to the
+  // same worker (unless another worker holds the run in its sticky cache).
+  bool eager_workflow_task = false;
   enum class Kind { kCompleted, kFailed, kCanceled } kind = Kind::kCompleted;
   v1::Payload result;
   v1::Failure failure;
@@ -188,13 +203,22 @@ class Store {
       const std::string& task_queue, int max, const std::string& identity,
       const std::function<std::int64_t(const std::string& run_id)>& cached_upto);
   // One transaction for the whole batch; each entry gets its own outcome.
-  std::vector<StatusOr<CompletionResult>> CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch);
+  // Activities leased eagerly are appended to *eager_activities.
+  std::vector<StatusOr<CompletionResult>> CompleteWorkflowTasks(
+      const std::vector<WorkflowTaskCompletion>& batch,
+      std::vector<ActivityTaskLease>* eager_activities = nullptr);
+  // Reads the history of leases handed out without it (eager dispatch).
+  Status LoadWorkflowTaskHistory(std::vector<WorkflowTaskLease>& leases,
+                                 const std::function<std::int64_t(const std::string& run_id)>& cached_upto);
   Status FailWorkflowTask(const WorkflowTaskFailure& failure);
 
   // Activity workers.
   StatusOr<std::vector<ActivityTaskLease>> ClaimActivityTasks(const std::string& task_queue, int max,
                                                               const std::string& identity);
-  std::vector<Status> CompleteActivityTasks(const std::vector<ActivityOutcome>& batch);
+  // Workflow tasks leased eagerly are appended to *eager_workflow_tasks,
+  // without their history (see LoadWorkflowTaskHistory).
+  std::vector<Status> CompleteActivityTasks(const std::vector<ActivityOutcome>& batch,
+                                            std::vector<WorkflowTaskLease>* eager_workflow_tasks = nullptr);
   StatusOr<std::vector<HeartbeatReply>> RecordHeartbeats(const std::vector<Heartbeat>& batch);
 
   // Time-driven work: fire due timers, reclaim expired leases (retrying the

@@ -228,8 +228,22 @@ class Worker::Impl {
     while (!stopping_) {
       if (!EnsureStore(store)) break;
       std::uint64_t seen = signals_->workflow.generation();
-      auto leases = store->ClaimWorkflowTasks(options_.task_queue, options_.workflow_batch, options_.identity,
-                                              [this](const std::string& run_id) { return cache_.LastEventId(run_id); });
+      auto cached = [this](const std::string& run_id) { return cache_.LastEventId(run_id); };
+      std::vector<store::WorkflowTaskLease> eager;
+      {
+        std::lock_guard lock(eager_mu_);
+        eager.swap(eager_workflow_tasks_);
+      }
+      if (!eager.empty()) {
+        // Handed over by our own activity commits: no claim needed.
+        if (Status s = store->LoadWorkflowTaskHistory(eager, cached); !s.ok()) {
+          HandleStoreError(store, s, "reading history");  // the leases expire and the tasks run again
+          continue;
+        }
+        ProcessWorkflowTasks(*store, eager);
+        continue;
+      }
+      auto leases = store->ClaimWorkflowTasks(options_.task_queue, options_.workflow_batch, options_.identity, cached);
       if (!leases.ok()) {
         HandleStoreError(store, leases.status(), "claiming workflow tasks");
         continue;
@@ -244,6 +258,9 @@ class Worker::Impl {
 
   void ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
     std::vector<store::WorkflowTaskCompletion> completions;
+    // Free activity slots, offered for eager dispatch of the activities
+    // these tasks schedule.
+    int eager_budget = std::max(0, options_.activity_threads - active_.load());
     std::vector<std::unique_ptr<WorkflowExecutor>> executors;
     for (auto& lease : leases) {
       stats_.workflow_tasks++;
@@ -299,12 +316,25 @@ class Worker::Impl {
       c.commands = exec->NewCommands();
       c.identity = options_.identity;
       c.sticky_timeout = options_.sticky_timeout.count();
+      if (options_.run_activities) {
+        int wanted = 0;
+        for (const auto& cmd : c.commands) {
+          wanted += cmd.has_schedule_activity_task() &&
+                    (cmd.schedule_activity_task().task_queue().empty() ||
+                     cmd.schedule_activity_task().task_queue() == options_.task_queue);
+        }
+        c.eager_activities = std::min(wanted, eager_budget);
+        eager_budget -= c.eager_activities;
+        c.eager_queue = options_.task_queue;
+      }
       completions.push_back(std::move(c));
       executors.push_back(std::move(exec));
     }
     if (completions.empty()) return;
     if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
-    auto results = store.CompleteWorkflowTasks(completions);
+    std::vector<store::ActivityTaskLease> eager;
+    auto results = store.CompleteWorkflowTasks(completions, options_.run_activities ? &eager : nullptr);
+    for (auto& lease : eager) Dispatch(std::move(lease));
     bool scheduled_activities = false;
     for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].ok() && results[i].value() == store::CompletionResult::kAccepted) {
@@ -322,6 +352,7 @@ class Worker::Impl {
         f.failure.set_message(fmt::format("[{}] {}", kBadCommand, results[i].status().message()));
         f.identity = options_.identity;
         stats_.workflow_task_failures++;
+        LogLine(LogLevel::kWarn, "workflow task failed: " + f.failure.message(), f.workflow_id, f.run_id);
         if (Status fs = store.FailWorkflowTask(f); !fs.ok()) {
           LogWarn("worker {}: recording workflow task failure: {}", options_.identity, fs.ToString());
         }
@@ -353,11 +384,13 @@ class Worker::Impl {
         signals_->activity.WaitFor(seen, 1000ms);
         continue;
       }
-      for (auto& lease : *leases) {
-        active_++;
-        boost::asio::post(*pool_, [this, lease = std::move(lease)]() mutable { RunActivity(std::move(lease)); });
-      }
+      for (auto& lease : *leases) Dispatch(std::move(lease));
     }
+  }
+
+  void Dispatch(store::ActivityTaskLease lease) {
+    active_++;
+    boost::asio::post(*pool_, [this, lease = std::move(lease)]() mutable { RunActivity(std::move(lease)); });
   }
 
   void RunActivity(store::ActivityTaskLease lease) {
@@ -387,6 +420,7 @@ class Worker::Impl {
     o.scheduled_event_id = lease.scheduled_event_id;
     o.lease_token = lease.lease_token;
     o.identity = options_.identity;
+    o.eager_workflow_task = options_.run_workflows && !stopping_;
     const ActivityEntry* entry = registry_.FindActivity(lease.activity_type);
     try {
       if (entry == nullptr) {
@@ -413,6 +447,13 @@ class Worker::Impl {
       o.kind = store::ActivityOutcome::Kind::kFailed;
       o.failure.set_type("UnknownException");
       o.failure.set_message("activity threw a non-standard exception");
+    }
+    if (o.kind == store::ActivityOutcome::Kind::kFailed && ctx->is_canceled() && !ctx->cancel_requested()) {
+      // The attempt stopped because it ran out of time or lost its lease:
+      // that is a timeout, to be retried, whatever the activity threw.
+      o.failure.set_type("TimeoutError");
+      o.failure.set_non_retryable(false);
+      o.failure.set_message("attempt stopped at its deadline or after losing its lease: " + o.failure.message());
     }
     if (o.kind == store::ActivityOutcome::Kind::kFailed) stats_.activity_failures++;
     {
@@ -455,7 +496,12 @@ class Worker::Impl {
           }
         }
         if (store) {
-          auto results = store->CompleteActivityTasks(batch);
+          std::vector<store::WorkflowTaskLease> eager;
+          auto results = store->CompleteActivityTasks(batch, &eager);
+          if (!eager.empty()) {
+            std::lock_guard lock(eager_mu_);
+            for (auto& l : eager) eager_workflow_tasks_.push_back(std::move(l));
+          }
           bool unavailable = !results.empty() && !results[0].ok() && results[0].code() == StatusCode::kUnavailable;
           if (!unavailable) {
             for (size_t i = 0; i < results.size(); ++i) {
@@ -573,6 +619,8 @@ class Worker::Impl {
   std::mutex running_mu_;
   std::atomic<std::uint64_t> next_running_id_{1};
   std::map<std::uint64_t, Running> running_;  // guarded by running_mu_
+  std::mutex eager_mu_;
+  std::vector<store::WorkflowTaskLease> eager_workflow_tasks_;  // guarded by eager_mu_
   std::mutex pids_mu_;
   std::set<int> own_pids_;  // guarded by pids_mu_
   std::mutex commit_mu_;
