@@ -52,11 +52,12 @@ class EngineTest : public ::testing::Test {
   }
   void TearDown() override { StopWorker(); }
 
-  void StartWorker(const Registry* registry = nullptr, WorkerHooks hooks = {}) {
+  void StartWorker(const Registry* registry = nullptr, WorkerHooks hooks = {}, bool run_activities = true) {
     WorkerOptions o;
     o.dsn = Dsn();
     o.clock = clock_;
     o.activity_threads = 4;
+    o.run_activities = run_activities;
     o.hooks = std::move(hooks);
     worker_ = std::make_unique<Worker>(registry ? *registry : registry_, o);
     ASSERT_TRUE(worker_->Start().ok());
@@ -313,6 +314,25 @@ TEST_F(EngineTest, HeartbeatTimeoutCausesARetryThatSeesTheLastDetails) {
     if (e.has_activity_task_started_event_attributes()) {
       EXPECT_EQ(e.activity_task_started_event_attributes().previous_attempts(0).failure().code(),
                 "TIMEOUT_TYPE_HEARTBEAT");
+    }
+  }
+}
+
+TEST_F(EngineTest, ScheduleToCloseTimesOutAnActivityNoWorkerTakes) {
+  StartWorker(nullptr, {}, /*run_activities=*/false);  // workflows only: nobody runs activities
+  tv1::FlakyInput in;
+  in.set_schedule_to_close_ms(5000);
+  ASSERT_TRUE(client_->Start(kFlaky, "s2c-1", in).ok());
+  ASSERT_TRUE(WaitUntil([&] { return HasEvent("s2c-1", v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED); }));
+  Advance(4900ms);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(HasEvent("s2c-1", v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT)) << "not before its time";
+  Advance(100ms);
+  EXPECT_EQ(Result<tv1::FlakyResult>("s2c-1").outcome(), "failed:TimeoutError:RETRY_STATE_TIMEOUT");
+  EXPECT_FALSE(HasEvent("s2c-1", v1::EVENT_TYPE_ACTIVITY_TASK_STARTED)) << "no attempt ever started";
+  for (const auto& e : History("s2c-1")) {
+    if (e.has_activity_task_timed_out_event_attributes()) {
+      EXPECT_EQ(e.activity_task_timed_out_event_attributes().failure().code(), "TIMEOUT_TYPE_SCHEDULE_TO_CLOSE");
     }
   }
 }

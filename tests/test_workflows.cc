@@ -44,6 +44,7 @@ Task<FlakyResult> Flaky(WorkflowContext& ctx, FlakyInput in) {
   if (in.backoff_coefficient() > 0) o.backoff_coefficient = in.backoff_coefficient();
   if (in.start_to_close_ms() > 0) o.start_to_close = std::chrono::milliseconds(in.start_to_close_ms());
   if (in.heartbeat_ms() > 0) o.heartbeat = std::chrono::milliseconds(in.heartbeat_ms());
+  if (in.schedule_to_close_ms() > 0) o.schedule_to_close = std::chrono::milliseconds(in.schedule_to_close_ms());
   for (const auto& t : in.non_retryable_types()) o.non_retryable_error_types.push_back(t);
   FlakyResult out;
   try {

@@ -201,15 +201,19 @@ const std::pair<const char*, const char*> kStatements[] = {
      "SELECT workflow_id, run_id FROM workflow_tasks WHERE lease_token IS NOT NULL AND lease_expires_us <= $1 "
      "LIMIT $2"},
     {"act_expired",
-     "SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE lease_token IS NOT NULL "
-     "AND lease_expires_us <= $1 LIMIT $2"},
+     "(SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE lease_token IS NOT NULL "
+     "AND lease_expires_us <= $1 LIMIT $2) UNION ALL "
+     "(SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE lease_token IS NULL "
+     "AND schedule_to_close_us > 0 AND scheduled_us + schedule_to_close_us <= $1 LIMIT $2)"},
     {"next_due",
      "SELECT min(x) FROM ("
      " SELECT min(fire_us) AS x FROM timers"
      " UNION ALL SELECT min(lease_expires_us) FROM workflow_tasks WHERE lease_token IS NOT NULL"
      " UNION ALL SELECT min(lease_expires_us) FROM activity_tasks WHERE lease_token IS NOT NULL"
      " UNION ALL SELECT min(visible_us) FROM workflow_tasks WHERE lease_token IS NULL AND visible_us > $1"
-     " UNION ALL SELECT min(visible_us) FROM activity_tasks WHERE lease_token IS NULL AND visible_us > $1) s"},
+     " UNION ALL SELECT min(visible_us) FROM activity_tasks WHERE lease_token IS NULL AND visible_us > $1"
+     " UNION ALL SELECT min(scheduled_us + schedule_to_close_us) FROM activity_tasks"
+     "   WHERE lease_token IS NULL AND schedule_to_close_us > 0) s"},
     {"exec_describe",
      "SELECT workflow_id, run_id, workflow_type, task_queue, status, started_us, closed_us, next_event_id, "
      "history_bytes, cancel_requested, task_failure_code, task_failure_message, task_failure_attempt "
@@ -376,7 +380,7 @@ v1::HistoryEvent ActivityStarted(const ActivityRow& a, std::int64_t scheduled_ev
 // An attempt failed: schedule the next one, or close the activity into history.
 Status RetryOrFail(pqxx::transaction_base& tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
                    const v1::Failure& failure, bool timed_out, const std::string& identity,
-                   std::optional<v1::RetryState> forced_state = std::nullopt) {
+                   std::optional<v1::RetryState> forced_state = std::nullopt, bool attempt_started = true) {
   RetryDecision d = DecideRetry(a.attrs, a.attempt, failure, run.now(), a.scheduled_us);
   if (forced_state) d.state = *forced_state;
   const auto& ex = run.exec();
@@ -390,7 +394,11 @@ Status RetryOrFail(pqxx::transaction_base& tx, RunTransaction& run, ActivityRow&
                      run.now() + d.backoff, Bin(a.attempts.SerializeAsString()));
     return Status::Ok();
   }
-  if (Status s = run.AddExternalEvent(ActivityStarted(a, scheduled_event_id, identity)); !s.ok()) return s;
+  // An activity that times out before any attempt started closes without a
+  // started event (Temporal does the same).
+  if (attempt_started) {
+    if (Status s = run.AddExternalEvent(ActivityStarted(a, scheduled_event_id, identity)); !s.ok()) return s;
+  }
   v1::HistoryEvent closed;
   if (timed_out) {
     closed = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT);
@@ -1369,8 +1377,28 @@ StatusOr<int> Store::ExpireLeases(int max) {
       RunTransaction run(tx, now, pe, n);
       if (!run.Load(wf, rid, true).ok() || !run.running()) continue;
       auto a = LockActivity(tx, wf, rid, sched);
-      if (!a || !a->lease_token || a->lease_expires_us > now) continue;
+      if (!a) continue;
       Micros s2c_deadline = a->schedule_to_close_us > 0 ? a->scheduled_us + a->schedule_to_close_us : INT64_MAX;
+      if (!a->lease_token) {
+        // Never claimed (or waiting out a retry backoff) past its
+        // schedule-to-close deadline: it times out without a new attempt.
+        if (now < s2c_deadline) continue;
+        v1::Failure f;
+        f.set_type("TimeoutError");
+        f.set_code(v1::TimeoutType_Name(v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE));
+        f.set_message(fmt::format("activity {} was not completed within its schedule-to-close timeout of {}ms "
+                                  "(attempts made: {})",
+                                  a->activity_type, a->schedule_to_close_us / 1000, a->attempt - 1));
+        if (!RetryOrFail(tx, run, *a, sched, f, true, "itinera-timeouts", v1::RETRY_STATE_TIMEOUT,
+                         /*attempt_started=*/false)
+                 .ok()) {
+          continue;
+        }
+        run.Save();
+        ++handled;
+        continue;
+      }
+      if (a->lease_expires_us > now) continue;
       Micros attempt_deadline = a->started_us + a->start_to_close_us;
       v1::TimeoutType kind = now >= s2c_deadline       ? v1::TIMEOUT_TYPE_SCHEDULE_TO_CLOSE
                              : now >= attempt_deadline ? v1::TIMEOUT_TYPE_START_TO_CLOSE
