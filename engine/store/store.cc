@@ -770,7 +770,8 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
 Status Store::LoadWorkflowTaskHistory(std::vector<WorkflowTaskLease>& leases,
                                       const std::function<std::int64_t(const std::string&)>& cached_upto) {
   return Run("load workflow task history", [&]() -> Status {
-    pqxx::read_transaction tx(conn_->c);
+    // One statement: no transaction needed, so no BEGIN/ROLLBACK round trips.
+    pqxx::nontransaction tx(conn_->c);
     return FillHistory(tx, leases, cached_upto);
   });
 }
