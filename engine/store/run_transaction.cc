@@ -128,6 +128,8 @@ WorkflowTaskRow ReadTaskRow(const pqxx::row& w) {
   task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
   task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
   task.timeout_us = w["timeout_us"].as<std::int64_t>();
+  task.sticky_owner = w["sticky_owner"].is_null() ? "" : w["sticky_owner"].as<std::string>();
+  task.sticky_until_us = w["sticky_until_us"].as<std::int64_t>();
   return task;
 }
 
@@ -163,6 +165,7 @@ void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs) {
 }
 
 void BatchRows::Flush(pqxx::transaction_base& tx) {
+  FlushTasks(tx);
   if (dirty_.empty()) return;
   std::vector<std::string> w, r, owner, code, message;
   std::vector<std::int64_t> status, next, bytes, sticky_until, attempt, closed;
@@ -185,6 +188,53 @@ void BatchRows::Flush(pqxx::transaction_base& tx) {
                    BoolArray(cancel), TextArray(owner), IntArray(sticky_until), TextArray(code), TextArray(message),
                    IntArray(attempt), IntArray(closed));
   dirty_.clear();
+}
+
+namespace {
+std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += values[i] ? std::to_string(*values[i]) : "NULL";
+  }
+  return out + "}";
+}
+}  // namespace
+
+void BatchRows::FlushTasks(pqxx::transaction_base& tx) {
+  if (dirty_tasks_.empty()) return;
+  std::vector<std::string> dw, dr;
+  std::vector<std::string> w, r, q, sticky, owner;
+  std::vector<std::int64_t> scheduled, attempt, visible, timeout, sticky_until;
+  std::vector<std::optional<std::int64_t>> token, expires, started;
+  for (const auto& key : dirty_tasks_) {
+    const auto& t = tasks_[key];
+    if (!t) {
+      dw.push_back(key.first);
+      dr.push_back(key.second);
+      continue;
+    }
+    w.push_back(key.first);
+    r.push_back(key.second);
+    q.push_back(executions_[key].task_queue);
+    scheduled.push_back(t->scheduled_event_id);
+    attempt.push_back(t->attempt);
+    visible.push_back(t->visible_us);
+    timeout.push_back(t->timeout_us);
+    sticky.push_back(t->sticky_owner);
+    sticky_until.push_back(t->sticky_until_us);
+    token.push_back(t->lease_token);
+    owner.push_back(t->lease_owner);
+    expires.push_back(t->lease_token ? std::optional<std::int64_t>(t->lease_expires_us) : std::nullopt);
+    started.push_back(t->lease_token ? std::optional<std::int64_t>(t->started_us) : std::nullopt);
+  }
+  if (!dw.empty()) tx.exec_prepared("wft_delete_many", TextArray(dw), TextArray(dr));
+  if (!w.empty()) {
+    tx.exec_prepared("wft_upsert_many", TextArray(w), TextArray(r), TextArray(q), IntArray(scheduled), IntArray(attempt),
+                     IntArray(visible), IntArray(timeout), TextArray(sticky), IntArray(sticky_until),
+                     NullableIntArray(token), TextArray(owner), NullableIntArray(expires), NullableIntArray(started));
+  }
+  dirty_tasks_.clear();
 }
 
 Status RunTransaction::Load(const std::string& workflow_id, const std::string& run_id, bool skip_locked) {
@@ -312,11 +362,29 @@ void RunTransaction::ScheduleWorkflowTask(const std::string& sticky_owner, Micro
   task.attempt = 1;
   task.visible_us = now_;
   task.timeout_us = exec_.workflow_task_timeout;
+  task.sticky_owner = sticky_owner;
+  task.sticky_until_us = sticky_owner.empty() ? 0 : sticky_until;
   wft_ = task;
-  tx_.exec_prepared("wft_upsert", exec_.workflow_id, exec_.run_id, exec_.task_queue, task.scheduled_event_id,
-                    task.attempt, task.visible_us, task.timeout_us,
-                    sticky_owner.empty() ? nullptr : sticky_owner.c_str(), sticky_until);
+  WriteWorkflowTask();
   notes_.workflow_queues.insert(exec_.task_queue);
+}
+
+void RunTransaction::WriteWorkflowTask() {
+  if (from_batch_) {
+    task_dirty_ = true;
+    return;
+  }
+  if (!wft_) {
+    tx_.exec_prepared("wft_delete", exec_.workflow_id, exec_.run_id);
+    return;
+  }
+  if (wft_->lease_token) {
+    tx_.exec_prepared("wft_lease", exec_.workflow_id, exec_.run_id, *wft_->lease_token, wft_->lease_owner, now_);
+    return;
+  }
+  tx_.exec_prepared("wft_upsert", exec_.workflow_id, exec_.run_id, exec_.task_queue, wft_->scheduled_event_id,
+                    wft_->attempt, wft_->visible_us, wft_->timeout_us,
+                    wft_->sticky_owner.empty() ? nullptr : wft_->sticky_owner.c_str(), wft_->sticky_until_us);
 }
 
 void RunTransaction::SaveWorkflowTask() {
@@ -324,15 +392,16 @@ void RunTransaction::SaveWorkflowTask() {
   if (wft_->lease_token) {
     throw std::logic_error("SaveWorkflowTask writes unleased tasks only");
   }
-  tx_.exec_prepared("wft_upsert", exec_.workflow_id, exec_.run_id, exec_.task_queue, wft_->scheduled_event_id,
-                    wft_->attempt, wft_->visible_us, wft_->timeout_us, nullptr, static_cast<std::int64_t>(0));
+  wft_->sticky_owner.clear();
+  wft_->sticky_until_us = 0;
+  WriteWorkflowTask();
   notes_.workflow_queues.insert(exec_.task_queue);
 }
 
 void RunTransaction::DeleteWorkflowTask() {
   if (!wft_) return;
-  tx_.exec_prepared("wft_delete", exec_.workflow_id, exec_.run_id);
   wft_.reset();
+  WriteWorkflowTask();
 }
 
 void RunTransaction::Close(ExecutionStatus status) {
@@ -355,11 +424,11 @@ void RunTransaction::ScheduleNeededWorkflowTask() {
 }
 
 void RunTransaction::LeaseWorkflowTask(std::int64_t token, const std::string& owner) {
-  tx_.exec_prepared("wft_lease", exec_.workflow_id, exec_.run_id, token, owner, now_);
   wft_->lease_token = token;
   wft_->lease_owner = owner;
   wft_->lease_expires_us = now_ + wft_->timeout_us;
   wft_->started_us = now_;
+  WriteWorkflowTask();
 }
 
 void RunTransaction::Save() {
@@ -378,6 +447,7 @@ void RunTransaction::Save() {
     batch_->executions_[key] = exec_;
     batch_->tasks_[key] = wft_;
     batch_->dirty_[key] = exec_;
+    if (task_dirty_) batch_->dirty_tasks_.insert(key);
     return;
   }
   if (created_) {

@@ -71,6 +71,8 @@ struct WorkflowTaskRow {
   Micros lease_expires_us = 0;
   Micros started_us = 0;
   Micros timeout_us = 10'000'000;
+  std::string sticky_owner;
+  Micros sticky_until_us = 0;
 };
 
 using RunKey = std::pair<std::string, std::string>;  // (workflow_id, run_id)
@@ -84,14 +86,17 @@ class BatchRows {
   // Locks the execution and workflow task rows of `runs` (any order; locked
   // in key order).
   void Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs);
-  // Writes every changed execution row.
+  // Writes every changed execution and workflow task row.
   void Flush(pqxx::transaction_base& tx);
 
  private:
   friend class RunTransaction;
+  void FlushTasks(pqxx::transaction_base& tx);
+
   std::map<RunKey, ExecutionRow> executions_;
   std::map<RunKey, std::optional<WorkflowTaskRow>> tasks_;
   std::map<RunKey, ExecutionRow> dirty_;
+  std::set<RunKey> dirty_tasks_;
 };
 
 // Byte strings as libpqxx parameters and results.
@@ -156,6 +161,9 @@ class RunTransaction {
   Notifications& notes_;
   BatchRows* batch_;
   bool from_batch_ = false;
+  bool task_dirty_ = false;  // the task row changed; written by the batch
+  // Writes the task row as it is now (or through the batch, later).
+  void WriteWorkflowTask();
   ExecutionRow exec_;
   std::optional<WorkflowTaskRow> wft_;
   bool created_ = false;

@@ -75,7 +75,7 @@ const std::pair<const char*, const char*> kStatements[] = {
      "ORDER BY workflow_id, run_id FOR UPDATE"},
     {"wft_lock_many",
      "SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
-     "lease_expires_us, started_us, timeout_us FROM workflow_tasks "
+     "lease_expires_us, started_us, timeout_us, sticky_owner, sticky_until_us FROM workflow_tasks "
      "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
      "ORDER BY workflow_id, run_id FOR UPDATE"},
     {"exec_update_many",
@@ -98,7 +98,23 @@ const std::pair<const char*, const char*> kStatements[] = {
      "WHERE workflow_id = $1 AND run_id = $2"},
     {"wft_lock",
      "SELECT scheduled_event_id, attempt, visible_us, lease_token, lease_owner, lease_expires_us, started_us, "
-     "timeout_us FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2 FOR UPDATE"},
+     "timeout_us, sticky_owner, sticky_until_us FROM workflow_tasks WHERE workflow_id = $1 AND run_id = $2 "
+     "FOR UPDATE"},
+    {"wft_delete_many",
+     "DELETE FROM workflow_tasks WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"},
+    {"wft_upsert_many",
+     "INSERT INTO workflow_tasks (workflow_id, run_id, task_queue, scheduled_event_id, attempt, visible_us, "
+     "timeout_us, sticky_owner, sticky_until_us, lease_token, lease_owner, lease_expires_us, started_us) "
+     "SELECT u.w, u.r, u.q, u.s, u.a, u.v, u.t, NULLIF(u.so, ''), u.su, u.lt, NULLIF(u.lo, ''), u.le, u.st "
+     "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::bigint[], $7::bigint[], "
+     "$8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[]) "
+     "AS u(w, r, q, s, a, v, t, so, su, lt, lo, le, st) "
+     "ON CONFLICT (workflow_id, run_id) DO UPDATE SET task_queue = EXCLUDED.task_queue, "
+     "scheduled_event_id = EXCLUDED.scheduled_event_id, attempt = EXCLUDED.attempt, "
+     "visible_us = EXCLUDED.visible_us, timeout_us = EXCLUDED.timeout_us, sticky_owner = EXCLUDED.sticky_owner, "
+     "sticky_until_us = EXCLUDED.sticky_until_us, lease_token = EXCLUDED.lease_token, "
+     "lease_owner = EXCLUDED.lease_owner, lease_expires_us = EXCLUDED.lease_expires_us, "
+     "started_us = EXCLUDED.started_us"},
     {"wft_upsert",
      "INSERT INTO workflow_tasks (workflow_id, run_id, task_queue, scheduled_event_id, attempt, visible_us, "
      "timeout_us, sticky_owner, sticky_until_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
