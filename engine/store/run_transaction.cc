@@ -41,8 +41,6 @@ std::string IntArray(const std::vector<std::int64_t>& values) {
   return out;
 }
 
-namespace {
-
 std::string HexArray(const std::vector<std::string>& values) {
   static const char* kHex = "0123456789abcdef";
   std::string out = "{";
@@ -58,8 +56,6 @@ std::string HexArray(const std::vector<std::string>& values) {
   out += '}';
   return out;
 }
-
-}  // namespace
 
 void Notifications::Send(pqxx::transaction_base& tx) const {
   for (const auto& q : workflow_queues) tx.exec_prepared("notify", "itinera_wft", q);
@@ -190,7 +186,6 @@ void BatchRows::Flush(pqxx::transaction_base& tx) {
   dirty_.clear();
 }
 
-namespace {
 std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& values) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
@@ -199,7 +194,6 @@ std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& val
   }
   return out + "}";
 }
-}  // namespace
 
 void BatchRows::FlushTasks(pqxx::transaction_base& tx) {
   if (dirty_tasks_.empty()) return;

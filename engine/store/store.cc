@@ -160,20 +160,27 @@ const std::pair<const char*, const char*> kStatements[] = {
      "AND x.run_id = r.rid AND x.event_id >= r.f ORDER BY x.event_id) h ORDER BY r.w, r.rid, h.event_id"},
     {"history_get",
      "SELECT data FROM history_events WHERE workflow_id = $1 AND run_id = $2 AND event_id >= $3 ORDER BY event_id"},
-    {"act_insert",
-     "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
-     "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $8)"},
-    {"act_insert_leased",
-     "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
-     "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us, "
-     "lease_token, lease_owner, started_us, lease_expires_us) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9::bigint, $10::bigint, $11::bigint, 1, $8, $12, $13, $8, "
-     "LEAST($8::bigint + $9::bigint, CASE WHEN $11::bigint > 0 THEN $8::bigint + $11::bigint END, "
-     "CASE WHEN $10::bigint > 0 THEN $8::bigint + $10::bigint END))"},
     {"wft_lease",
      "UPDATE workflow_tasks SET lease_token = $3, lease_owner = $4, lease_expires_us = $5::bigint + timeout_us, "
      "started_us = $5::bigint WHERE workflow_id = $1 AND run_id = $2 AND lease_token IS NULL"},
+    {"act_insert_many",
+     "INSERT INTO activity_tasks (workflow_id, run_id, scheduled_event_id, task_queue, activity_type, activity_id, "
+     "scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, attempt, visible_us, "
+     "lease_token, lease_owner, started_us, lease_expires_us) "
+     "SELECT u.w, u.r, u.s, u.q, u.t, u.i, u.d, u.su, u.stc, u.s2c, u.hb, 1, u.su, u.lt, NULLIF(u.lo, ''), "
+     "CASE WHEN u.lt IS NULL THEN NULL ELSE u.su END, u.le "
+     "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], "
+     "$8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[]) "
+     "AS u(w, r, s, q, t, i, d, su, stc, s2c, hb, lt, lo, le)"},
+    {"act_lock_many",
+     "SELECT workflow_id, run_id, scheduled_event_id, activity_type, scheduled, scheduled_us, start_to_close_us, "
+     "schedule_to_close_us, heartbeat_us, attempt, lease_token, lease_expires_us, started_us, attempts, task_queue "
+     "FROM activity_tasks WHERE (workflow_id, run_id, scheduled_event_id) IN "
+     "(SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])) "
+     "ORDER BY workflow_id, run_id, scheduled_event_id FOR UPDATE"},
+    {"act_delete_many",
+     "DELETE FROM activity_tasks WHERE (workflow_id, run_id, scheduled_event_id) IN "
+     "(SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))"},
     {"act_claim",
      "WITH c AS (SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE task_queue = $1 "
      "AND lease_token IS NULL AND visible_us <= $2 ORDER BY visible_us LIMIT $3 FOR UPDATE SKIP LOCKED) "
@@ -358,11 +365,88 @@ struct ActivityRow {
   std::string task_queue;
 };
 
+ActivityRow ReadActivityRow(const pqxx::row& row);
+
 std::optional<ActivityRow> LockActivity(pqxx::transaction_base& tx, const std::string& wf, const std::string& run,
                                         std::int64_t scheduled_event_id) {
   pqxx::result r = tx.exec_prepared("act_lock", wf, run, scheduled_event_id);
   if (r.empty()) return std::nullopt;
-  const auto& row = r[0];
+  return ReadActivityRow(r[0]);
+}
+
+using ActivityKey = std::tuple<std::string, std::string, std::int64_t>;
+
+// Activity rows a batch inserts, locks and deletes, each kind with one
+// statement for the whole batch.
+struct ActivityWrites {
+  struct Insert {
+    std::string workflow_id, run_id, queue, type, id, attrs;
+    std::int64_t scheduled_event_id = 0;
+    Micros scheduled_us = 0, start_to_close = 0, schedule_to_close = 0, heartbeat = 0;
+    std::optional<std::int64_t> token;
+    std::string owner;
+    std::optional<Micros> lease_expires;
+  };
+  std::vector<Insert> inserts;
+  std::vector<ActivityKey> deletes;
+  std::map<ActivityKey, ActivityRow> locked;
+
+  void Lock(pqxx::transaction_base& tx, std::vector<ActivityKey> keys) {
+    std::sort(keys.begin(), keys.end());
+    std::vector<std::string> w, r;
+    std::vector<std::int64_t> s;
+    for (const auto& [a, b, c] : keys) {
+      w.push_back(a);
+      r.push_back(b);
+      s.push_back(c);
+    }
+    for (const auto& row : tx.exec_prepared("act_lock_many", TextArray(w), TextArray(r), IntArray(s))) {
+      ActivityKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>(),
+                      row["scheduled_event_id"].as<std::int64_t>()};
+      locked[key] = ReadActivityRow(row);
+    }
+  }
+
+  void Flush(pqxx::transaction_base& tx) {
+    if (!deletes.empty()) {
+      std::vector<std::string> w, r;
+      std::vector<std::int64_t> s;
+      for (const auto& [a, b, c] : deletes) {
+        w.push_back(a);
+        r.push_back(b);
+        s.push_back(c);
+      }
+      tx.exec_prepared("act_delete_many", TextArray(w), TextArray(r), IntArray(s));
+      deletes.clear();
+    }
+    if (inserts.empty()) return;
+    std::vector<std::string> w, r, q, t, i, d, lo;
+    std::vector<std::int64_t> s, su, stc, s2c, hb;
+    std::vector<std::optional<std::int64_t>> lt, le;
+    for (const auto& x : inserts) {
+      w.push_back(x.workflow_id);
+      r.push_back(x.run_id);
+      s.push_back(x.scheduled_event_id);
+      q.push_back(x.queue);
+      t.push_back(x.type);
+      i.push_back(x.id);
+      d.push_back(x.attrs);
+      su.push_back(x.scheduled_us);
+      stc.push_back(x.start_to_close);
+      s2c.push_back(x.schedule_to_close);
+      hb.push_back(x.heartbeat);
+      lt.push_back(x.token);
+      lo.push_back(x.owner);
+      le.push_back(x.lease_expires);
+    }
+    tx.exec_prepared("act_insert_many", TextArray(w), TextArray(r), IntArray(s), TextArray(q), TextArray(t),
+                     TextArray(i), internal::HexArray(d), IntArray(su), IntArray(stc), IntArray(s2c), IntArray(hb),
+                     internal::NullableIntArray(lt), TextArray(lo), internal::NullableIntArray(le));
+    inserts.clear();
+  }
+};
+
+ActivityRow ReadActivityRow(const pqxx::row& row) {
   ActivityRow a;
   a.activity_type = row["activity_type"].as<std::string>();
   a.attrs.ParseFromString(Bytes(row["scheduled"]));
@@ -796,7 +880,8 @@ namespace {
 
 StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
                                        PendingEvents& pe, Notifications& n, internal::BatchRows& rows,
-                                       std::int64_t eager_token, std::vector<ActivityTaskLease>* eager_out) {
+                                       ActivityWrites& activities, std::int64_t eager_token,
+                                       std::vector<ActivityTaskLease>* eager_out) {
   int eager_budget = eager_out ? c.eager_activities : 0;
   RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
@@ -885,12 +970,19 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
         if (stc <= 0) stc = s2c;
         std::int64_t id = run.AddEvent(std::move(e));
         Micros hb = FromDuration(a.heartbeat_timeout()).count();
+        ActivityWrites::Insert row{ex.workflow_id, ex.run_id, queue, a.activity_type(), a.activity_id(), attrs,
+                                   id, now, stc, s2c, hb, std::nullopt, "", std::nullopt};
         if (eager_budget > 0 && queue == c.eager_queue) {
           // Eager dispatch: the completing worker has a free slot, so the
           // activity starts there without a claim round trip.
           --eager_budget;
-          tx.exec_prepared("act_insert_leased", ex.workflow_id, ex.run_id, id, queue, a.activity_type(),
-                           a.activity_id(), Bin(attrs), now, stc, s2c, hb, eager_token, c.identity);
+          Micros expires = now + stc;
+          if (hb > 0) expires = std::min(expires, now + hb);
+          if (s2c > 0) expires = std::min(expires, now + s2c);
+          row.token = eager_token;
+          row.owner = c.identity;
+          row.lease_expires = expires;
+          activities.inserts.push_back(std::move(row));
           ActivityTaskLease l;
           l.workflow_id = ex.workflow_id;
           l.run_id = ex.run_id;
@@ -904,8 +996,7 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
           l.heartbeat_timeout = hb;
           eager_out->push_back(std::move(l));
         } else {
-          tx.exec_prepared("act_insert", ex.workflow_id, ex.run_id, id, queue, a.activity_type(), a.activity_id(),
-                           Bin(attrs), now, stc, s2c, hb);
+          activities.inserts.push_back(std::move(row));
           n.activity_queues.insert(queue);
         }
         break;
@@ -1073,8 +1164,12 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     for (const auto& c : batch) keys.emplace_back(c.workflow_id, c.run_id);
     rows.Lock(tx, keys);
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
-    for (size_t i : order) results[i] = CompleteOne(tx, now, batch[i], pe, n, rows, eager_token, &eager);
+    ActivityWrites activities;
+    for (size_t i : order) {
+      results[i] = CompleteOne(tx, now, batch[i], pe, n, rows, activities, eager_token, &eager);
+    }
     for (auto& r : results) out.push_back(std::move(*r));
+    activities.Flush(tx);
     rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
@@ -1173,12 +1268,15 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
 namespace {
 
 Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const ActivityOutcome& o, PendingEvents& pe,
-                           Notifications& n, internal::BatchRows& rows, std::int64_t eager_token,
-                           std::vector<WorkflowTaskLease>* eager_out) {
+                           Notifications& n, internal::BatchRows& rows, ActivityWrites& activities,
+                           std::int64_t eager_token, std::vector<WorkflowTaskLease>* eager_out) {
   RunTransaction run(tx, now, pe, n, &rows);
   if (Status s = run.Load(o.workflow_id, o.run_id); !s.ok()) return s;
   if (!run.running()) return Status::FailedPrecondition("workflow already closed; activity result discarded");
-  auto a = LockActivity(tx, o.workflow_id, o.run_id, o.scheduled_event_id);
+  ActivityKey key{o.workflow_id, o.run_id, o.scheduled_event_id};
+  auto found = activities.locked.find(key);
+  std::optional<ActivityRow> a;
+  if (found != activities.locked.end()) a = found->second;
   if (!a || a->lease_token != o.lease_token) {
     return Status::FailedPrecondition(
         "activity lease lost (timed out and retried, or canceled); this attempt's result is discarded");
@@ -1192,7 +1290,8 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
       c->set_scheduled_event_id(o.scheduled_event_id);
       c->set_identity(o.identity);
       if (Status s = run.AddExternalEvent(std::move(e)); !s.ok()) return s;
-      tx.exec_prepared("act_delete", o.workflow_id, o.run_id, o.scheduled_event_id);
+      activities.deletes.push_back(key);
+      activities.locked.erase(key);
       break;
     }
     case ActivityOutcome::Kind::kCanceled: {
@@ -1200,11 +1299,13 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
       v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED);
       e.mutable_activity_task_canceled_event_attributes()->set_scheduled_event_id(o.scheduled_event_id);
       if (Status s = run.AddExternalEvent(std::move(e)); !s.ok()) return s;
-      tx.exec_prepared("act_delete", o.workflow_id, o.run_id, o.scheduled_event_id);
+      activities.deletes.push_back(key);
+      activities.locked.erase(key);
       break;
     }
     case ActivityOutcome::Kind::kFailed:
       if (Status s = RetryOrFail(tx, run, *a, o.scheduled_event_id, o.failure, false, o.identity); !s.ok()) return s;
+      activities.locked.erase(key);
       n.activity_queues.insert(a->task_queue);
       break;
   }
@@ -1260,7 +1361,14 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     out.assign(batch.size(), Status::Ok());
     std::vector<WorkflowTaskLease> eager;
     std::int64_t eager_token = NewLeaseToken();
-    for (size_t i : order) out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows, eager_token, &eager);
+    ActivityWrites activities;
+    std::vector<ActivityKey> activity_keys;
+    for (const auto& o : batch) activity_keys.emplace_back(o.workflow_id, o.run_id, o.scheduled_event_id);
+    activities.Lock(tx, activity_keys);
+    for (size_t i : order) {
+      out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows, activities, eager_token, &eager);
+    }
+    activities.Flush(tx);
     rows.Flush(tx);
     pe.Flush(tx);
     n.Send(tx);
