@@ -840,11 +840,12 @@ StatusOr<std::vector<WorkflowTaskLease>> Store::ClaimWorkflowTasks(
     Micros now = clock_->Now();
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
+    pqxx::result claimed = tx.exec_prepared("wft_claim", task_queue, now, max, token, identity);
     // A claim need not wait for its WAL flush: the completion that follows
     // flushes past it, and a claim lost with a crashed server only makes the
-    // task claimable again (its lease token then matches nothing).
-    tx.exec_prepared("async_commit");
-    pqxx::result claimed = tx.exec_prepared("wft_claim", task_queue, now, max, token, identity);
+    // task claimable again (its lease token then matches nothing). An empty
+    // claim writes nothing and needs no setting.
+    if (!claimed.empty()) tx.exec_prepared("async_commit");
     std::vector<WorkflowTaskLease> leases;
     for (const auto& row : claimed) {
       WorkflowTaskLease l;
@@ -1236,8 +1237,8 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
     Micros now = clock_->Now();
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
-    tx.exec_prepared("async_commit");  // see ClaimWorkflowTasks
     pqxx::result r = tx.exec_prepared("act_claim", task_queue, now, max, token, identity);
+    if (!r.empty()) tx.exec_prepared("async_commit");  // see ClaimWorkflowTasks
     tx.commit();
     std::vector<ActivityTaskLease> out;
     for (const auto& row : r) {
