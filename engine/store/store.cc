@@ -879,6 +879,25 @@ Status Store::LoadWorkflowTaskHistory(std::vector<WorkflowTaskLease>& leases,
 
 namespace {
 
+// The order a batch's entries are applied in: by (workflow_id, run_id), the
+// order every batch locks runs in, so two batches cannot deadlock.
+template <class Entry>
+std::vector<size_t> KeyOrder(const std::vector<Entry>& batch) {
+  std::vector<size_t> order(batch.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
+  });
+  return order;
+}
+
+template <class Entry>
+std::vector<internal::RunKey> RunKeys(const std::vector<Entry>& batch) {
+  std::vector<internal::RunKey> keys;
+  for (const auto& e : batch) keys.emplace_back(e.workflow_id, e.run_id);
+  return keys;
+}
+
 StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
                                        PendingEvents& pe, Notifications& n, internal::BatchRows& rows,
                                        ActivityWrites& activities, std::int64_t eager_token,
@@ -1153,17 +1172,9 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     pqxx::work tx(conn_->c);
     PendingEvents pe;
     Notifications n;
-    // Runs are locked in (workflow_id, run_id) order, as every batch does,
-    // so two batches cannot deadlock on each other.
-    std::vector<size_t> order(batch.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
-    });
+    std::vector<size_t> order = KeyOrder(batch);
     internal::BatchRows rows;
-    std::vector<internal::RunKey> keys;
-    for (const auto& c : batch) keys.emplace_back(c.workflow_id, c.run_id);
-    rows.Lock(tx, keys);
+    rows.Lock(tx, RunKeys(batch));
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
     ActivityWrites activities;
     for (size_t i : order) {
@@ -1350,15 +1361,9 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     pqxx::work tx(conn_->c);
     PendingEvents pe;
     Notifications n;
-    std::vector<size_t> order(batch.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return std::tie(batch[a].workflow_id, batch[a].run_id) < std::tie(batch[b].workflow_id, batch[b].run_id);
-    });
+    std::vector<size_t> order = KeyOrder(batch);
     internal::BatchRows rows;
-    std::vector<internal::RunKey> keys;
-    for (const auto& o : batch) keys.emplace_back(o.workflow_id, o.run_id);
-    rows.Lock(tx, keys);
+    rows.Lock(tx, RunKeys(batch));
     out.assign(batch.size(), Status::Ok());
     std::vector<WorkflowTaskLease> eager;
     std::int64_t eager_token = NewLeaseToken();
