@@ -1150,9 +1150,10 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
     int flushed = run.FlushBuffered();
     if (flushed > 0 || need_task) {
       run.ScheduleWorkflowTask(mex.sticky_owner, mex.sticky_until_us);
-    } else {
-      run.DeleteWorkflowTask();
+      run.Save();
+      return CompletionResult::kAcceptedWithNewTask;
     }
+    run.DeleteWorkflowTask();
   }
   run.Save();
   return closed ? CompletionResult::kClosed : CompletionResult::kAccepted;

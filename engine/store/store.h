@@ -173,6 +173,7 @@ enum class HeartbeatReply { kOk, kCancelRequested, kLeaseLost };
 // What a workflow-task completion led to, for the worker's sticky cache.
 enum class CompletionResult {
   kAccepted,
+  kAcceptedWithNewTask,  // and the run already has its next workflow task (events arrived meanwhile)
   kClosed,          // the run closed with this task
   kRejected,        // new signals arrived before the close: task must run again
 };

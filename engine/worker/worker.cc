@@ -4,6 +4,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cxxabi.h>
 #include <list>
@@ -40,9 +41,17 @@ class Signal {
     }
     cv_.notify_all();
   }
-  void WaitFor(std::uint64_t seen, std::chrono::milliseconds timeout) {
+  // Wakes waiters without announcing new work (they re-check `ready`).
+  void Wake() {
+    { std::lock_guard lock(mu_); }
+    cv_.notify_all();
+  }
+  // True when new work was announced (the generation moved).
+  bool WaitFor(std::uint64_t seen, std::chrono::milliseconds timeout,
+               const std::function<bool()>& ready = nullptr) {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return gen_ != seen; });
+    cv_.wait_for(lock, timeout, [&] { return gen_ != seen || (ready && ready()); });
+    return gen_ != seen;
   }
 
  private:
@@ -223,8 +232,17 @@ class Worker::Impl {
     }
   }
 
+  bool HasEagerWorkflowTasks() {
+    std::lock_guard lock(eager_mu_);
+    return !eager_workflow_tasks_.empty();
+  }
+
   void WorkflowLoop() {
     std::unique_ptr<store::Store> store;
+    // The generation at the start of the last claim that drained the queue:
+    // until something announces new work, another claim would find nothing.
+    constexpr std::uint64_t kNotDrained = ~std::uint64_t{0};
+    std::uint64_t drained = kNotDrained;
     while (!stopping_) {
       if (!EnsureStore(store)) break;
       std::uint64_t seen = signals_->workflow.generation();
@@ -240,7 +258,14 @@ class Worker::Impl {
           HandleStoreError(store, s, "reading history");  // the leases expire and the tasks run again
           continue;
         }
-        ProcessWorkflowTasks(*store, eager);
+        if (ProcessWorkflowTasks(*store, eager)) drained = kNotDrained;
+        continue;
+      }
+      if (seen == drained) {
+        bool announced =
+            signals_->workflow.WaitFor(seen, 1000ms, [this] { return HasEagerWorkflowTasks(); });
+        // A quiet second: look anyway (a sticky window may have ended).
+        if (!announced && !HasEagerWorkflowTasks()) drained = kNotDrained;
         continue;
       }
       auto leases = store->ClaimWorkflowTasks(options_.task_queue, options_.workflow_batch, options_.identity, cached);
@@ -248,15 +273,14 @@ class Worker::Impl {
         HandleStoreError(store, leases.status(), "claiming workflow tasks");
         continue;
       }
-      if (leases->empty()) {
-        signals_->workflow.WaitFor(seen, 1000ms);
-        continue;
-      }
-      ProcessWorkflowTasks(*store, *leases);
+      if (static_cast<int>(leases->size()) < options_.workflow_batch) drained = seen;
+      if (!leases->empty() && ProcessWorkflowTasks(*store, *leases)) drained = kNotDrained;
     }
   }
 
-  void ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
+  // Returns true when a completion left its run with a new workflow task
+  // (or refused one), which this worker should claim next.
+  bool ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
     std::vector<store::WorkflowTaskCompletion> completions;
     // Free activity slots, offered for eager dispatch of the activities
     // these tasks schedule.
@@ -330,15 +354,21 @@ class Worker::Impl {
       completions.push_back(std::move(c));
       executors.push_back(std::move(exec));
     }
-    if (completions.empty()) return;
+    if (completions.empty()) return false;
     if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
     std::vector<store::ActivityTaskLease> eager;
     auto results = store.CompleteWorkflowTasks(completions, options_.run_activities ? &eager : nullptr);
+    size_t dispatched = eager.size();
     for (auto& lease : eager) Dispatch(std::move(lease));
-    bool scheduled_activities = false;
+    size_t scheduled_activities = 0;
+    bool more_work = false;
     for (size_t i = 0; i < results.size(); ++i) {
-      if (results[i].ok() && results[i].value() == store::CompletionResult::kAccepted) {
+      if (results[i].ok() && (results[i].value() == store::CompletionResult::kAccepted ||
+                              results[i].value() == store::CompletionResult::kAcceptedWithNewTask)) {
+        more_work |= results[i].value() == store::CompletionResult::kAcceptedWithNewTask;
         cache_.Put(completions[i].run_id, std::move(executors[i]));
+      } else if (results[i].ok() && results[i].value() == store::CompletionResult::kRejected) {
+        more_work = true;
       } else if (!results[i].ok() && results[i].status().code() == StatusCode::kInvalidArgument) {
         // The code produced commands the engine refuses: a bug in workflow
         // code. Fail the task so the run shows as stuck, with the reason.
@@ -360,9 +390,17 @@ class Worker::Impl {
         LogLine(LogLevel::kWarn, fmt::format("completing workflow task: {}", results[i].status().ToString()),
                 completions[i].workflow_id, completions[i].run_id);
       }
-      for (const auto& cmd : completions[i].commands) scheduled_activities |= cmd.has_schedule_activity_task();
+      for (const auto& cmd : completions[i].commands) {
+        scheduled_activities += cmd.has_schedule_activity_task();
+        // The new run's first task waits in our queue, announced only by our
+        // own (ignored) NOTIFY.
+        more_work |= results[i].ok() && cmd.has_continue_as_new_workflow_execution();
+      }
     }
-    if (scheduled_activities) signals_->activity.Notify();
+    // Activities not handed over eagerly wait in the queue: our own NOTIFY
+    // is ignored, so wake our activity poller directly.
+    if (scheduled_activities > dispatched) signals_->activity.Notify();
+    return more_work;
   }
 
   void ActivityLoop() {
@@ -499,8 +537,11 @@ class Worker::Impl {
           std::vector<store::WorkflowTaskLease> eager;
           auto results = store->CompleteActivityTasks(batch, &eager);
           if (!eager.empty()) {
-            std::lock_guard lock(eager_mu_);
-            for (auto& l : eager) eager_workflow_tasks_.push_back(std::move(l));
+            {
+              std::lock_guard lock(eager_mu_);
+              for (auto& l : eager) eager_workflow_tasks_.push_back(std::move(l));
+            }
+            signals_->workflow.Wake();
           }
           bool unavailable = !results.empty() && !results[0].ok() && results[0].code() == StatusCode::kUnavailable;
           if (!unavailable) {
@@ -523,7 +564,13 @@ class Worker::Impl {
         }
         std::this_thread::sleep_for(200ms);
       }
-      signals_->workflow.Notify();
+      // With eager hand-over every workflow task these results cause is
+      // leased to us (woken above), buffered into a task in flight, or left
+      // to the worker holding the run; only without it must our own poller
+      // be told (our NOTIFY is ignored by our listener).
+      bool all_eager = std::all_of(batch.begin(), batch.end(),
+                                   [](const store::ActivityOutcome& o) { return o.eager_workflow_task; });
+      if (!all_eager) signals_->workflow.Notify();
     }
   }
 
