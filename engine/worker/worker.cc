@@ -193,19 +193,32 @@ class Worker::Impl {
 
   void HandleStoreError(std::unique_ptr<store::Store>& store, const Status& s, const char* what) {
     LogWarn("worker {}: {} failed: {}", options_.identity, what, s.ToString());
-    if (s.code() == StatusCode::kUnavailable) store.reset();
+    if (s.code() == StatusCode::kUnavailable) DropStore(store);
     if (!stopping_) std::this_thread::sleep_for(200ms);
+  }
+
+  // Forgets a broken connection, and its server pid, which the server may
+  // give to another process's connection later.
+  void DropStore(std::unique_ptr<store::Store>& store) {
+    {
+      std::lock_guard lock(pids_mu_);
+      own_pids_.erase(store.get());  // by connection: a broken one reports pid 0
+    }
+    store.reset();
   }
 
   // Commits on our own connections wake our pollers directly; their
   // notifications would only cause a second, empty claim.
   void RememberOwnConnection(store::Store& store) {
     std::lock_guard lock(pids_mu_);
-    own_pids_.insert(store.BackendPid());
+    own_pids_[&store] = store.BackendPid();
   }
   bool IsOwnConnection(int pid) {
     std::lock_guard lock(pids_mu_);
-    return own_pids_.count(pid) > 0;
+    for (const auto& [conn, own] : own_pids_) {
+      if (own == pid) return true;
+    }
+    return false;
   }
 
   void ListenLoop() {
@@ -555,7 +568,7 @@ class Worker::Impl {
             }
             break;
           }
-          store.reset();
+          DropStore(store);
         }
         if (attempt > 100) {
           LogError("worker {}: dropping {} activity results after repeated database errors", options_.identity,
@@ -669,7 +682,7 @@ class Worker::Impl {
   std::mutex eager_mu_;
   std::vector<store::WorkflowTaskLease> eager_workflow_tasks_;  // guarded by eager_mu_
   std::mutex pids_mu_;
-  std::set<int> own_pids_;  // guarded by pids_mu_
+  std::map<const store::Store*, int> own_pids_;  // server pid of each of our connections; guarded by pids_mu_
   std::mutex commit_mu_;
   std::vector<store::ActivityOutcome> outcomes_;  // guarded by commit_mu_
 };
