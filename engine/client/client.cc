@@ -77,9 +77,9 @@ std::string Client::CloseDescription(const v1::HistoryEvent& e) { return history
 StatusOr<v1::HistoryEvent> Client::AwaitClose(const std::string& workflow_id, const std::string& run_id,
                                               std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool woken = false;
-  auto listener = store::NotificationListener::Connect(
-      dsn_, {store::kClosedChannel}, [&](const std::string&, const std::string&) { woken = true; });
+  // Any close wakes the wait; the loop then re-reads this run's status.
+  auto listener = store::NotificationListener::Connect(dsn_, {store::kClosedChannel},
+                                                       [](const std::string&, const std::string&) {});
   for (;;) {
     auto info = store_->DescribeWorkflow(workflow_id, run_id);
     if (!info.ok()) return info.status();
@@ -97,7 +97,6 @@ StatusOr<v1::HistoryEvent> Client::AwaitClose(const std::string& workflow_id, co
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     auto step = std::min(left, std::chrono::milliseconds(250));
-    woken = false;
     if (listener.ok()) {
       (void)listener.value()->Wait(step);
     } else {

@@ -140,7 +140,7 @@ std::string BoolArray(const std::vector<bool>& values) {
 
 }  // namespace
 
-void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs) {
+void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool load_buffered) {
   std::sort(runs.begin(), runs.end());
   runs.erase(std::unique(runs.begin(), runs.end()), runs.end());
   std::vector<std::string> wfs, rids;
@@ -158,10 +158,29 @@ void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs) {
     RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
     if (executions_.count(key)) tasks_[key] = ReadTaskRow(row);
   }
+  if (!load_buffered) return;
+  buffered_loaded_ = true;
+  for (const auto& row : tx.exec_prepared("buffer_load_many", w, r)) {
+    RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
+    v1::HistoryEvent e;
+    e.ParseFromString(Bytes(row["data"]));
+    buffered_[key].emplace_back(row["seq"].as<std::int64_t>(), std::move(e));
+  }
 }
 
 void BatchRows::Flush(pqxx::transaction_base& tx) {
   FlushTasks(tx);
+  if (!buffered_taken_.empty()) {
+    std::vector<std::string> w, r;
+    std::vector<std::int64_t> seq;
+    for (const auto& [key, s] : buffered_taken_) {
+      w.push_back(key.first);
+      r.push_back(key.second);
+      seq.push_back(s);
+    }
+    tx.exec_prepared("buffer_delete_many", TextArray(w), TextArray(r), IntArray(seq));
+    buffered_taken_.clear();
+  }
   if (dirty_.empty()) return;
   std::vector<std::string> w, r, owner, code, message;
   std::vector<std::int64_t> status, next, bytes, sticky_until, attempt, closed;
@@ -315,7 +334,13 @@ Status RunTransaction::AddExternalEvent(v1::HistoryEvent event) {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::int64_t, v1::HistoryEvent>>* RunTransaction::BatchBuffered() {
+  if (!from_batch_ || !batch_->buffered_loaded_) return nullptr;
+  return &batch_->buffered_[{exec_.workflow_id, exec_.run_id}];
+}
+
 std::vector<std::pair<std::int64_t, v1::HistoryEvent>> RunTransaction::LoadBuffered() {
+  if (auto* b = BatchBuffered()) return *b;
   std::vector<std::pair<std::int64_t, v1::HistoryEvent>> out;
   pqxx::result r = tx_.exec_prepared("buffer_load", exec_.workflow_id, exec_.run_id);
   for (const auto& row : r) {
@@ -327,16 +352,25 @@ std::vector<std::pair<std::int64_t, v1::HistoryEvent>> RunTransaction::LoadBuffe
 }
 
 void RunTransaction::DeleteBuffered(std::int64_t seq) {
+  if (auto* b = BatchBuffered()) {
+    std::erase_if(*b, [&](const auto& e) { return e.first == seq; });
+    batch_->buffered_taken_.emplace_back(RunKey{exec_.workflow_id, exec_.run_id}, seq);
+    return;
+  }
   tx_.exec_prepared("buffer_delete_one", exec_.workflow_id, exec_.run_id, seq);
 }
 
 int RunTransaction::FlushBuffered() {
-  pqxx::result r = tx_.exec_prepared("buffer_take", exec_.workflow_id, exec_.run_id);
   std::vector<std::pair<std::int64_t, v1::HistoryEvent>> events;
-  for (const auto& row : r) {
-    v1::HistoryEvent e;
-    e.ParseFromString(Bytes(row["data"]));
-    events.emplace_back(row["seq"].as<std::int64_t>(), std::move(e));
+  if (auto* b = BatchBuffered()) {
+    events.swap(*b);
+    for (const auto& [seq, e] : events) batch_->buffered_taken_.emplace_back(RunKey{exec_.workflow_id, exec_.run_id}, seq);
+  } else {
+    for (const auto& row : tx_.exec_prepared("buffer_take", exec_.workflow_id, exec_.run_id)) {
+      v1::HistoryEvent e;
+      e.ParseFromString(Bytes(row["data"]));
+      events.emplace_back(row["seq"].as<std::int64_t>(), std::move(e));
+    }
   }
   std::sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [seq, e] : events) AddEvent(std::move(e));
@@ -404,11 +438,11 @@ void RunTransaction::Close(ExecutionStatus status) {
   exec_.task_failure_code.clear();  // a closed run is no longer stuck
   exec_.task_failure_message.clear();
   exec_.task_failure_attempt = 0;
-  closed_now_ = true;
   DeleteWorkflowTask();
   tx_.exec_prepared("close_activities", exec_.workflow_id, exec_.run_id);
   tx_.exec_prepared("close_timers", exec_.workflow_id, exec_.run_id);
   tx_.exec_prepared("close_buffered", exec_.workflow_id, exec_.run_id);
+  if (auto* b = BatchBuffered()) b->clear();
   notes_.closed_workflows.push_back(exec_.workflow_id);
 }
 

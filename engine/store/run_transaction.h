@@ -84,8 +84,10 @@ using RunKey = std::pair<std::string, std::string>;  // (workflow_id, run_id)
 class BatchRows {
  public:
   // Locks the execution and workflow task rows of `runs` (any order; locked
-  // in key order).
-  void Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs);
+  // in key order). With `load_buffered`, also reads their buffered events
+  // (no new ones can arrive while the runs are locked), so flushing them
+  // costs one statement for the whole batch.
+  void Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool load_buffered = false);
   // Writes every changed execution and workflow task row.
   void Flush(pqxx::transaction_base& tx);
 
@@ -97,6 +99,9 @@ class BatchRows {
   std::map<RunKey, std::optional<WorkflowTaskRow>> tasks_;
   std::map<RunKey, ExecutionRow> dirty_;
   std::set<RunKey> dirty_tasks_;
+  bool buffered_loaded_ = false;
+  std::map<RunKey, std::vector<std::pair<std::int64_t, v1::HistoryEvent>>> buffered_;  // by seq
+  std::vector<std::pair<RunKey, std::int64_t>> buffered_taken_;  // deleted at Flush
 };
 
 // Byte strings as libpqxx parameters and results.
@@ -167,10 +172,11 @@ class RunTransaction {
   bool task_dirty_ = false;  // the task row changed; written by the batch
   // Writes the task row as it is now (or through the batch, later).
   void WriteWorkflowTask();
+  // The run's buffered events as the batch read them, if it did.
+  std::vector<std::pair<std::int64_t, v1::HistoryEvent>>* BatchBuffered();
   ExecutionRow exec_;
   std::optional<WorkflowTaskRow> wft_;
   bool created_ = false;
-  bool closed_now_ = false;
   bool needs_task_ = false;  // an event was appended that the code must see
   std::vector<v1::HistoryEvent> new_events_;
   std::map<std::int64_t, std::int64_t> started_by_scheduled_;  // activity started ids in this transition

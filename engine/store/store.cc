@@ -128,6 +128,12 @@ const std::pair<const char*, const char*> kStatements[] = {
      "INSERT INTO buffered_events (workflow_id, run_id, event_type, data) VALUES ($1, $2, $3, $4)"},
     {"buffer_load",
      "SELECT seq, data FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 ORDER BY seq"},
+    {"buffer_load_many",
+     "SELECT workflow_id, run_id, seq, data FROM buffered_events "
+     "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY workflow_id, run_id, seq"},
+    {"buffer_delete_many",
+     "DELETE FROM buffered_events WHERE (workflow_id, run_id, seq) IN "
+     "(SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))"},
     {"buffer_take", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 RETURNING seq, data"},
     {"buffer_delete_one", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 AND seq = $3"},
     {"close_activities", "DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2"},
@@ -376,6 +382,21 @@ std::optional<ActivityRow> LockActivity(pqxx::transaction_base& tx, const std::s
 
 using ActivityKey = std::tuple<std::string, std::string, std::int64_t>;
 
+// Activity keys as the three array parameters the *_many statements take.
+struct ActivityKeyArrays {
+  std::string workflow_ids, run_ids, scheduled_event_ids;
+};
+ActivityKeyArrays ToArrays(const std::vector<ActivityKey>& keys) {
+  std::vector<std::string> w, r;
+  std::vector<std::int64_t> s;
+  for (const auto& [a, b, c] : keys) {
+    w.push_back(a);
+    r.push_back(b);
+    s.push_back(c);
+  }
+  return {TextArray(w), TextArray(r), IntArray(s)};
+}
+
 // Activity rows a batch inserts, locks and deletes, each kind with one
 // statement for the whole batch.
 struct ActivityWrites {
@@ -393,14 +414,8 @@ struct ActivityWrites {
 
   void Lock(pqxx::transaction_base& tx, std::vector<ActivityKey> keys) {
     std::sort(keys.begin(), keys.end());
-    std::vector<std::string> w, r;
-    std::vector<std::int64_t> s;
-    for (const auto& [a, b, c] : keys) {
-      w.push_back(a);
-      r.push_back(b);
-      s.push_back(c);
-    }
-    for (const auto& row : tx.exec_prepared("act_lock_many", TextArray(w), TextArray(r), IntArray(s))) {
+    ActivityKeyArrays k = ToArrays(keys);
+    for (const auto& row : tx.exec_prepared("act_lock_many", k.workflow_ids, k.run_ids, k.scheduled_event_ids)) {
       ActivityKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>(),
                       row["scheduled_event_id"].as<std::int64_t>()};
       locked[key] = ReadActivityRow(row);
@@ -409,14 +424,8 @@ struct ActivityWrites {
 
   void Flush(pqxx::transaction_base& tx) {
     if (!deletes.empty()) {
-      std::vector<std::string> w, r;
-      std::vector<std::int64_t> s;
-      for (const auto& [a, b, c] : deletes) {
-        w.push_back(a);
-        r.push_back(b);
-        s.push_back(c);
-      }
-      tx.exec_prepared("act_delete_many", TextArray(w), TextArray(r), IntArray(s));
+      ActivityKeyArrays k = ToArrays(deletes);
+      tx.exec_prepared("act_delete_many", k.workflow_ids, k.run_ids, k.scheduled_event_ids);
       deletes.clear();
     }
     if (inserts.empty()) return;
@@ -1175,7 +1184,7 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     Notifications n;
     std::vector<size_t> order = KeyOrder(batch);
     internal::BatchRows rows;
-    rows.Lock(tx, RunKeys(batch));
+    rows.Lock(tx, RunKeys(batch), /*load_buffered=*/true);
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
     ActivityWrites activities;
     for (size_t i : order) {

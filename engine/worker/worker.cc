@@ -291,6 +291,24 @@ class Worker::Impl {
     }
   }
 
+  // Records a failed workflow task (the run stays open, shown as stuck, and
+  // the task is retried with backoff). failure.type() is the cause.
+  void FailTask(store::Store& store, const std::string& workflow_id, const std::string& run_id,
+                std::int64_t lease_token, const v1::Failure& failure) {
+    stats_.workflow_task_failures++;
+    LogLine(LogLevel::kWarn, "workflow task failed: " + failure.message(), workflow_id, run_id);
+    store::WorkflowTaskFailure f;
+    f.workflow_id = workflow_id;
+    f.run_id = run_id;
+    f.lease_token = lease_token;
+    f.cause = failure.type();
+    f.failure = failure;
+    f.identity = options_.identity;
+    if (Status s = store.FailWorkflowTask(f); !s.ok()) {
+      LogWarn("worker {}: recording workflow task failure: {}", options_.identity, s.ToString());
+    }
+  }
+
   // Returns true when a completion left its run with a new workflow task
   // (or refused one), which this worker should claim next.
   bool ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
@@ -330,19 +348,7 @@ class Worker::Impl {
       }
       Status s = exec->Apply(events);
       if (!s.ok()) {
-        stats_.workflow_task_failures++;
-        LogLine(LogLevel::kWarn, fmt::format("workflow task failed: {}", s.message()), lease.workflow_id,
-                lease.run_id);
-        store::WorkflowTaskFailure f;
-        f.workflow_id = lease.workflow_id;
-        f.run_id = lease.run_id;
-        f.lease_token = lease.lease_token;
-        f.cause = exec->failure().type();
-        f.failure = exec->failure();
-        f.identity = options_.identity;
-        if (Status fs = store.FailWorkflowTask(f); !fs.ok()) {
-          LogWarn("worker {}: recording workflow task failure: {}", options_.identity, fs.ToString());
-        }
+        FailTask(store, lease.workflow_id, lease.run_id, lease.lease_token, exec->failure());
         continue;
       }
       store::WorkflowTaskCompletion c;
@@ -385,20 +391,11 @@ class Worker::Impl {
       } else if (!results[i].ok() && results[i].status().code() == StatusCode::kInvalidArgument) {
         // The code produced commands the engine refuses: a bug in workflow
         // code. Fail the task so the run shows as stuck, with the reason.
-        store::WorkflowTaskFailure f;
-        f.workflow_id = completions[i].workflow_id;
-        f.run_id = completions[i].run_id;
-        f.lease_token = completions[i].lease_token;
-        f.cause = "BadCommand";
-        f.failure.set_type("BadCommand");
-        f.failure.set_code(kBadCommand);
-        f.failure.set_message(fmt::format("[{}] {}", kBadCommand, results[i].status().message()));
-        f.identity = options_.identity;
-        stats_.workflow_task_failures++;
-        LogLine(LogLevel::kWarn, "workflow task failed: " + f.failure.message(), f.workflow_id, f.run_id);
-        if (Status fs = store.FailWorkflowTask(f); !fs.ok()) {
-          LogWarn("worker {}: recording workflow task failure: {}", options_.identity, fs.ToString());
-        }
+        v1::Failure failure;
+        failure.set_type("BadCommand");
+        failure.set_code(kBadCommand);
+        failure.set_message(fmt::format("[{}] {}", kBadCommand, results[i].status().message()));
+        FailTask(store, completions[i].workflow_id, completions[i].run_id, completions[i].lease_token, failure);
       } else if (!results[i].ok()) {
         LogLine(LogLevel::kWarn, fmt::format("completing workflow task: {}", results[i].status().ToString()),
                 completions[i].workflow_id, completions[i].run_id);
