@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Golden histories: every recorded history under examples/golden must replay
-# cleanly against the workflow code in this build (a change that breaks
-# running workflows fails here, before a deploy), and a tampered copy must be
-# reported as a divergence (so the check itself can fail).
+# Golden histories: every recorded history under examples/golden and
+# workflows/golden must replay cleanly against the workflow code in this
+# build (a change that breaks running workflows fails here, before a
+# deploy), and a tampered copy must be reported as a divergence (so the
+# check itself can fail). Booking histories are recorded by booking_test
+# with ITINERA_WRITE_GOLDEN=workflows/golden.
 set -euo pipefail
 itinera="$1"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 count=0
-for f in "$root"/examples/golden/*.json; do
+for f in "$root"/examples/golden/*.json "$root"/workflows/golden/*.json; do
+  [ -e "$f" ] || continue
   out="$("$itinera" workflow replay --history "$f")" || { echo "FAIL: $f: $out"; exit 1; }
   grep -q '^replays cleanly' <<<"$out" || { echo "FAIL: $f: $out"; exit 1; }
   echo "ok: $(basename "$f"): $out"

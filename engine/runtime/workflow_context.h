@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/clock.h"
@@ -79,11 +80,15 @@ class [[nodiscard]] ActivityFuture {
   void await_suspend(std::coroutine_handle<> h) { slot_->waiter = h; }
   Out await_resume() {
     if (slot_->failure) throw ActivityFailure(slot_->activity_type, *slot_->failure, slot_->retry_state);
-    Out out;
-    if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
-      throw ApplicationError("BadActivityResult", s.message(), true);
+    if constexpr (std::is_same_v<Out, v1::Payload>) {
+      return slot_->result;  // untyped callers decode it themselves
+    } else {
+      Out out;
+      if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
+        throw ApplicationError("BadActivityResult", s.message(), true);
+      }
+      return out;
     }
-    return out;
   }
 
  private:
@@ -125,6 +130,12 @@ class WorkflowContext {
     return execute_activity(type, input, DefaultActivityOptions());
   }
   static const ActivityOptions& DefaultActivityOptions();
+  // Untyped, for helpers that keep activity calls by name (Saga): the
+  // future resolves to the encoded result.
+  ActivityFuture<v1::Payload> execute_activity_payload(std::string type, v1::Payload input,
+                                                       const ActivityOptions& options) {
+    return ActivityFuture<v1::Payload>(ScheduleActivity(std::move(type), std::move(input), options));
+  }
 
   // A durable timer.
   TimerFuture sleep(microseconds duration);

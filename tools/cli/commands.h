@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <string>
 
 #include "common/status.h"
@@ -16,13 +17,22 @@ namespace itinera::cli {
 // .itinera/dsn; an error when none is set.
 StatusOr<std::string> ResolveDsn(const std::string& flag);
 
-// The workflows and activities this binary knows.
+// The workflows this binary knows, for starting from JSON and replaying.
+// Their activities are not runnable through it: workers build their own
+// (WorkerRegistry), which needs the database and the supplier.
 const Registry& BuiltinRegistry();
+
+// Everything a worker runs: the workflows and all their activities.
+StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const std::string& supplier_url);
+
+// --supplier-url, else ITINERA_SUPPLIER_URL, else http://127.0.0.1:7301.
+std::string ResolveSupplierUrl(const std::string& flag);
 
 // Prints "error: ..." to stderr and returns the exit code for it.
 int Fail(const Status& status);
 
 void AddWorkflowCommands(CLI::App& app, int& exit_code);
 void AddServerCommands(CLI::App& app, int& exit_code);
+void AddSupplierCommand(CLI::App& app, int& exit_code);
 
 }  // namespace itinera::cli

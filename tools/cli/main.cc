@@ -4,7 +4,10 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "activities/booking_activities.h"
 #include "trip_reminder.h"
+#include "workflows/booking_store.h"
+#include "workflows/booking_workflows.h"
 
 namespace itinera::cli {
 
@@ -22,9 +25,29 @@ const Registry& BuiltinRegistry() {
   static const Registry registry = [] {
     Registry r;
     examples::RegisterExamples(r);
+    booking::RegisterBookingWorkflows(r);
     return r;
   }();
   return registry;
+}
+
+std::string ResolveSupplierUrl(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("ITINERA_SUPPLIER_URL"); env != nullptr && *env) return env;
+  return "http://127.0.0.1:7301";
+}
+
+StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const std::string& supplier_url) {
+  auto r = std::make_unique<Registry>();
+  examples::RegisterExamples(*r);
+  booking::RegisterBookingWorkflows(*r);
+  booking::RegisterBookingStoreActivities(*r, dsn);
+  booking::SupplierConfig config;
+  config.base_url = supplier_url;
+  if (Status s = booking::RegisterBookingActivities(*r, config); !s.ok()) {
+    return Status::InvalidArgument("--supplier-url: " + s.message());
+  }
+  return r;
 }
 
 int Fail(const Status& status) {
@@ -45,6 +68,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   itinera::cli::AddServerCommands(app, exit_code);
+  itinera::cli::AddSupplierCommand(app, exit_code);
   itinera::cli::AddWorkflowCommands(app, exit_code);
   try {
     app.parse(argc, argv);

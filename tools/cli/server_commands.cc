@@ -41,6 +41,7 @@ struct WorkerFlags {
   std::string task_queue = "default";
   int activity_threads = 8;
   std::string listen;
+  std::string supplier_url;
   bool no_sweeper = false;
 };
 
@@ -48,6 +49,8 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB)");
   cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
   cmd->add_option("--activity-threads", f.activity_threads, "activities running at once");
+  cmd->add_option("--supplier-url", f.supplier_url,
+                  "the supplier the booking activities call (or ITINERA_SUPPLIER_URL; default http://127.0.0.1:7301)");
 }
 
 int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper) {
@@ -56,7 +59,9 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper) {
   o.task_queue = f.task_queue;
   o.activity_threads = f.activity_threads;
   o.run_sweeper = sweeper;
-  Worker worker(BuiltinRegistry(), o);
+  auto registry = WorkerRegistry(dsn, ResolveSupplierUrl(f.supplier_url));
+  if (!registry.ok()) return Fail(registry.status());
+  Worker worker(**registry, o);
   if (Status s = worker.Start(); !s.ok()) return Fail(s);
   LogInfo("worker {} serving task queue \"{}\"", worker.identity(), f.task_queue);
   int sig = WaitForTermination();
