@@ -36,12 +36,18 @@ void CircuitBreaker::Record(const Permit& permit, Outcome outcome) {
     }
     return;
   }
-  if (outcome == Outcome::kSuccess) {
-    consecutive_failures_ = 0;
-  } else if (outcome == Outcome::kFailure &&
-             ++consecutive_failures_ >= options_.failure_threshold) {
-    OpenLocked(clock_->Now());
+  if (outcome == Outcome::kIgnored) return;
+  const bool failed = outcome == Outcome::kFailure;
+  consecutive_failures_ = failed ? consecutive_failures_ + 1 : 0;
+  recent_.push_back(failed);
+  recent_failures_ += failed;
+  if (static_cast<int>(recent_.size()) > options_.window) {
+    recent_failures_ -= recent_.front();
+    recent_.pop_front();
   }
+  const bool window_sick = options_.window > 0 && static_cast<int>(recent_.size()) == options_.window &&
+                           recent_failures_ >= options_.failure_ratio * options_.window;
+  if (consecutive_failures_ >= options_.failure_threshold || window_sick) OpenLocked(clock_->Now());
 }
 
 void CircuitBreaker::OpenLocked(Micros now) {
@@ -54,7 +60,11 @@ void CircuitBreaker::TransitionLocked(State to) {
   state_ = to;
   ++generation_;
   probes_in_flight_ = 0;
-  if (to == State::kClosed) consecutive_failures_ = 0;
+  if (to == State::kClosed) {
+    consecutive_failures_ = 0;
+    recent_.clear();
+    recent_failures_ = 0;
+  }
 }
 
 CircuitBreaker::State CircuitBreaker::state() const {

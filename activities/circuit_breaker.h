@@ -2,19 +2,24 @@
 // supplier costs each caller a fast, retryable error instead of a timeout.
 // One per supplier, shared by every thread of the process (thread-safe).
 //
-//   closed    --N consecutive failures-->  open
+//   closed    --N failures in a row, or---> open
+//             --most of the last W calls-->
 //   open      --open_duration passed--->   half-open (on the next request)
 //   half-open --probe succeeds-------->    closed
 //   half-open --probe fails----------->    open (for another open_duration)
 //
 // "Failure" means the supplier is unhealthy (5xx, timeout, broken connection);
 // the caller decides, and business answers (409, 402, ...) count as success.
-// Consecutive failures rather than a ratio: the activities call at low rates,
-// where a window holds too few calls for a ratio to mean much.
+// Two triggers: failures in a row catch a dead supplier at low call rates,
+// where a window holds too few calls to mean much; the ratio over the last
+// W calls catches a sick one under load. A merely flaky supplier (30% of
+// calls failing, say) trips neither: its calls are better retried than
+// failed fast.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -25,7 +30,9 @@
 namespace itinera::booking {
 
 struct CircuitBreakerOptions {
-  int failure_threshold = 5;                     // consecutive failures that open the circuit
+  int failure_threshold = 10;                    // failures in a row that open the circuit
+  int window = 40;                               // recent calls the ratio is taken over
+  double failure_ratio = 0.6;                    // failing share of a full window that opens it
   std::chrono::milliseconds open_duration{5000};  // how long an open circuit fails fast
   int half_open_probes = 1;                      // calls let through at once while half-open
 };
@@ -72,6 +79,8 @@ class CircuitBreaker {
   State state_ = State::kClosed;   // guarded by mu_
   std::uint64_t generation_ = 0;   // guarded by mu_; bumped on every state change
   int consecutive_failures_ = 0;   // guarded by mu_
+  std::deque<bool> recent_;        // guarded by mu_; last `window` outcomes, true = failure
+  int recent_failures_ = 0;        // guarded by mu_; failures in recent_
   int probes_in_flight_ = 0;       // guarded by mu_
   Micros open_until_ = 0;          // guarded by mu_
 };

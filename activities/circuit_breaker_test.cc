@@ -90,3 +90,39 @@ TEST_F(CircuitBreakerTest, LateOutcomeFromAnEarlierStateIsIgnored) {
 
 }  // namespace
 }  // namespace itinera::booking
+
+namespace itinera::booking {
+namespace {
+
+// Calls with the given outcomes in order; false = success, true = failure.
+void Feed(CircuitBreaker& b, const std::vector<bool>& outcomes) {
+  for (bool failed : outcomes) {
+    auto p = b.TryAcquire();
+    ASSERT_TRUE(p) << "the circuit opened too early";
+    b.Record(*p, failed ? CircuitBreaker::Outcome::kFailure : CircuitBreaker::Outcome::kSuccess);
+  }
+}
+
+TEST(CircuitBreakerRatioTest, MostlyFailingWindowOpensWithoutARun) {
+  auto clock = std::make_shared<ManualClock>(1'000'000);
+  CircuitBreaker b{"hotels", {.failure_threshold = 100, .window = 10, .failure_ratio = 0.6}, clock};
+  // Never two failures in a row, yet 6 of the last 10 failed.
+  Feed(b, {false, true, false, true, false, true, false, true, false, true});
+  EXPECT_EQ(b.state(), CircuitBreaker::State::kClosed) << "5 of 10: below the ratio";
+  Feed(b, {true});
+  EXPECT_EQ(b.state(), CircuitBreaker::State::kOpen) << "6 of the last 10";
+}
+
+TEST(CircuitBreakerRatioTest, FlakySupplierStaysClosed) {
+  // 30% of calls failing, spread as a flaky supplier spreads them: retried,
+  // not failed fast.
+  auto clock = std::make_shared<ManualClock>(1'000'000);
+  CircuitBreaker b{"payments", {}, clock};
+  std::vector<bool> outcomes;
+  for (int i = 0; i < 1000; ++i) outcomes.push_back(i % 10 < 3);
+  Feed(b, outcomes);
+  EXPECT_EQ(b.state(), CircuitBreaker::State::kClosed);
+}
+
+}  // namespace
+}  // namespace itinera::booking

@@ -233,6 +233,8 @@ struct FailurePoint {
   const char* code;
 };
 
+void PrintTo(const FailurePoint& p, std::ostream* os) { *os << p.name; }
+
 class BookTripFailureTest : public BookingTest, public ::testing::WithParamInterface<FailurePoint> {};
 
 TEST_P(BookTripFailureTest, UnwindsEverythingAndSaysWhy) {
@@ -456,7 +458,8 @@ TEST_F(BookingTest, AnotherTenantsBookingIsNotFound) {
 }
 
 // 100 bookings while every endpoint fails 30% of the time (half of those
-// after the effect was made: the response is lost), with added latency.
+// after the effect was made: the response is lost), with added latency, and
+// 1% of calls hanging past the caller's 2 s timeout.
 TEST_F(BookingTest, ChaosHundredBookingsEndBookedOrCleanlyFailed) {
   StartWorker(nullptr, 16);
   std::vector<std::string> flights;
@@ -472,7 +475,9 @@ TEST_F(BookingTest, ChaosHundredBookingsEndBookedOrCleanlyFailed) {
                                        {"rules", json::array({json{{"endpoint", "*"},
                                                                    {"error_rate", 0.15},
                                                                    {"lost_response_rate", 0.15},
-                                                                   {"latency_ms", 5}}})}});
+                                                                   {"latency_ms", 5},
+                                                                   {"hang_rate", 0.01},
+                                                                   {"hang_ms", 3000}}})}});
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::string> ids;
   for (const auto& r : requests) ids.push_back(StartBooking(r));
@@ -494,12 +499,28 @@ TEST_F(BookingTest, ChaosHundredBookingsEndBookedOrCleanlyFailed) {
   std::int64_t paid = 0;
   for (int i = 0; i < 100; ++i) paid += GetBooking(requests[i].booking_id()).paid_cents();
   EXPECT_EQ(a["captured_cents"], paid) << "the supplier kept exactly what the bookings say was paid";
+  // Retries as history tells them: every failed attempt before the last.
+  std::map<std::string, int> retried;
+  int retries = 0;
+  for (const auto& id : ids) {
+    auto h = client_->History(id);
+    ASSERT_TRUE(h.ok());
+    for (const auto& e : *h) {
+      if (!e.has_activity_task_started_event_attributes()) continue;
+      for (const auto& a : e.activity_task_started_event_attributes().previous_attempts()) {
+        ++retries;
+        retried[a.failure().type()]++;
+      }
+    }
+  }
   // The figures the issue asks for, printed for the closing note.
   fmt::print("chaos: {} bookings in {:.1f} s: {} booked, {} failed", booked + failed, seconds, booked, failed);
   for (const auto& [code, n] : reasons) fmt::print(" [{}: {}]", code, n);
   fmt::print("\nchaos: activity attempts {}, failed attempts (retried or final) {}\nchaos: supplier stats {}\n",
              worker_->stats().activity_attempts.load(), worker_->stats().activity_failures.load(), stats.dump());
-  fmt::print("chaos: audit {}\n", a.dump());
+  fmt::print("chaos: {} retries recorded in history:", retries);
+  for (const auto& [type, n] : retried) fmt::print(" [{}: {}]", type, n);
+  fmt::print("\nchaos: audit {}\n", a.dump());
   EXPECT_GT(booked, 90) << "transient faults are retried away";
   ExpectCleanAudit();
 }

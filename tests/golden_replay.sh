@@ -31,3 +31,15 @@ if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
   exit 1
 fi
 echo "ok: tampered history reported: $out"
+# A booking history whose flight hold was, by today's code, another activity.
+sed '0,/"activity_type": "flights.Hold"/s//"activity_type": "flights.Reserve"/' \
+  "$root/workflows/golden/book_trip_booked.json" >"$tmp/tampered_booking.json"
+set +e
+out="$("$itinera" workflow replay --history "$tmp/tampered_booking.json")"
+code=$?
+set -e
+if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
+  echo "FAIL: a tampered booking history was not reported as a divergence (exit $code): $out"
+  exit 1
+fi
+echo "ok: tampered booking history reported: $out"

@@ -31,6 +31,9 @@ std::string ResolveSupplierUrl(const std::string& flag);
 // Prints "error: ..." to stderr and returns the exit code for it.
 int Fail(const Status& status);
 
+// "127.0.0.1:7301" into address and port, naming --listen when malformed.
+Status ParseListen(const std::string& listen, std::string* address, int* port);
+
 void AddWorkflowCommands(CLI::App& app, int& exit_code);
 void AddServerCommands(CLI::App& app, int& exit_code);
 void AddSupplierCommand(CLI::App& app, int& exit_code);

@@ -10,6 +10,8 @@
 #include "common/log.h"
 #include "store/migrator.h"
 #include "store/private_postgres.h"
+#include "supplier/supplier_server.h"
+#include "supplier/supplier_service.h"
 #include "worker/worker.h"
 
 namespace itinera::cli {
@@ -111,13 +113,18 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     });
   }
   {
-    auto* cmd = app.add_subcommand("dev", "private Postgres, migrations, engine and workers on 127.0.0.1");
+    auto* cmd = app.add_subcommand(
+        "dev", "private Postgres, migrations, supplier simulator, engine and workers on 127.0.0.1");
     static std::string data_dir = ".itinera";
     static std::string listen = "127.0.0.1:7233";
+    static std::string supplier_listen = "127.0.0.1:7301";
     static int pg_port = 0;
     static WorkerFlags f;
     cmd->add_option("--data-dir", data_dir, "where the private Postgres and state live");
     cmd->add_option("--listen", listen, "address for the MCP/admin HTTP endpoint");
+    cmd->add_option("--supplier-listen", supplier_listen,
+                    "where the supplier simulator listens (ADDRESS:PORT); \"off\" to use --supplier-url instead");
+    cmd->add_option("--supplier-url", f.supplier_url, "an external supplier, with --supplier-listen off");
     cmd->add_option("--pg-port", pg_port, "also expose Postgres on 127.0.0.1:PORT");
     cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
     cmd->callback([&exit_code] {
@@ -132,12 +139,31 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
       std::string dsn = (*pg)->Dsn("itinera");
       if (Status s = store::Migrate(dsn); !s.ok()) { exit_code = Fail(s); return; }
       std::ofstream(std::filesystem::path(data_dir) / "dsn") << dsn << "\n";
+
+      // The supplier simulator in this process, its state in the same database.
+      std::unique_ptr<supplier::SupplierService> service;
+      std::unique_ptr<supplier::SupplierServer> server;
+      if (supplier_listen != "off") {
+        supplier::ServerOptions so;
+        if (Status s = ParseListen(supplier_listen, &so.address, &so.port); !s.ok()) {
+          exit_code = Fail(Status::InvalidArgument("--supplier-" + s.message().substr(2)));
+          return;
+        }
+        auto created = supplier::SupplierService::Create({.dsn = dsn});
+        if (!created.ok()) { exit_code = Fail(created.status()); return; }
+        service = std::move(created.value());
+        auto started = supplier::SupplierServer::Start(*service, so);
+        if (!started.ok()) { exit_code = Fail(started.status()); return; }
+        server = std::move(started.value());
+        f.supplier_url = fmt::format("http://{}:{}", so.address, server->port());
+      }
       std::cout << fmt::format("itinera dev is up\n  database: {}\n  (written to {}/dsn; `itinera workflow ...` "
-                               "in this directory uses it)\n  try: itinera workflow start TripReminder --id trip-1 "
+                               "in this directory uses it)\n  supplier: {}\n  try: itinera workflow start TripReminder --id trip-1 "
                                "--input '{{\"traveler\":\"ada\",\"destination\":\"Lisbon\"}}'\n",
-                               dsn, data_dir)
+                               dsn, data_dir, ResolveSupplierUrl(f.supplier_url))
                 << std::flush;
       exit_code = RunWorkers(dsn, f, true);
+      if (server) server->Stop();
       (*pg)->Stop();
     });
   }

@@ -25,6 +25,21 @@ sigset_t TerminationSignals() {
   return set;
 }
 
+// Written to a temporary name and renamed, so a reader never sees half a port.
+Status WritePortFile(const std::string& path, int port) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!(f << port << "\n")) return Status::Unavailable(fmt::format("--port-file: cannot write {}", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::Unavailable(fmt::format("--port-file: cannot write {}: {}", path, ec.message()));
+  return Status::Ok();
+}
+
+}  // namespace
+
 // "127.0.0.1:7301" → address and port.
 Status ParseListen(const std::string& listen, std::string* address, int* port) {
   size_t colon = listen.rfind(':');
@@ -41,21 +56,6 @@ Status ParseListen(const std::string& listen, std::string* address, int* port) {
   }
   return Status::Ok();
 }
-
-// Written to a temporary name and renamed, so a reader never sees half a port.
-Status WritePortFile(const std::string& path, int port) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    if (!(f << port << "\n")) return Status::Unavailable(fmt::format("--port-file: cannot write {}", tmp));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Status::Unavailable(fmt::format("--port-file: cannot write {}: {}", path, ec.message()));
-  return Status::Ok();
-}
-
-}  // namespace
 
 void AddSupplierCommand(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("supplier", "the supplier simulator: flights, hotels and payments over HTTP");
