@@ -457,6 +457,51 @@ TEST_F(BookingTest, AnotherTenantsBookingIsNotFound) {
   ExpectCleanAudit();
 }
 
+TEST_F(BookingTest, ABookedIdIsNeverBookedAgain) {
+  StartWorker();
+  v1::BookTripRequest r = Trip("bk-dup");
+  ASSERT_TRUE(Closed(StartBooking(r)));
+  // Another workflow with the same booking id: refused before any supplier call.
+  ASSERT_TRUE(client_->Start(kBookTrip, "book/bk-dup-elsewhere", r).ok());
+  ASSERT_FALSE(Closed("book/bk-dup-elsewhere"));
+  auto h = client_->History("book/bk-dup-elsewhere");
+  ASSERT_TRUE(h.ok());
+  EXPECT_NE(h->back().workflow_execution_failed_event_attributes().failure().message().find("already taken"),
+            std::string::npos)
+      << Dump("book/bk-dup-elsewhere");
+  EXPECT_EQ(GetBooking("bk-dup").status(), v1::BOOKING_STATUS_BOOKED);
+  EXPECT_EQ(GetBooking("bk-dup").workflow_id(), BookTripWorkflowId("bk-dup"));
+  EXPECT_EQ(SeatsSold(r.flight_id()), 1);
+  ExpectCleanAudit();
+}
+
+TEST_F(BookingTest, CancelWaitsForTheBookingInProgressThenUndoesIt) {
+  StartWorker();
+  v1::BookTripRequest r = Trip("bk-busy");
+  supplier_->Put("/admin/faults", json{{"seed", 1}, {"fare_jump_percent", {{r.flight_id(), 40}}}});
+  const std::string id = StartBooking(r);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto b = bookings_->Get("bk-busy");
+    return b.ok() && b->status() == v1::BOOKING_STATUS_AWAITING_FARE_CONFIRMATION;
+  })) << Dump(id);
+  v1::CancelBookingRequest c;
+  c.set_booking_id("bk-busy");
+  ASSERT_TRUE(client_->Start(kCancelBooking, CancelBookingWorkflowId("bk-busy"), c).ok());
+  // The cancel waits on the booking's lock while BookTrip holds it.
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(GetBooking("bk-busy").status(), v1::BOOKING_STATUS_AWAITING_FARE_CONFIRMATION);
+  v1::FareChangeDecision yes;
+  yes.set_accept(true);
+  ASSERT_TRUE(client_->Signal(id, kConfirmFareChangeSignal, yes).ok());
+  ASSERT_TRUE(Closed(id)) << Dump(id);
+  ASSERT_TRUE(Closed(CancelBookingWorkflowId("bk-busy"))) << Dump(CancelBookingWorkflowId("bk-busy"));
+  v1::Booking b = GetBooking("bk-busy");
+  EXPECT_EQ(b.status(), v1::BOOKING_STATUS_CANCELED);
+  EXPECT_EQ(b.paid_cents(), 0);
+  EXPECT_EQ(SeatsSold(r.flight_id()), 0);
+  ExpectCleanAudit();
+}
+
 // 100 bookings while every endpoint fails 30% of the time (half of those
 // after the effect was made: the response is lost), with added latency, and
 // 1% of calls hanging past the caller's 2 s timeout.

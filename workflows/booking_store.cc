@@ -87,14 +87,26 @@ AcquiredBooking Acquire(const std::string& dsn, const AcquireBookingRequest& in)
     std::string locked_by = r[0][3].is_null() ? "" : r[0][3].as<std::string>();
     Booking stored = FromJson(r[0][1].as<std::string>());
     if (in.has_create()) {
-      // BookTrip retrying its own Acquire gets its booking back; any other
-      // run asking to create this id is refused.
-      if (locked_by != in.owner()) {
+      // BookTrip asking again (a retried attempt, or a new run of the same
+      // workflow after a reset) starts over from its request, keeping the
+      // version order; a booking that got further than that, or belongs to
+      // another workflow, is never booked over.
+      const bool ours = stored.workflow_id() == in.owner() && (locked_by.empty() || locked_by == in.owner());
+      const bool unfinished = stored.status() == v1::BOOKING_STATUS_PENDING ||
+                              stored.status() == v1::BOOKING_STATUS_AWAITING_FARE_CONFIRMATION ||
+                              stored.status() == v1::BOOKING_STATUS_FAILED;
+      if (!ours || (!unfinished && locked_by != in.owner())) {
         throw ApplicationError("BookingExists",
-                               fmt::format("booking id {} is already taken (by workflow {})", in.booking_id(),
-                                           stored.workflow_id()),
+                               fmt::format("booking id {} is already taken ({}, by workflow {})", in.booking_id(),
+                                           StatusName(stored.status()), stored.workflow_id()),
                                true);
       }
+      if (locked_by != in.owner()) {
+        tx.exec_params("UPDATE bookings SET locked_by = $2 WHERE booking_id = $1", in.booking_id(), in.owner());
+      }
+      *out.mutable_booking() = in.create();
+      out.set_version(r[0][2].as<std::int64_t>());
+      return out;
     } else if (!locked_by.empty() && locked_by != in.owner()) {
       throw ApplicationError("BookingBusy", fmt::format("booking {} is being worked on by {}; waiting for it",
                                                         in.booking_id(), locked_by));
@@ -111,8 +123,8 @@ AcquiredBooking Acquire(const std::string& dsn, const AcquireBookingRequest& in)
 SaveBookingResult Save(const std::string& dsn, const SaveBookingRequest& in) {
   const Booking& b = in.booking();
   return WithTransaction(dsn, [&](pqxx::work& tx) {
-    pqxx::result r = tx.exec_params("SELECT version, locked_by FROM bookings WHERE booking_id = $1 FOR UPDATE",
-                                    b.booking_id());
+    pqxx::result r = tx.exec_params(
+        "SELECT version, locked_by, workflow_id FROM bookings WHERE booking_id = $1 FOR UPDATE", b.booking_id());
     if (r.empty()) {
       throw ApplicationError("BookingNotFound", fmt::format("booking {} does not exist", b.booking_id()), true);
     }
@@ -120,7 +132,10 @@ SaveBookingResult Save(const std::string& dsn, const SaveBookingRequest& in) {
     const std::int64_t version = r[0][0].as<std::int64_t>();
     if (version >= in.version()) return out;  // a repeat of a write already made
     std::string locked_by = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
-    if (locked_by != in.owner()) {
+    // A free booking last written by this workflow is still its own (a new
+    // run of it after a reset); anyone else must Acquire first.
+    const bool ours = locked_by == in.owner() || (locked_by.empty() && r[0][2].as<std::string>() == in.owner());
+    if (!ours) {
       throw ApplicationError("BookingLockLost",
                              fmt::format("booking {} is held by {}, not {}", b.booking_id(),
                                          locked_by.empty() ? "nobody" : locked_by, in.owner()),
@@ -128,9 +143,9 @@ SaveBookingResult Save(const std::string& dsn, const SaveBookingRequest& in) {
     }
     tx.exec_params(
         "UPDATE bookings SET status = $2, workflow_id = $3, booking = $4::jsonb, version = $5, "
-        "updated_at_us = $6, locked_by = CASE WHEN $7 THEN NULL ELSE locked_by END WHERE booking_id = $1",
+        "updated_at_us = $6, locked_by = CASE WHEN $7 THEN NULL ELSE $8 END WHERE booking_id = $1",
         b.booking_id(), StatusName(b.status()), b.workflow_id(), ToJson(b), in.version(), b.updated_at_us(),
-        in.release_lock());
+        in.release_lock(), in.owner());
     out.set_written(true);
     return out;
   });

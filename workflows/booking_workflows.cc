@@ -139,18 +139,22 @@ void ThrowIfCanceled(WorkflowContext& ctx) {
 
 // ------------------------------------------------------------------ read model
 
-// The workflow's copy of its booking and the lock it holds on the row.
+// The workflow's copy of its booking and the lock it holds on the row. The
+// lock belongs to the workflow id, not the run, and versions follow the
+// workflow's clock: a run that replaces this one (reset, retry) keeps the
+// lock and writes versions newer than the old run's.
 struct Record {
   Booking booking;
   std::int64_t version = 0;
-  std::string owner;  // "<workflow id>/<run id>"
+  std::string owner;  // the workflow id
 };
 
 Task<void> Save(WorkflowContext& ctx, Record& rec, bool release_lock) {
   rec.booking.set_updated_at_us(ctx.now());
+  rec.version = std::max(rec.version + 1, ctx.now());
   v1::SaveBookingRequest req;
   *req.mutable_booking() = rec.booking;
-  req.set_version(++rec.version);
+  req.set_version(rec.version);
   req.set_release_lock(release_lock);
   req.set_owner(rec.owner);
   v1::SaveBookingResult saved = co_await ctx.execute_activity(kSaveBooking, req, ReadModel());
@@ -159,7 +163,7 @@ Task<void> Save(WorkflowContext& ctx, Record& rec, bool release_lock) {
 
 Task<void> Acquire(WorkflowContext& ctx, Record& rec, const std::string& booking_id, const std::string& tenant,
                    const Booking* create) {
-  rec.owner = ctx.info().workflow_id + "/" + ctx.info().run_id;
+  rec.owner = ctx.info().workflow_id;
   v1::AcquireBookingRequest req;
   req.set_booking_id(booking_id);
   req.set_tenant(tenant);
