@@ -120,6 +120,10 @@ BookingFailure Describe(const ActivityFailure& e) {
     return MakeFailure("HoldExpired", fmt::format("the {} hold expired before it was confirmed", what),
                        "book again; nothing was charged");
   }
+  if (type == "InvalidState") {
+    return MakeFailure("InvalidState", fmt::format("the {} supplier refused the step in its current state: {}", what, detail),
+                       "check get_booking; book again if the trip is not booked");
+  }
   if (type == "InvalidRequest" || type == "NotFound") {
     return MakeFailure("InvalidRequest", fmt::format("the {} supplier refused the request: {}", what, detail),
                        "check the ids and dates against a fresh search, then book again");
@@ -333,8 +337,9 @@ Status ValidateBookTrip(const v1::BookTripRequest& r) {
   if (r.fare_tolerance_percent() < 0 || !std::isfinite(r.fare_tolerance_percent())) {
     return Status::InvalidArgument("fare_tolerance_percent: must be 0 or more");
   }
-  if (r.fare_confirmation_timeout_seconds() < 0) {
-    return Status::InvalidArgument("fare_confirmation_timeout_seconds: must be 0 or more");
+  if (r.fare_confirmation_timeout_seconds() < 0 || r.fare_confirmation_timeout_seconds() > kMaxFareConfirmationSeconds) {
+    return Status::InvalidArgument(fmt::format(
+        "fare_confirmation_timeout_seconds: must be 0 to {} (the holds must outlive the wait)", kMaxFareConfirmationSeconds));
   }
   return Status::Ok();
 }
@@ -435,18 +440,31 @@ Task<void> BookForward(WorkflowContext& ctx, const v1::BookTripRequest& req, Rec
   HotelComponent booked = co_await ctx.execute_activity(kConfirmHotel, hotel_ref, SupplierCall());
   *b.mutable_hotel() = booked;
   ThrowIfCanceled(ctx);
+  // Tickets are issued: a transient failure of the capture is retried until
+  // done rather than unwound (a lost answer is replayed by its key).
   v1::PaymentRequest capture_req = PaymentRef(payment.authorization_id(), total);
-  PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, SupplierCall());
+  PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, UntilDone());
   *b.mutable_payments(0) = captured;
   saga.clear();  // paid and ticketed: nothing left to undo
 }
 
-// Marks what the unwinding released in the read model.
-void MarkUnwound(Booking& b) {
-  if (b.has_flight() && !b.flight().hold_id().empty()) b.mutable_flight()->set_status("released");
-  if (b.has_hotel() && !b.hotel().hold_id().empty()) b.mutable_hotel()->set_status("released");
+// Marks what the unwinding released in the read model; a part whose undo
+// failed keeps its last known status.
+void MarkUnwound(Booking& b, const std::vector<CompensationFailure>& undo_failures) {
+  auto failed = [&](std::string_view name) {
+    for (const auto& u : undo_failures) {
+      if (u.activity_type == name) return true;
+    }
+    return false;
+  };
+  if (b.has_flight() && !b.flight().hold_id().empty() && !failed(kReleaseFlight.name)) {
+    b.mutable_flight()->set_status("released");
+  }
+  if (b.has_hotel() && !b.hotel().hold_id().empty() && !failed(kReleaseHotel.name)) {
+    b.mutable_hotel()->set_status("released");
+  }
   for (auto& p : *b.mutable_payments()) {
-    if (p.status() == "authorized") p.set_status("voided");
+    if (p.status() == "authorized" && !failed(kVoid.name)) p.set_status("voided");
   }
 }
 
@@ -506,7 +524,7 @@ Task<v1::BookingResult> BookTrip(WorkflowContext& ctx, v1::BookTripRequest req) 
   // Unwind in reverse: void, release the hotel, release the flight.
   b.set_stage("unwinding: " + failure->code());
   std::vector<CompensationFailure> undo = co_await saga.compensate();
-  MarkUnwound(b);
+  MarkUnwound(b, undo);
   if (!undo.empty()) {
     std::string what;
     for (const auto& u : undo) what += fmt::format("; {} failed: {} ({})", u.activity_type, u.message, u.error_type);
@@ -556,6 +574,7 @@ Task<void> ModifyForward(WorkflowContext& ctx, const v1::ModifyBookingRequest& r
   }
 
   v1::Quote live = co_await Reprice(ctx, trip);
+  ThrowIfCanceled(ctx);
   if (plan.new_flight) {
     FlightComponent held = co_await HoldFlight(ctx, ref, trip, live);
     v1::HoldRef held_ref = Ref(held.hold_id());
@@ -570,6 +589,7 @@ Task<void> ModifyForward(WorkflowContext& ctx, const v1::ModifyBookingRequest& r
   }
   plan.difference = plan.flight.total_cents() + plan.hotel.total_cents() - old.total_cents();
   b.set_stage("held the new flight or dates");
+  ThrowIfCanceled(ctx);
 
   // Pay a higher price before confirming anything new.
   std::optional<PaymentComponent> extra;
@@ -594,7 +614,7 @@ Task<void> ModifyForward(WorkflowContext& ctx, const v1::ModifyBookingRequest& r
   }
   if (extra) {
     v1::PaymentRequest capture_req = PaymentRef(extra->authorization_id(), plan.difference);
-    PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, SupplierCall());
+    PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, UntilDone());
     *b.add_payments() = captured;
   }
   saga.clear();  // the new parts are bought

@@ -6,7 +6,8 @@
 //                  release the old and settle the difference; on failure the
 //                  old booking stays as it was.
 //   CancelBooking  release every component and refund, retrying until done;
-//                  cancelling twice is harmless.
+//                  cancelling twice is harmless. It ignores cancellation of
+//                  itself: a half-cancelled booking helps nobody.
 // Each keeps the bookings read model (booking_store.h) current and takes its
 // booking's lock, so two of them never work on one booking at once. Workflow
 // ids are derived from the booking id (below) so a repeated request finds
@@ -34,8 +35,10 @@ inline constexpr const char* kConfirmFareChangeSignal = "confirm_fare_change";
 
 // A live quote older than this is never used to hold.
 inline constexpr std::int64_t kQuoteTrustMicros = 30'000'000;
-// Fare confirmation wait when the request does not say.
+// Fare confirmation wait when the request does not say, and the longest
+// allowed: the supplier's holds (30 minutes by default) must outlive it.
 inline constexpr int kDefaultFareConfirmationSeconds = 600;
+inline constexpr int kMaxFareConfirmationSeconds = 1200;
 
 std::string BookTripWorkflowId(const std::string& booking_id);
 std::string ModifyBookingWorkflowId(const std::string& booking_id, const std::string& request_key);
