@@ -37,6 +37,33 @@ Task<StepsResult> Steps(WorkflowContext& ctx, StepsInput in) {
   co_return out;
 }
 
+Task<StepsResult> DeploySteps(WorkflowContext& ctx, StepsInput in, bool pause_first) {
+  const ActivityOptions options{.start_to_close = 2s, .initial_interval = 100ms};
+  StepsResult out;
+  if (pause_first) co_await ctx.sleep(1ms);
+  StepInput a;
+  a.set_label(in.label());
+  a.set_index(0);
+  StepOutput ra = co_await ctx.execute_activity(kRecordStep, a, options);
+  out.add_keys(ra.idempotency_key());
+  const std::string go = kDeployGoSignal;
+  std::optional<::itinera::v1::Payload> signal = co_await ctx.wait_signal_payload(go);
+  (void)signal;
+  StepInput b;
+  b.set_label(in.label());
+  b.set_index(1);
+  StepOutput rb = co_await ctx.execute_activity(kRecordStep, b, options);
+  out.add_keys(rb.idempotency_key());
+  co_return out;
+}
+
+Task<StepsResult> DeployRelease1(WorkflowContext& ctx, StepsInput in) { return DeploySteps(ctx, std::move(in), false); }
+Task<StepsResult> DeployRelease2(WorkflowContext& ctx, StepsInput in) { return DeploySteps(ctx, std::move(in), true); }
+Task<StepsResult> DeployRelease3(WorkflowContext& ctx, StepsInput in) {
+  const bool pause_first = ctx.patched("pause-first");
+  return DeploySteps(ctx, std::move(in), pause_first);
+}
+
 Task<FlakyResult> Flaky(WorkflowContext& ctx, FlakyInput in) {
   ActivityOptions o;
   o.maximum_attempts = in.maximum_attempts();
@@ -116,6 +143,14 @@ void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
     out.set_heartbeat_seen(seen.heartbeat_seen());
     return out;
   });
+}
+
+void RegisterDeployWorkflow(Registry& registry, int release) {
+  switch (release) {
+    case 1: registry.Register(kDeploy, &DeployRelease1); break;
+    case 2: registry.Register(kDeploy, &DeployRelease2); break;
+    default: registry.Register(kDeploy, &DeployRelease3); break;
+  }
 }
 
 }  // namespace itinera::testing

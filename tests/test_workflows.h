@@ -31,6 +31,15 @@ inline constexpr WorkflowType<CounterInput, CounterResult> kCounter{"Counter"};
 inline constexpr ActivityType<StepInput, StepOutput> kRecordStep{"RecordStep"};
 inline constexpr ActivityType<FlakyInput, FlakyResult> kFlakyActivity{"FlakyActivity"};
 
+// One workflow type in three releases, for the operator scenario: release 1
+// records step "a", waits for the signal "go", records step "b"; release 2
+// adds a pause before step "a" (a change that breaks replay of runs started
+// on release 1); release 3 is that change done right, behind
+// patched("pause-first").
+inline constexpr WorkflowType<StepsInput, StepsResult> kDeploy{"Deploy"};
+inline constexpr const char* kDeployGoSignal = "go";
+void RegisterDeployWorkflow(Registry& registry, int release);
+
 // Creates test_step_effects if missing.
 Status CreateTestTables(const std::string& dsn);
 // Registers all of the above; RecordStep writes to `dsn`.
