@@ -1,5 +1,7 @@
 #include "activities/supplier_client.h"
 
+#include "common/log.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <utility>
 
 #include "activities/http_client.h"
+#include "common/log.h"
 
 namespace itinera::booking {
 namespace {
@@ -142,6 +145,10 @@ json SupplierClient::Call(std::string_view method, const std::string& target,
   http::Request request{.method = std::string(method), .target = target};
   if (body) request.body = body->dump();
   if (!idempotency_key.empty()) request.headers.emplace_back("Idempotency-Key", idempotency_key);
+  // The trace of the workflow this activity serves goes on to the supplier.
+  if (const std::string& trace = CurrentLogContext().traceparent; !trace.empty()) {
+    request.headers.emplace_back("traceparent", trace);
+  }
   StatusOr<http::Response> response = http::Send(host_, port_, request, timeout);
   if (!response.ok()) {
     report.set(CircuitBreaker::Outcome::kFailure);

@@ -114,6 +114,7 @@ struct SupplierServer::Impl {
                              .target = std::string(req.target()),
                              .body = req.body()};
       if (auto it = req.find("Idempotency-Key"); it != req.end()) request.idempotency_key = std::string(it->value());
+      if (auto it = req.find("traceparent"); it != req.end()) request.traceparent = std::string(it->value());
       Reply reply = service.Handle(request);
       LogDebug("supplier {} {} -> {}{}", request.method, request.target, reply.status,
                reply.replayed ? " (replayed)" : "");

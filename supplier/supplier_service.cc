@@ -329,6 +329,12 @@ void SupplierService::Count(const std::string& kind) {
 }
 
 Reply SupplierService::Handle(const ServiceRequest& request) {
+  if (!request.traceparent.empty()) {
+    // What a real supplier's tracing would join on; the tests read it back.
+    std::lock_guard lock(mu_);
+    ++traced_requests_;
+    last_traceparent_ = request.traceparent;
+  }
   std::string_view target = request.target;
   size_t q = target.find('?');
   Route route;
@@ -674,7 +680,9 @@ json SupplierService::Stats() {
   return {{"requests", requests},
           {"faults", faults},
           {"idempotent_replays", replays_},
-          {"idempotency_key_reuses", key_reuses_}};
+          {"idempotency_key_reuses", key_reuses_},
+          {"traced_requests", traced_requests_},
+          {"last_traceparent", last_traceparent_}};
 }
 
 }  // namespace itinera::supplier

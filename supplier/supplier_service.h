@@ -38,6 +38,7 @@ struct ServiceRequest {
   std::string target;                          // path and query
   std::string body;
   std::optional<std::string> idempotency_key;  // the Idempotency-Key header, when present
+  std::string traceparent;                     // the W3C traceparent header, when present
 };
 
 class SupplierService {
@@ -80,6 +81,8 @@ class SupplierService {
   std::map<std::string, std::int64_t> faults_counted_;  // guarded by mu_; by kind
   std::int64_t replays_ = 0;                            // guarded by mu_
   std::int64_t key_reuses_ = 0;                         // guarded by mu_
+  std::int64_t traced_requests_ = 0;                    // guarded by mu_; requests with a traceparent
+  std::string last_traceparent_;                        // guarded by mu_
 };
 
 }  // namespace itinera::supplier

@@ -29,6 +29,7 @@ struct ActivityInfo {
   // it to the supplier so a retry never applies the same effect twice.
   std::string idempotency_key;
   Micros deadline = 0;  // when this attempt's start-to-close (or schedule-to-close) expires
+  std::string traceparent;  // W3C trace context of the workflow that scheduled it, if any
 };
 
 class ActivityContext {

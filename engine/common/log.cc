@@ -32,7 +32,32 @@ const char* LevelName(LogLevel l) {
   }
   return "info";
 }
+
+thread_local LogContext current_context;
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 }  // namespace
+
+const LogContext& CurrentLogContext() { return current_context; }
+ScopedLogContext::ScopedLogContext(LogContext context) : saved_(std::move(current_context)) {
+  current_context = std::move(context);
+}
+ScopedLogContext::~ScopedLogContext() { current_context = std::move(saved_); }
+
+bool ValidTraceparent(std::string_view t) {
+  // 00-<32 hex trace id, not all zero>-<16 hex parent id, not all zero>-<2 hex flags>
+  if (t.size() != 55 || t.substr(0, 3) != "00-" || t[35] != '-' || t[52] != '-') return false;
+  std::string_view trace = t.substr(3, 32), parent = t.substr(36, 16), flags = t.substr(53, 2);
+  return IsLowerHex(trace) && IsLowerHex(parent) && IsLowerHex(flags) &&
+         trace != std::string(32, '0') && parent != std::string(16, '0');
+}
+
+std::string TraceIdOf(std::string_view t) { return ValidTraceparent(t) ? std::string(t.substr(3, 32)) : ""; }
 
 bool LogEnabled(LogLevel level) { return level >= ConfiguredLevel(); }
 
@@ -41,8 +66,12 @@ void LogLine(LogLevel level, std::string_view message, std::string_view workflow
   j["ts"] = FormatMicros(SystemClock().Now());
   j["level"] = LevelName(level);
   j["msg"] = message;
+  const LogContext& context = current_context;
+  if (workflow_id.empty()) workflow_id = context.workflow_id;
+  if (run_id.empty()) run_id = context.run_id;
   if (!workflow_id.empty()) j["workflow_id"] = workflow_id;
   if (!run_id.empty()) j["run_id"] = run_id;
+  if (std::string trace = TraceIdOf(context.traceparent); !trace.empty()) j["trace_id"] = trace;
   static std::mutex mu;
   std::string line = j.dump() + "\n";
   std::lock_guard lock(mu);

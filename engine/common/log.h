@@ -10,6 +10,32 @@
 
 namespace itinera {
 
+// Who a log line is about. The worker sets it on its thread while it runs a
+// workflow task or an activity, so every line written meanwhile names the
+// workflow, the run and the trace, and outgoing calls (the supplier client)
+// can pass the trace on.
+struct LogContext {
+  std::string workflow_id;
+  std::string run_id;
+  std::string traceparent;  // W3C trace context, "00-<trace id>-<parent id>-<flags>"
+};
+const LogContext& CurrentLogContext();
+class ScopedLogContext {
+ public:
+  explicit ScopedLogContext(LogContext context);
+  ~ScopedLogContext();
+  ScopedLogContext(const ScopedLogContext&) = delete;
+  ScopedLogContext& operator=(const ScopedLogContext&) = delete;
+
+ private:
+  LogContext saved_;
+};
+
+// True for a well-formed W3C traceparent (version 00).
+bool ValidTraceparent(std::string_view traceparent);
+// Its 32-hex trace id; empty when malformed.
+std::string TraceIdOf(std::string_view traceparent);
+
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 bool LogEnabled(LogLevel level);
