@@ -17,6 +17,7 @@
 #include "client/client.h"
 #include "common/payload.h"
 #include "history/history_text.h"
+#include "ops/operations.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
 #include "worker/worker.h"
@@ -208,6 +209,25 @@ TEST_F(BookingTest, BookTripBooksFlightHotelAndPaysOnce) {
   EXPECT_EQ(a["captured_cents"], b.total_cents());
   EXPECT_EQ(SeatsSold(r.flight_id()), 1) << a.dump(2);
   ExpectCleanAudit();
+}
+
+TEST_F(BookingTest, TheStartsTraceparentReachesTheSupplier) {
+  StartWorker();
+  const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  v1::BookTripRequest r = Trip("bk-traced");
+  StartOptions o;
+  o.traceparent = "00-not-a-trace";
+  EXPECT_EQ(client_->Start(kBookTrip, "book/bk-traced", r, o).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->Describe("book/bk-traced").status().code(), StatusCode::kNotFound) << "nothing started";
+  o.traceparent = trace;
+  ASSERT_TRUE(client_->Start(kBookTrip, "book/bk-traced", r, o).ok());
+  ASSERT_TRUE(Closed("book/bk-traced"));
+  auto h = client_->History("book/bk-traced");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->front().workflow_execution_started_event_attributes().input().metadata().at("traceparent"), trace);
+  json stats = supplier_->Get("/admin/stats")["body"];
+  EXPECT_EQ(stats["last_traceparent"], trace);
+  EXPECT_GE(stats["traced_requests"].get<int>(), 7) << "price, two holds, authorize, two confirms, capture";
 }
 
 TEST_F(BookingTest, InvalidRequestFailsNamingTheFieldAndTouchesNothing) {
@@ -499,6 +519,44 @@ TEST_F(BookingTest, CancelWaitsForTheBookingInProgressThenUndoesIt) {
   EXPECT_EQ(b.status(), v1::BOOKING_STATUS_CANCELED);
   EXPECT_EQ(b.paid_cents(), 0);
   EXPECT_EQ(SeatsSold(r.flight_id()), 0);
+  ExpectCleanAudit();
+}
+
+// An operator repairs a booking that failed on a supplier fault: once the
+// fault is gone, a reset to before the flight hold books the trip, and what
+// came before the reset point (the live re-pricing) is not asked again.
+TEST_F(BookingTest, ResetOfAFailedBookingFinishesItOnceTheFaultIsGone) {
+  StartWorker();
+  v1::BookTripRequest r = Trip("bk-reset");
+  supplier_->Put("/admin/faults", json{{"seed", 1},
+                                       {"rules", json::array({json{{"endpoint", "POST /hotels/holds"},
+                                                                   {"reject_status", 409},
+                                                                   {"reject_error", "sold_out"}}})}});
+  const std::string id = StartBooking(r);
+  ASSERT_FALSE(Closed(id));
+  ASSERT_EQ(GetBooking("bk-reset").failure().code(), "HotelSoldOut");
+  auto first_run = client_->Describe(id);
+  ASSERT_TRUE(first_run.ok());
+  supplier_->Delete("/admin/faults");
+  json before = supplier_->Get("/admin/stats")["body"]["requests"];
+
+  ops::ResetTarget target;
+  target.kind = ops::ResetTarget::Kind::kBeforeActivity;
+  target.activity_type = "flights.Hold";
+  auto reset = ops::Reset(*client_, id, "", target, "hotel inventory restored");
+  ASSERT_TRUE(reset.ok()) << reset.status().ToString();
+  EXPECT_NE(reset->new_run_id, first_run->run_id);
+  ASSERT_TRUE(Closed(id)) << Dump(id);
+
+  v1::Booking b = GetBooking("bk-reset");
+  EXPECT_EQ(b.status(), v1::BOOKING_STATUS_BOOKED) << b.DebugString();
+  EXPECT_EQ(b.paid_cents(), b.total_cents());
+  json after = supplier_->Get("/admin/stats")["body"]["requests"];
+  EXPECT_EQ(after.value("GET /flights/{id}/fare", 0), before.value("GET /flights/{id}/fare", 0))
+      << "re-pricing came before the reset point: its recorded result was reused";
+  EXPECT_EQ(after.value("POST /flights/holds", 0), before.value("POST /flights/holds", 0) + 1)
+      << "the flight hold ran again, once, with a fresh key";
+  EXPECT_EQ(SeatsSold(r.flight_id()), 1);
   ExpectCleanAudit();
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "common/ids.h"
+#include "common/log.h"
 #include "history/history_text.h"
 #include "store/notification_listener.h"
 
@@ -27,6 +28,13 @@ StatusOr<store::StartWorkflowResult> Client::StartPayload(const std::string& wor
   r.workflow_type = workflow_type;
   r.task_queue = options.task_queue;
   r.input = input;
+  if (!options.traceparent.empty()) {
+    if (!ValidTraceparent(options.traceparent)) {
+      return Status::InvalidArgument(
+          "traceparent: not a W3C trace context (00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)");
+    }
+    (*r.input.mutable_metadata())["traceparent"] = options.traceparent;
+  }
   r.request_id = options.request_id;
   r.identity = options.identity.empty() ? DefaultIdentity("client") : options.identity;
   r.workflow_task_timeout = options.workflow_task_timeout.count();
@@ -60,12 +68,22 @@ Status Client::Terminate(const std::string& workflow_id, const std::string& reas
   return store_->TerminateWorkflow(workflow_id, run_id, reason, DefaultIdentity("client"));
 }
 
+Status Client::Retry(const std::string& workflow_id, const std::string& run_id) {
+  return store_->RetryWorkflowTask(workflow_id, run_id);
+}
+
+StatusOr<std::string> Client::Reset(const std::string& workflow_id, const std::string& run_id, std::int64_t event_id,
+                                    const std::string& reason) {
+  return store_->ResetWorkflow(workflow_id, run_id, event_id, reason, DefaultIdentity("client"));
+}
+
 StatusOr<store::ExecutionInfo> Client::Describe(const std::string& workflow_id, const std::string& run_id) {
   return store_->DescribeWorkflow(workflow_id, run_id);
 }
 
-StatusOr<std::vector<store::ExecutionInfo>> Client::List(const store::ListFilter& filter) {
-  return store_->ListWorkflows(filter);
+StatusOr<std::vector<store::ExecutionInfo>> Client::List(const store::ListFilter& filter,
+                                                         std::string* next_page_token) {
+  return store_->ListWorkflows(filter, next_page_token);
 }
 
 StatusOr<std::vector<v1::HistoryEvent>> Client::History(const std::string& workflow_id, const std::string& run_id) {

@@ -23,6 +23,9 @@ struct StartOptions {
   std::string request_id;              // same id + same request id = same run; empty: a fresh one
   std::chrono::microseconds workflow_task_timeout{std::chrono::seconds(10)};  // one workflow task's budget
   std::string identity;                // recorded in the started event
+  // W3C trace context of the caller (an MCP request's traceparent): kept in
+  // the start event's input metadata and passed on to every activity.
+  std::string traceparent;
 };
 
 class Client {
@@ -48,8 +51,16 @@ class Client {
                        const std::string& run_id = "");
   Status Cancel(const std::string& workflow_id, const std::string& reason, const std::string& run_id = "");
   Status Terminate(const std::string& workflow_id, const std::string& reason, const std::string& run_id = "");
+  // Operator repairs (see Store::RetryWorkflowTask, Store::ResetWorkflow;
+  // tools/ops builds the CLI's and the admin API's repairs on these).
+  Status Retry(const std::string& workflow_id, const std::string& run_id = "");
+  // Returns the new run id.
+  StatusOr<std::string> Reset(const std::string& workflow_id, const std::string& run_id, std::int64_t event_id,
+                              const std::string& reason);
   StatusOr<store::ExecutionInfo> Describe(const std::string& workflow_id, const std::string& run_id = "");
-  StatusOr<std::vector<store::ExecutionInfo>> List(const store::ListFilter& filter);
+  // *next_page_token: see Store::ListWorkflows.
+  StatusOr<std::vector<store::ExecutionInfo>> List(const store::ListFilter& filter,
+                                                  std::string* next_page_token = nullptr);
   StatusOr<std::vector<v1::HistoryEvent>> History(const std::string& workflow_id, const std::string& run_id = "");
 
   // Waits until the run closes and returns its closing event (completed,

@@ -71,6 +71,8 @@ detail::SlotPtr WorkflowContext::ScheduleActivity(std::string type, v1::Payload 
   a->set_activity_type(type);
   a->set_task_queue(o.task_queue.empty() ? info_.task_queue : o.task_queue);
   *a->mutable_input() = std::move(input);
+  // The trace the run was started in goes on with each activity it calls.
+  if (!info_.traceparent.empty()) (*a->mutable_input()->mutable_metadata())["traceparent"] = info_.traceparent;
   *a->mutable_start_to_close_timeout() = ToDuration(o.start_to_close);
   *a->mutable_schedule_to_close_timeout() = ToDuration(o.schedule_to_close);
   *a->mutable_heartbeat_timeout() = ToDuration(o.heartbeat);
@@ -143,16 +145,31 @@ std::optional<v1::Payload> WorkflowContext::take_signal(const std::string& name)
 Task<std::optional<v1::Payload>> WorkflowContext::wait_signal_payload(
     std::string name, std::optional<microseconds> timeout) {
   if (auto p = take_signal(name)) co_return p;
-  // Captures by reference only: GCC 12 destroys a lambda temporary with
-  // non-trivial captures twice when it appears inside a co_await expression.
-  bool arrived = co_await wait_condition(
-      [this, &name] {
-        auto it = signals_.find(name);
-        return it != signals_.end() && !it->second.empty();
-      },
-      timeout);
+  // Counted while suspended, so operators can see which signals the code
+  // waits for (WorkflowExecutor::WaitingSignals).
+  ++signal_waits_[name];
+  bool arrived = false;
+  try {
+    // Captures by reference only: GCC 12 destroys a lambda temporary with
+    // non-trivial captures twice when it appears inside a co_await expression.
+    arrived = co_await wait_condition(
+        [this, &name] {
+          auto it = signals_.find(name);
+          return it != signals_.end() && !it->second.empty();
+        },
+        timeout);
+  } catch (...) {
+    EndSignalWait(name);
+    throw;
+  }
+  EndSignalWait(name);
   if (!arrived) co_return std::nullopt;
   co_return take_signal(name);
+}
+
+void WorkflowContext::EndSignalWait(const std::string& name) {
+  auto it = signal_waits_.find(name);
+  if (it != signal_waits_.end() && --it->second <= 0) signal_waits_.erase(it);
 }
 
 std::uint64_t WorkflowContext::random() {

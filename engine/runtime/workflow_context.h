@@ -50,6 +50,7 @@ struct WorkflowInfo {
   std::string run_id;
   std::string workflow_type;
   std::string task_queue;
+  std::string traceparent;  // W3C trace context the run was started with, if any
 };
 
 namespace detail {
@@ -214,6 +215,7 @@ class WorkflowContext {
   void AddCommand(v1::Command command, detail::SlotPtr slot = nullptr);
   void CancelTimer(const detail::SlotPtr& timer);
   void MakeReady(const detail::SlotPtr& slot);
+  void EndSignalWait(const std::string& name);
 
   WorkflowInfo info_;
   Micros now_ = 0;
@@ -231,6 +233,7 @@ class WorkflowContext {
   std::map<std::string, detail::SlotPtr> timers_;       // by timer id, while pending
   std::vector<Condition> conditions_;
   std::map<std::string, std::deque<v1::Payload>> signals_;
+  std::map<std::string, int> signal_waits_;       // wait_signal calls suspended, by signal name
   std::map<std::string, bool> patches_;           // decisions taken in this run
   // Looked ahead in history: recorded side-effect values and patch ids.
   std::map<int, v1::Payload> recorded_side_effects_;

@@ -76,8 +76,12 @@ Status WorkflowExecutor::Apply(const std::vector<v1::HistoryEvent>& events) {
           return Fail("InvalidHistory", kInvalidHistory, "WorkflowExecutionStarted must be event 1");
         }
         const auto& a = e.workflow_execution_started_event_attributes();
+        started_us_ = FromTimestamp(e.event_time());
         info_.workflow_type = a.workflow_type();
         info_.task_queue = a.task_queue();
+        if (auto t = a.input().metadata().find("traceparent"); t != a.input().metadata().end()) {
+          info_.traceparent = t->second;
+        }
         const WorkflowEntry* entry = registry_.FindWorkflow(a.workflow_type());
         if (entry == nullptr) {
           return Fail("WorkflowPanic", kUnknownWorkflowType,
@@ -365,6 +369,18 @@ std::vector<v1::Command> WorkflowExecutor::NewCommands() const {
   if (!ctx_) return out;
   for (const auto& p : ctx_->pending_) out.push_back(p.command);
   return out;
+}
+
+std::vector<std::string> WorkflowExecutor::WaitingSignals() const {
+  std::vector<std::string> out;
+  if (!ctx_ || finished_) return out;
+  for (const auto& [name, waits] : ctx_->signal_waits_) {
+    // A signal already in history but not yet handed to the code (its
+    // workflow task has not run) ends the wait at the next task.
+    auto queued = ctx_->signals_.find(name);
+    if (waits > 0 && (queued == ctx_->signals_.end() || queued->second.empty())) out.push_back(name);
+  }
+  return out;  // map order: sorted
 }
 
 }  // namespace itinera

@@ -59,6 +59,12 @@ class WorkflowExecutor {
   bool finished() const { return finished_; }
   const v1::Failure& failure() const { return failure_; }
   const std::string& workflow_type() const { return info_.workflow_type; }
+  // When the run started (its first event's time); 0 before it is applied.
+  Micros started_us() const { return started_us_; }
+  // Read-only introspection for operators: the signal names the code is
+  // suspended on in wait_signal and that have not arrived yet, sorted. As of
+  // the last workflow task applied; empty once the code has finished.
+  std::vector<std::string> WaitingSignals() const;
 
  private:
   void Activate(Micros now, bool replaying);
@@ -70,6 +76,7 @@ class WorkflowExecutor {
   Status Fail(std::string type, std::string code, std::string message);
 
   const Registry& registry_;
+  Micros started_us_ = 0;
   WorkflowInfo info_;
   std::int64_t last_event_id_ = 0;
   bool started_ = false;

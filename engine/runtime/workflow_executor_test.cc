@@ -369,6 +369,21 @@ TEST(WorkflowExecutorTest, SignalSentBeforeTheWaitIsKept) {
   EXPECT_EQ(FromDuration(c[0].start_timer().start_to_fire_timeout()), std::chrono::seconds(5));
 }
 
+TEST(WorkflowExecutorTest, WaitingSignalsNamesTheSignalsTheCodeIsSuspendedOn) {
+  Registry registry = MakeRegistry(&TestFlow);
+  History h(Input());
+  WorkflowExecutor exec(registry, "wf-1", "run-1");
+  RunTask(exec, h);
+  EXPECT_TRUE(exec.WaitingSignals().empty()) << "waiting for the activity, not a signal";
+  h.ActivityCompleted("Reserve", Reservation());
+  auto c = RunTask(exec, h);
+  EXPECT_EQ(exec.WaitingSignals(), std::vector<std::string>{"approval"});
+  h.TimerFired(c[0].start_timer().timer_id());
+  h.ScheduleTask();
+  RunTask(exec, h);
+  EXPECT_TRUE(exec.WaitingSignals().empty()) << "the wait timed out and the code finished";
+}
+
 TEST(WorkflowExecutorTest, WaitTimesOutWhenTheTimerFiresFirst) {
   Registry registry = MakeRegistry(&TestFlow);
   History h(Input());

@@ -3,12 +3,18 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cctype>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <set>
 #include <pqxx/pqxx>
 
 #include "common/ids.h"
+#include "common/metrics.h"
 #include "common/payload.h"
+#include "history/reset_point.h"
 #include "store/run_transaction.h"
 
 namespace itinera::store {
@@ -198,7 +204,8 @@ const std::pair<const char*, const char*> kStatements[] = {
      "AND a.scheduled_event_id = c.scheduled_event_id "
      "RETURNING a.workflow_id, a.run_id, a.scheduled_event_id, a.activity_type, a.activity_id, a.scheduled, "
      "a.attempt, a.heartbeat_details, a.heartbeat_us, LEAST($2 + a.start_to_close_us, "
-     "  CASE WHEN a.schedule_to_close_us > 0 THEN a.scheduled_us + a.schedule_to_close_us END) AS deadline"},
+     "  CASE WHEN a.schedule_to_close_us > 0 THEN a.scheduled_us + a.schedule_to_close_us END) AS deadline, "
+     "a.visible_us"},
     {"act_lock",
      "SELECT activity_type, scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, "
      "attempt, lease_token, lease_expires_us, started_us, attempts, task_queue "
@@ -250,8 +257,16 @@ const std::pair<const char*, const char*> kStatements[] = {
     {"exec_list",
      "SELECT workflow_id, run_id, workflow_type, task_queue, status, started_us, closed_us, next_event_id, "
      "history_bytes, cancel_requested, task_failure_code, task_failure_message, task_failure_attempt "
-     "FROM executions WHERE ($1 = 0 OR status = $1) AND ($2 = '' OR workflow_type = $2) "
-     "ORDER BY started_us DESC, workflow_id LIMIT $3"},
+     "FROM executions WHERE ($1::smallint = 0 OR status = $1::smallint) "
+     "AND ($2::text = '' OR workflow_type = $2::text) "
+     "AND started_us >= $3::bigint AND started_us < $4::bigint "
+     "AND ($5::text = '' OR task_failure_code = $5::text) AND (NOT $12::boolean OR task_failure_code IS NOT NULL) "
+     "AND ((cardinality($6::text[]) = 0 AND cardinality($7::text[]) = 0) OR workflow_id = ANY($6::text[]) "
+     "  OR EXISTS (SELECT 1 FROM unnest($7::text[]) p WHERE starts_with(workflow_id, p))) "
+     // Keyset paging: rows after ($8, $9, $10) in the order below ($8 is the
+     // largest bigint on the first page, so every row comes after it).
+     "AND (started_us < $8::bigint OR (started_us = $8::bigint AND (workflow_id, run_id) > ($9::text, $10::text))) "
+     "ORDER BY started_us DESC, workflow_id, run_id LIMIT $11::integer"},
     {"act_pending",
      "SELECT scheduled_event_id, activity_type, activity_id, attempt, lease_token IS NOT NULL AS running, "
      "visible_us, attempts FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2 ORDER BY scheduled_event_id"},
@@ -264,6 +279,21 @@ const std::pair<const char*, const char*> kStatements[] = {
      "UPDATE workflow_tasks SET sticky_owner = NULL, sticky_until_us = 0 WHERE sticky_owner = $1 "
      "RETURNING task_queue"},
     {"commit_count", "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"},
+    // Store::ReadGauges: open runs by type and whether stuck; ready, unleased
+    // tasks per queue (served by the *_ready partial indexes).
+    {"gauges_open_runs",
+     "SELECT workflow_type, task_failure_code IS NOT NULL AS stuck, count(*) AS n FROM executions "
+     "WHERE status = 1 GROUP BY 1, 2"},
+    {"gauges_backlog",
+     "SELECT 'workflow' AS kind, task_queue, count(*) AS n FROM workflow_tasks "
+     "WHERE lease_token IS NULL AND visible_us <= $1 GROUP BY task_queue "
+     "UNION ALL SELECT 'activity', task_queue, count(*) FROM activity_tasks "
+     "WHERE lease_token IS NULL AND visible_us <= $1 GROUP BY task_queue"},
+    // Reset (Store::ResetWorkflow): the links between a run and its reset.
+    {"exec_reset_links", "SELECT reset_run_id, reset_from_run_id FROM executions WHERE workflow_id = $1 AND run_id = $2"},
+    {"exec_set_reset_run", "UPDATE executions SET reset_run_id = $3 WHERE workflow_id = $1 AND run_id = $2"},
+    {"exec_set_reset_from",
+     "UPDATE executions SET reset_from_run_id = $3, cancel_requested = $4 WHERE workflow_id = $1 AND run_id = $2"},
 };
 
 v1::HistoryEvent NewEvent(v1::EventType type) {
@@ -575,23 +605,66 @@ StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr
   }
 }
 
+namespace {
+
+// Every Store call's latency (retries included) and the database errors it
+// met, by operation (Run's `what`); rendered at /metrics.
+struct TransactionMetrics {
+  metrics::HistogramFamily& latency = metrics::DefaultMetrics().Histogram(
+      "itinera_db_transaction_seconds", "Duration of a Store operation's transaction(s), retries included.",
+      {"operation"}, metrics::LatencyBuckets());
+  metrics::CounterFamily& errors = metrics::DefaultMetrics().Counter(
+      "itinera_db_transaction_errors_total",
+      "Database errors met by Store operations (retried serialization failures and deadlocks included).",
+      {"operation", "error"});
+};
+
+TransactionMetrics& TxMetrics() {
+  static TransactionMetrics m;
+  return m;
+}
+
+// Observes the latency when the operation returns, however it returns.
+class TransactionTimer {
+ public:
+  explicit TransactionTimer(const char* what) : what_(what), start_(std::chrono::steady_clock::now()) {}
+  ~TransactionTimer() {
+    std::chrono::duration<double> d = std::chrono::steady_clock::now() - start_;
+    TxMetrics().latency.With({what_}).Observe(d.count());
+  }
+  void Error(const char* kind) { TxMetrics().errors.With({what_, kind}).Inc(); }
+
+ private:
+  const char* what_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
 template <class Fn>
 auto Store::Run(const char* what, Fn&& fn) -> decltype(fn()) {
+  TransactionTimer timer(what);
   for (int attempt = 1;; ++attempt) {
     try {
       return fn();
     } catch (const pqxx::serialization_failure& e) {
+      timer.Error("serialization_failure");
       if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
     } catch (const pqxx::deadlock_detected& e) {
+      timer.Error("deadlock");
       if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
     } catch (const pqxx::in_doubt_error& e) {
+      timer.Error("in_doubt");
       // Never retried: the commit may have happened.
       return Status::Unavailable(fmt::format("{}: commit outcome unknown: {}", what, e.what()));
     } catch (const pqxx::broken_connection& e) {
+      timer.Error("connection_lost");
       return Status::Unavailable(fmt::format("{}: database connection lost: {}", what, e.what()));
     } catch (const pqxx::sql_error& e) {
+      timer.Error("sql_error");
       return Status::Internal(fmt::format("{}: {} (query: {})", what, e.what(), e.query().substr(0, 200)));
     } catch (const std::exception& e) {
+      timer.Error("other");
       return Status::Internal(fmt::format("{}: {}", what, e.what()));
     }
   }
@@ -748,17 +821,105 @@ StatusOr<ExecutionInfo> Store::DescribeWorkflow(const std::string& workflow_id, 
       info.pending_timers.push_back({row["timer_id"].as<std::string>(), row["fire_us"].as<std::int64_t>()});
     }
     info.workflow_task_pending = !tx.exec_prepared("wft_exists", workflow_id, run_id).empty();
+    for (const auto& row : tx.exec_prepared("exec_reset_links", workflow_id, run_id)) {
+      if (!row["reset_run_id"].is_null()) info.reset_run_id = row["reset_run_id"].as<std::string>();
+      if (!row["reset_from_run_id"].is_null()) info.reset_from_run_id = row["reset_from_run_id"].as<std::string>();
+    }
     return info;
   });
 }
 
-StatusOr<std::vector<ExecutionInfo>> Store::ListWorkflows(const ListFilter& filter) {
+namespace {
+
+// A page token is the sort key of the last run of a page, hex-encoded so it
+// is opaque and safe to paste into a shell: "<started_us>:<id length>:<workflow
+// id><run id>" (the length keeps any byte of a workflow id unambiguous).
+struct ListCursor {
+  Micros started_us = 0;
+  std::string workflow_id;
+  std::string run_id;
+};
+
+std::string EncodePageToken(const ListCursor& c) {
+  std::string raw = fmt::format("{}:{}:{}{}", c.started_us, c.workflow_id.size(), c.workflow_id, c.run_id);
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (unsigned char ch : raw) out += fmt::format("{:02x}", ch);
+  return out;
+}
+
+std::optional<ListCursor> DecodePageToken(std::string_view token) {
+  if (token.empty() || token.size() % 2 != 0) return std::nullopt;
+  std::string raw;
+  for (size_t i = 0; i < token.size(); i += 2) {
+    int v = 0;
+    for (char ch : token.substr(i, 2)) {
+      int d = std::isdigit(static_cast<unsigned char>(ch)) ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10 : -1;
+      if (d < 0) return std::nullopt;
+      v = v * 16 + d;
+    }
+    raw += static_cast<char>(v);
+  }
+  // Both numbers are plain decimal; anything else is not a token of ours.
+  auto number = [&](size_t& pos, std::int64_t& out) {
+    size_t end = raw.find(':', pos);
+    if (end == std::string::npos || end == pos || end - pos > 18) return false;
+    out = 0;
+    for (size_t i = pos; i < end; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(raw[i]))) return false;
+      out = out * 10 + (raw[i] - '0');
+    }
+    pos = end + 1;
+    return true;
+  };
+  ListCursor c;
+  size_t pos = 0;
+  std::int64_t id_length = 0;
+  if (!number(pos, c.started_us) || !number(pos, id_length)) return std::nullopt;
+  if (raw.size() - pos <= static_cast<size_t>(id_length)) return std::nullopt;  // the run id must not be empty
+  c.workflow_id = raw.substr(pos, id_length);
+  c.run_id = raw.substr(pos + id_length);
+  return c;
+}
+
+}  // namespace
+
+bool ValidPageToken(std::string_view token) { return DecodePageToken(token).has_value(); }
+
+StatusOr<std::vector<ExecutionInfo>> Store::ListWorkflows(const ListFilter& filter, std::string* next_page_token) {
+  if (filter.limit < 1 || filter.limit > kMaxListLimit) {
+    return Status::InvalidArgument(fmt::format("limit: {} is not between 1 and {}", filter.limit, kMaxListLimit));
+  }
+  std::optional<ListCursor> after;
+  if (!filter.page_token.empty()) {
+    after = DecodePageToken(filter.page_token);
+    if (!after) return Status::InvalidArgument("page token: not a next_page_token of an earlier list");
+  }
+  // Absent bounds are the extremes of bigint, which keeps the statement free
+  // of NULL checks and its time condition an index range.
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
   return Run("list workflows", [&]() -> StatusOr<std::vector<ExecutionInfo>> {
     pqxx::work tx(conn_->c);
     std::vector<ExecutionInfo> out;
     int status = filter.status ? static_cast<int>(*filter.status) : 0;
-    for (const auto& row : tx.exec_prepared("exec_list", status, filter.workflow_type, filter.limit)) {
+    // One row more than asked tells whether another page follows.
+    pqxx::result rows = tx.exec_prepared(
+        "exec_list", status, filter.workflow_type, filter.started_after.value_or(kMin),
+        filter.started_before.value_or(kMax), filter.stuck_code, TextArray(filter.workflow_ids),
+        TextArray(filter.workflow_id_prefixes), after ? after->started_us : kMax,
+        after ? after->workflow_id : std::string(), after ? after->run_id : std::string(), filter.limit + 1,
+        filter.stuck);
+    for (const auto& row : rows) {
+      if (static_cast<int>(out.size()) == filter.limit) break;
       out.push_back(ReadExecution(row));
+    }
+    if (next_page_token != nullptr) {
+      next_page_token->clear();
+      if (static_cast<int>(rows.size()) > filter.limit) {
+        const ExecutionInfo& last = out.back();
+        *next_page_token = EncodePageToken({last.started_us, last.workflow_id, last.run_id});
+      }
     }
     return out;
   });
@@ -1252,6 +1413,218 @@ Status Store::FailWorkflowTask(const WorkflowTaskFailure& f) {
   });
 }
 
+Status Store::RetryWorkflowTask(const std::string& workflow_id, const std::string& run_id) {
+  return Run("retry workflow task", [&] {
+    return Transition(conn_->c, clock_->Now(), workflow_id, run_id, [&](RunTransaction& run) -> Status {
+      const auto& ex = run.exec();
+      if (!run.running()) {
+        return Status::FailedPrecondition(fmt::format(
+            "workflow \"{}\" run {} is already {}; only an open run can be retried (reset it instead)", workflow_id,
+            ex.run_id, ExecutionStatusName(ex.status)));
+      }
+      if (ex.task_failure_code.empty()) {
+        return Status::FailedPrecondition(fmt::format(
+            "workflow \"{}\" run {} is not stuck (its workflow task is not failing); nothing to retry", workflow_id,
+            ex.run_id));
+      }
+      auto& wft = run.workflow_task();
+      if (!wft) {
+        // A stuck run always keeps its retry task; should one be missing, a
+        // fresh task does the same job.
+        run.ScheduleWorkflowTask();
+        return Status::Ok();
+      }
+      if (wft->lease_token) {
+        return Status::FailedPrecondition(fmt::format(
+            "workflow \"{}\" run {}: worker {} is running its workflow task now (attempt {}); nothing to retry",
+            workflow_id, ex.run_id, wft->lease_owner, wft->attempt));
+      }
+      // Still a transient retry (its scheduled event is written when it
+      // completes); only when it runs and how long it backs off change. The
+      // stuck reason stays until a completion clears it.
+      wft->attempt = 1;
+      wft->visible_us = run.now();
+      run.SaveWorkflowTask();
+      return Status::Ok();
+    });
+  });
+}
+
+namespace {
+
+// What a reset must schedule again in the new run: the activities and
+// timers of the copied prefix that had not closed by its end.
+struct PendingAtResetPoint {
+  std::map<std::int64_t, v1::ActivityTaskScheduledEventAttributes> activities;  // by scheduled event id
+  std::set<std::int64_t> cancel_requested;                                      // of those activities
+  std::map<std::string, std::pair<std::int64_t, Micros>> timers;  // timer id -> (started event id, fire time)
+  bool workflow_cancel_requested = false;
+};
+
+PendingAtResetPoint FindPending(const std::vector<v1::HistoryEvent>& prefix) {
+  PendingAtResetPoint p;
+  for (const auto& e : prefix) {
+    switch (e.event_type()) {
+      case v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        p.activities[e.event_id()] = e.activity_task_scheduled_event_attributes();
+        break;
+      case v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+        p.activities.erase(e.activity_task_completed_event_attributes().scheduled_event_id());
+        break;
+      case v1::EVENT_TYPE_ACTIVITY_TASK_FAILED:
+        p.activities.erase(e.activity_task_failed_event_attributes().scheduled_event_id());
+        break;
+      case v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+        p.activities.erase(e.activity_task_timed_out_event_attributes().scheduled_event_id());
+        break;
+      case v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+        p.activities.erase(e.activity_task_canceled_event_attributes().scheduled_event_id());
+        break;
+      case v1::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+        p.cancel_requested.insert(e.activity_task_cancel_requested_event_attributes().scheduled_event_id());
+        break;
+      case v1::EVENT_TYPE_TIMER_STARTED: {
+        const auto& t = e.timer_started_event_attributes();
+        // The timer keeps the time it was set for, as it would have fired
+        // in the old run; one already due fires at once.
+        p.timers[t.timer_id()] = {e.event_id(),
+                                  FromTimestamp(e.event_time()) + FromDuration(t.start_to_fire_timeout()).count()};
+        break;
+      }
+      case v1::EVENT_TYPE_TIMER_FIRED:
+        p.timers.erase(e.timer_fired_event_attributes().timer_id());
+        break;
+      case v1::EVENT_TYPE_TIMER_CANCELED:
+        p.timers.erase(e.timer_canceled_event_attributes().timer_id());
+        break;
+      case v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+        p.workflow_cancel_requested = true;
+        break;
+      default:
+        break;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const std::string& run_id_in,
+                                           std::int64_t event_id, const std::string& reason,
+                                           const std::string& identity) {
+  return Run("reset workflow", [&]() -> StatusOr<std::string> {
+    Micros now = clock_->Now();
+    pqxx::work tx(conn_->c);
+    std::string run_id = run_id_in;
+    if (run_id.empty()) {
+      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+      run_id = r[0][0].as<std::string>();
+    }
+    PendingEvents pe;
+    Notifications n;
+    // Lock order as for continue-as-new (architecture §5): the old run's
+    // execution and workflow task rows, then current_executions, then the
+    // new run's rows are inserted.
+    RunTransaction old(tx, now, pe, n);
+    if (Status s = old.Load(workflow_id, run_id); !s.ok()) return s;
+    std::vector<v1::HistoryEvent> events;
+    for (const auto& row : tx.exec_prepared("history_get", workflow_id, run_id, 1)) {
+      v1::HistoryEvent e;
+      if (!e.ParseFromString(Bytes(row["data"]))) return Status::Internal("history event does not parse");
+      events.push_back(std::move(e));
+    }
+    if (Status s = history::CheckResetPoint(events, event_id); !s.ok()) return s;
+    pqxx::result current = tx.exec_prepared("current_lock", workflow_id);
+    if (!current.empty()) {
+      std::string current_run = current[0]["run_id"].as<std::string>();
+      auto status = static_cast<ExecutionStatus>(current[0]["status"].as<int>());
+      if (current_run != run_id && status == ExecutionStatus::kRunning) {
+        // The new run would be a second open run of the workflow id.
+        return Status::FailedPrecondition(fmt::format(
+            "workflow \"{}\" has a newer run {} that is still running; reset or terminate that run instead",
+            workflow_id, current_run));
+      }
+    }
+
+    const internal::ExecutionRow src = old.exec();
+    std::string new_run = NewUuid();
+    if (old.running()) {
+      old.FlushBuffered();
+      v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED);
+      auto* t = e.mutable_workflow_execution_terminated_event_attributes();
+      t->set_reason(reason.empty() ? fmt::format("reset to run {}", new_run)
+                                   : fmt::format("reset to run {}: {}", new_run, reason));
+      t->set_identity(identity);
+      old.AddEvent(std::move(e));
+      old.Close(ExecutionStatus::kTerminated);
+    }
+    old.Save();
+    tx.exec_prepared("exec_set_reset_run", workflow_id, run_id, new_run);
+
+    RunTransaction fresh(tx, now, pe, n);
+    internal::ExecutionRow row;
+    row.workflow_id = workflow_id;
+    row.run_id = new_run;
+    row.workflow_type = src.workflow_type;
+    row.task_queue = src.task_queue;
+    row.status = ExecutionStatus::kRunning;
+    row.next_event_id = 1;
+    // The same logical start: retrying it with its request id finds this run.
+    row.start_request_id = src.start_request_id;
+    row.started_us = now;
+    row.workflow_task_timeout = src.workflow_task_timeout;
+    fresh.Create(row);
+    // Events keep their ids and times; only the run id changes.
+    std::vector<v1::HistoryEvent> prefix(events.begin(), events.begin() + (event_id - 1));
+    for (const auto& e : prefix) fresh.AddEvent(e);
+    const v1::HistoryEvent& started = prefix.back();  // the task's WorkflowTaskStarted (CheckResetPoint)
+    v1::HistoryEvent failed = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+    auto* f = failed.mutable_workflow_task_failed_event_attributes();
+    f->set_scheduled_event_id(started.workflow_task_started_event_attributes().scheduled_event_id());
+    f->set_started_event_id(started.event_id());
+    f->set_cause("ResetWorkflow");
+    f->mutable_failure()->set_type("ResetWorkflow");
+    f->mutable_failure()->set_message(fmt::format("reset from run {} at event {}{}", run_id, event_id,
+                                                  reason.empty() ? "" : ": " + reason));
+    f->set_identity(identity);
+    fresh.AddEvent(std::move(failed));
+    fresh.ScheduleWorkflowTask();
+
+    PendingAtResetPoint pending = FindPending(prefix);
+    ActivityWrites activities;
+    for (const auto& [scheduled_event_id, a] : pending.activities) {
+      std::string queue = a.task_queue().empty() ? src.task_queue : a.task_queue();
+      Micros s2c = FromDuration(a.schedule_to_close_timeout()).count();
+      Micros stc = FromDuration(a.start_to_close_timeout()).count();
+      if (stc <= 0) stc = s2c;
+      // Scheduled now: a fresh schedule-to-close budget and attempt 1.
+      activities.inserts.push_back({workflow_id, new_run, queue, a.activity_type(), a.activity_id(),
+                                    a.SerializeAsString(), scheduled_event_id, now, stc, s2c,
+                                    FromDuration(a.heartbeat_timeout()).count(), std::nullopt, "", std::nullopt});
+      n.activity_queues.insert(queue);
+    }
+    activities.Flush(tx);
+    for (std::int64_t sched : pending.cancel_requested) {
+      if (pending.activities.count(sched)) tx.exec_prepared("act_cancel_flag", workflow_id, new_run, sched);
+    }
+    for (const auto& [timer_id, t] : pending.timers) {
+      tx.exec_prepared("timer_insert", workflow_id, new_run, t.first, timer_id, t.second);
+    }
+    fresh.Save();
+    tx.exec_prepared("exec_set_reset_from", workflow_id, new_run, run_id, pending.workflow_cancel_requested);
+    if (current.empty()) {
+      tx.exec_prepared("current_insert", workflow_id, new_run);
+    } else {
+      tx.exec_prepared("current_set", workflow_id, new_run);
+    }
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return new_run;
+  });
+}
+
 StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::string& task_queue, int max,
                                                                    const std::string& identity) {
   return Run("claim activity tasks", [&]() -> StatusOr<std::vector<ActivityTaskLease>> {
@@ -1276,6 +1649,7 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
       l.lease_token = token;
       l.deadline = row["deadline"].as<std::int64_t>();
       l.heartbeat_timeout = row["heartbeat_us"].as<std::int64_t>();
+      l.schedule_to_start = std::max<Micros>(0, now - row["visible_us"].as<std::int64_t>());
       if (!row["heartbeat_details"].is_null()) {
         v1::Payload p;
         p.ParseFromString(Bytes(row["heartbeat_details"]));
@@ -1600,6 +1974,22 @@ StatusOr<std::int64_t> Store::CommitCount() {
     pqxx::nontransaction tx(conn_->c);
     pqxx::result r = tx.exec_prepared("commit_count");
     return r[0][0].as<std::int64_t>();
+  });
+}
+
+StatusOr<EngineGauges> Store::ReadGauges() {
+  return Run("read gauges", [&]() -> StatusOr<EngineGauges> {
+    pqxx::read_transaction tx(conn_->c);
+    EngineGauges g;
+    for (const auto& row : tx.exec_prepared("gauges_open_runs")) {
+      g.open_runs.push_back({row["workflow_type"].as<std::string>(), row["stuck"].as<bool>(),
+                             row["n"].as<std::int64_t>()});
+    }
+    for (const auto& row : tx.exec_prepared("gauges_backlog", clock_->Now())) {
+      g.backlog.push_back({row["task_queue"].as<std::string>(), row["kind"].as<std::string>(),
+                           row["n"].as<std::int64_t>()});
+    }
+    return g;
   });
 }
 

@@ -79,15 +79,49 @@ struct ExecutionInfo {
   std::string task_failure_message;
   int task_failure_attempt = 0;
   // Filled by DescribeWorkflow only.
+  std::string reset_run_id;       // this run was reset; it continues in that run
+  std::string reset_from_run_id;  // this run is a reset of that run
   std::vector<PendingActivityInfo> pending_activities;
   std::vector<PendingTimerInfo> pending_timers;
   bool workflow_task_pending = false;
 };
 
+// Which runs ListWorkflows returns: all conditions must hold. Runs come
+// newest first, ordered by (started_us DESC, workflow_id, run_id).
 struct ListFilter {
   std::optional<ExecutionStatus> status;
   std::string workflow_type;  // empty: any
-  int limit = 100;
+  int limit = 100;            // page size, 1..kMaxListLimit
+  std::optional<Micros> started_after;   // started_us >= this
+  std::optional<Micros> started_before;  // started_us < this
+  std::string stuck_code;  // executions.task_failure_code equals this (ITN-NDE-001, ...); empty: any
+  bool stuck = false;      // only runs that are stuck, whatever the code
+  // The workflow id equals one of workflow_ids or starts with one of
+  // workflow_id_prefixes; both empty: any id.
+  std::vector<std::string> workflow_ids;
+  std::vector<std::string> workflow_id_prefixes;
+  // Continue after the last run of a previous page: its next_page_token.
+  std::string page_token;
+};
+inline constexpr int kMaxListLimit = 10'000;
+// Whether a string is a next_page_token ListWorkflows could have returned.
+bool ValidPageToken(std::string_view token);
+
+// Gauges read at scrape time (Store::ReadGauges): open runs, and tasks
+// ready to be claimed that nobody holds (the backlog).
+struct EngineGauges {
+  struct OpenRuns {
+    std::string workflow_type;
+    bool stuck = false;  // its workflow task keeps failing (task_failure_code set)
+    std::int64_t count = 0;
+  };
+  struct Backlog {
+    std::string task_queue;
+    std::string kind;  // "workflow" or "activity"
+    std::int64_t count = 0;
+  };
+  std::vector<OpenRuns> open_runs;
+  std::vector<Backlog> backlog;
 };
 
 // A workflow task handed to a worker. events continue the history from the
@@ -121,6 +155,9 @@ struct ActivityTaskLease {
   Micros deadline = 0;
   Micros heartbeat_timeout = 0;
   std::optional<v1::Payload> heartbeat_details;
+  // From when this attempt could be claimed (scheduled, or its retry became
+  // due) to the claim; 0 for activities handed over eagerly (metrics only).
+  Micros schedule_to_start = 0;
 };
 
 struct WorkflowTaskCompletion {
@@ -193,10 +230,31 @@ class Store {
                            const std::string& identity);
   // run_id empty: the current run of workflow_id.
   StatusOr<ExecutionInfo> DescribeWorkflow(const std::string& workflow_id, const std::string& run_id);
-  StatusOr<std::vector<ExecutionInfo>> ListWorkflows(const ListFilter& filter);
+  // *next_page_token (when given) is set to the token of the next page, or
+  // cleared when this page is the last.
+  StatusOr<std::vector<ExecutionInfo>> ListWorkflows(const ListFilter& filter, std::string* next_page_token = nullptr);
   StatusOr<std::vector<v1::HistoryEvent>> GetHistory(const std::string& workflow_id, const std::string& run_id,
                                                      std::int64_t from_event_id = 1);
   StatusOr<std::string> CurrentRunId(const std::string& workflow_id);
+
+  // Operator repairs (tools/ops). run_id empty: the current run.
+  // A run stuck on a failing workflow task (task_failure_code set, its task
+  // waiting out a retry backoff) gets that task due now, with its attempt
+  // count and backoff restarted, so a fixed deployment runs it at once.
+  // FailedPrecondition when the run is closed, not stuck, or a worker holds
+  // its task right now.
+  Status RetryWorkflowTask(const std::string& workflow_id, const std::string& run_id);
+  // Continues a run in a new run of the same workflow id from event_id, one
+  // of its WorkflowTaskCompleted events (InvalidArgument otherwise, listing
+  // the valid ones): the new run's history is a copy of events
+  // 1..event_id-1, then WorkflowTaskFailed (cause "ResetWorkflow") and a new
+  // WorkflowTaskScheduled, so the code runs that task again and everything
+  // after it anew; activities and timers pending at that point are
+  // scheduled again. An open old run is terminated ("reset to run NEW");
+  // the old run links to the new one (reset_run_id), which becomes the
+  // current run. One transaction. Returns the new run id.
+  StatusOr<std::string> ResetWorkflow(const std::string& workflow_id, const std::string& run_id,
+                                      std::int64_t event_id, const std::string& reason, const std::string& identity);
 
   // Workflow workers. cached_upto(run_id) tells the last event id the worker
   // already holds for a run (0 when none), so only newer events are read.
@@ -236,6 +294,9 @@ class Store {
 
   // Server-side commit counter of this database (pg_stat_database.xact_commit).
   StatusOr<std::int64_t> CommitCount();
+
+  // What /metrics reports at scrape time about the whole database.
+  StatusOr<EngineGauges> ReadGauges();
 
   Micros Now() const { return clock_->Now(); }
   // The server process id of this connection (senders of notifications).

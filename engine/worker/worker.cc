@@ -17,6 +17,7 @@
 
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "runtime/workflow_executor.h"
 #include "store/notification_listener.h"
 
@@ -103,6 +104,58 @@ class StickyCache {
   std::unordered_map<std::string, std::pair<std::unique_ptr<WorkflowExecutor>, std::list<std::string>::iterator>> map_;
 };
 
+// What workers report at /metrics, shared by every Worker of the process.
+// Latencies are measured on the steady clock: they describe this machine,
+// not the engine's (possibly manual) Clock.
+struct WorkerMetrics {
+  metrics::MetricsRegistry& r = metrics::DefaultMetrics();
+  metrics::CounterFamily& workflow_tasks_completed = r.Counter(
+      "itinera_workflow_tasks_completed_total", "Workflow tasks whose completion was committed.", {"workflow_type"});
+  metrics::CounterFamily& workflow_tasks_failed =
+      r.Counter("itinera_workflow_tasks_failed_total",
+                "Workflow tasks that failed; the run stays open (stuck) and the task is retried.",
+                {"workflow_type", "cause"});
+  metrics::HistogramFamily& workflow_task_seconds = r.Histogram(
+      "itinera_workflow_task_seconds",
+      "From the moment a worker holds a workflow task (claimed or handed over) to the commit of its completion.",
+      {"workflow_type"}, metrics::LatencyBuckets());
+  metrics::CounterFamily& sticky_hits = r.Counter(
+      "itinera_sticky_cache_hits_total", "Workflow tasks that resumed a run held in the sticky cache.");
+  metrics::CounterFamily& sticky_misses = r.Counter(
+      "itinera_sticky_cache_misses_total", "Workflow tasks that replayed their run from the first event.");
+  metrics::CounterFamily& activity_attempts =
+      r.Counter("itinera_activity_attempts_total", "Activity attempts started.", {"activity_type"});
+  metrics::CounterFamily& activity_failures = r.Counter(
+      "itinera_activity_failures_total", "Activity attempts that failed (retried or final).", {"activity_type"});
+  metrics::HistogramFamily& activity_seconds = r.Histogram(
+      "itinera_activity_seconds", "Run time of one activity attempt.", {"activity_type"}, metrics::LatencyBuckets());
+  metrics::HistogramFamily& schedule_to_start = r.Histogram(
+      "itinera_activity_schedule_to_start_seconds",
+      "From when an activity attempt could be claimed to its claim (engine clock; 0 when handed over eagerly).",
+      {"task_queue"}, {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300});
+  metrics::CounterFamily& workflows_started = r.Counter(
+      "itinera_workflows_started_total", "Runs whose first workflow task was committed.", {"workflow_type"});
+  metrics::CounterFamily& workflows_completed =
+      r.Counter("itinera_workflows_completed_total", "Runs completed by their workflow code.", {"workflow_type"});
+  metrics::CounterFamily& workflows_failed =
+      r.Counter("itinera_workflows_failed_total", "Runs failed by their workflow code.", {"workflow_type"});
+  metrics::CounterFamily& workflows_canceled = r.Counter(
+      "itinera_workflows_canceled_total", "Runs that accepted a cancellation request.", {"workflow_type"});
+  metrics::HistogramFamily& workflow_seconds = r.Histogram(
+      "itinera_workflow_seconds",
+      "From a run's start to its close by its own code (engine clock): the latency of a booking, say.",
+      {"workflow_type"}, {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600});
+  metrics::CounterFamily& workflows_continued_as_new = r.Counter(
+      "itinera_workflows_continued_as_new_total", "Runs that continued as a new run.", {"workflow_type"});
+};
+
+WorkerMetrics& Metrics() {
+  static WorkerMetrics m;
+  return m;
+}
+
+double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
 std::string ExceptionTypeName(const std::type_info& t) {
   int status = 0;
   char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
@@ -120,6 +173,7 @@ class Worker::Impl {
         options_(std::move(options)),
         signals_(std::make_shared<Signals>()),
         cache_(options_.sticky_cache_size) {
+    Metrics();  // registers the families, so /metrics lists them before any work
     if (!options_.clock) options_.clock = DefaultClock();
     if (options_.identity.empty()) options_.identity = DefaultIdentity(std::to_string(NextWorkerNumber()));
     std::weak_ptr<Signals> weak = signals_;
@@ -293,9 +347,10 @@ class Worker::Impl {
 
   // Records a failed workflow task (the run stays open, shown as stuck, and
   // the task is retried with backoff). failure.type() is the cause.
-  void FailTask(store::Store& store, const std::string& workflow_id, const std::string& run_id,
-                std::int64_t lease_token, const v1::Failure& failure) {
+  void FailTask(store::Store& store, const std::string& workflow_type, const std::string& workflow_id,
+                const std::string& run_id, std::int64_t lease_token, const v1::Failure& failure) {
     stats_.workflow_task_failures++;
+    Metrics().workflow_tasks_failed.With({workflow_type, failure.type()}).Inc();
     LogLine(LogLevel::kWarn, "workflow task failed: " + failure.message(), workflow_id, run_id);
     store::WorkflowTaskFailure f;
     f.workflow_id = workflow_id;
@@ -317,18 +372,25 @@ class Worker::Impl {
     // these tasks schedule.
     int eager_budget = std::max(0, options_.activity_threads - active_.load());
     std::vector<std::unique_ptr<WorkflowExecutor>> executors;
+    // Per completion: the run's type, and whether this is its first task.
+    std::vector<std::pair<std::string, bool>> kinds;
+    std::vector<Micros> run_started;  // per completion, for the run-duration histogram
+    auto held_since = std::chrono::steady_clock::now();
     for (auto& lease : leases) {
       stats_.workflow_tasks++;
       auto exec = cache_.Take(lease.run_id);
       if (exec && (lease.events.empty() || lease.events.front().event_id() != exec->last_event_id() + 1)) {
         exec.reset();
       }
+      bool cached = exec != nullptr;
       std::vector<v1::HistoryEvent> events;
       if (exec) {
         stats_.sticky_hits++;
+        Metrics().sticky_hits.With({}).Inc();
         events = std::move(lease.events);
       } else {
         stats_.sticky_misses++;
+        Metrics().sticky_misses.With({}).Inc();
         exec = std::make_unique<WorkflowExecutor>(registry_, lease.workflow_id, lease.run_id);
         if (!lease.events.empty() && lease.events.front().event_id() == 1) {
           events = std::move(lease.events);
@@ -346,9 +408,14 @@ class Worker::Impl {
           }
         }
       }
+      // A cached run has completed a task before; a replayed one has when
+      // its history says so.
+      bool first_task = !cached && std::none_of(events.begin(), events.end(), [](const v1::HistoryEvent& e) {
+        return e.event_type() == v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED;
+      });
       Status s = exec->Apply(events);
       if (!s.ok()) {
-        FailTask(store, lease.workflow_id, lease.run_id, lease.lease_token, exec->failure());
+        FailTask(store, lease.workflow_type, lease.workflow_id, lease.run_id, lease.lease_token, exec->failure());
         continue;
       }
       store::WorkflowTaskCompletion c;
@@ -372,6 +439,8 @@ class Worker::Impl {
       }
       completions.push_back(std::move(c));
       executors.push_back(std::move(exec));
+      kinds.emplace_back(lease.workflow_type, first_task);
+      run_started.push_back(executors.back()->started_us());
     }
     if (completions.empty()) return false;
     if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
@@ -381,7 +450,12 @@ class Worker::Impl {
     for (auto& lease : eager) Dispatch(std::move(lease));
     size_t scheduled_activities = 0;
     bool more_work = false;
+    double held_seconds = Seconds(std::chrono::steady_clock::now() - held_since);
     for (size_t i = 0; i < results.size(); ++i) {
+      if (results[i].ok() && results[i].value() != store::CompletionResult::kRejected) {
+        RecordCompletion(kinds[i].first, kinds[i].second, completions[i], results[i].value(), held_seconds,
+                         store.Now() - run_started[i]);
+      }
       if (results[i].ok() && (results[i].value() == store::CompletionResult::kAccepted ||
                               results[i].value() == store::CompletionResult::kAcceptedWithNewTask)) {
         more_work |= results[i].value() == store::CompletionResult::kAcceptedWithNewTask;
@@ -395,7 +469,8 @@ class Worker::Impl {
         failure.set_type("BadCommand");
         failure.set_code(kBadCommand);
         failure.set_message(fmt::format("[{}] {}", kBadCommand, results[i].status().message()));
-        FailTask(store, completions[i].workflow_id, completions[i].run_id, completions[i].lease_token, failure);
+        FailTask(store, kinds[i].first, completions[i].workflow_id, completions[i].run_id, completions[i].lease_token,
+                 failure);
       } else if (!results[i].ok()) {
         LogLine(LogLevel::kWarn, fmt::format("completing workflow task: {}", results[i].status().ToString()),
                 completions[i].workflow_id, completions[i].run_id);
@@ -411,6 +486,24 @@ class Worker::Impl {
     // is ignored, so wake our activity poller directly.
     if (scheduled_activities > dispatched) signals_->activity.Notify();
     return more_work;
+  }
+
+  // Counts a committed workflow task, the run's start (its first task) and
+  // how the code closed it.
+  static void RecordCompletion(const std::string& type, bool first_task, const store::WorkflowTaskCompletion& c,
+                               store::CompletionResult result, double held_seconds, Micros run_age_us) {
+    WorkerMetrics& m = Metrics();
+    m.workflow_tasks_completed.With({type}).Inc();
+    m.workflow_task_seconds.With({type}).Observe(held_seconds);
+    if (first_task) m.workflows_started.With({type}).Inc();
+    if (result != store::CompletionResult::kClosed) return;
+    m.workflow_seconds.With({type}).Observe(static_cast<double>(run_age_us) / 1e6);
+    for (const auto& cmd : c.commands) {
+      if (cmd.has_complete_workflow_execution()) m.workflows_completed.With({type}).Inc();
+      if (cmd.has_fail_workflow_execution()) m.workflows_failed.With({type}).Inc();
+      if (cmd.has_cancel_workflow_execution()) m.workflows_canceled.With({type}).Inc();
+      if (cmd.has_continue_as_new_workflow_execution()) m.workflows_continued_as_new.With({type}).Inc();
+    }
   }
 
   void ActivityLoop() {
@@ -437,12 +530,15 @@ class Worker::Impl {
   }
 
   void Dispatch(store::ActivityTaskLease lease) {
+    Metrics().schedule_to_start.With({options_.task_queue})
+        .Observe(static_cast<double>(lease.schedule_to_start) / 1e6);
     active_++;
     boost::asio::post(*pool_, [this, lease = std::move(lease)]() mutable { RunActivity(std::move(lease)); });
   }
 
   void RunActivity(store::ActivityTaskLease lease) {
     stats_.activity_attempts++;
+    Metrics().activity_attempts.With({lease.activity_type}).Inc();
     ActivityInfo info;
     info.workflow_id = lease.workflow_id;
     info.run_id = lease.run_id;
@@ -452,6 +548,11 @@ class Worker::Impl {
     info.attempt = lease.attempt;
     info.idempotency_key = fmt::format("{}/{}/{}", lease.workflow_id, lease.run_id, lease.scheduled_event_id);
     info.deadline = lease.deadline;
+    if (auto t = lease.input.metadata().find("traceparent"); t != lease.input.metadata().end()) {
+      info.traceparent = t->second;
+    }
+    // Log lines and outgoing calls made by the activity name its run and trace.
+    ScopedLogContext log_context({lease.workflow_id, lease.run_id, info.traceparent});
     auto ctx = std::make_shared<ActivityContext>(info, lease.heartbeat_details);
     // Not the idempotency key: a retry may start while the timed-out attempt
     // is still running here, and both must be tracked (and canceled).
@@ -470,6 +571,7 @@ class Worker::Impl {
     o.identity = options_.identity;
     o.eager_workflow_task = options_.run_workflows && !stopping_;
     const ActivityEntry* entry = registry_.FindActivity(lease.activity_type);
+    auto attempt_start = std::chrono::steady_clock::now();
     try {
       if (entry == nullptr) {
         throw ApplicationError("ActivityNotRegistered",
@@ -503,7 +605,12 @@ class Worker::Impl {
       o.failure.set_non_retryable(false);
       o.failure.set_message("attempt stopped at its deadline or after losing its lease: " + o.failure.message());
     }
-    if (o.kind == store::ActivityOutcome::Kind::kFailed) stats_.activity_failures++;
+    Metrics().activity_seconds.With({lease.activity_type})
+        .Observe(Seconds(std::chrono::steady_clock::now() - attempt_start));
+    if (o.kind == store::ActivityOutcome::Kind::kFailed) {
+      stats_.activity_failures++;
+      Metrics().activity_failures.With({lease.activity_type}).Inc();
+    }
     {
       std::lock_guard lock(running_mu_);
       running_.erase(key);

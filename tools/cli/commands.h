@@ -35,6 +35,9 @@ int Fail(const Status& status);
 Status ParseListen(const std::string& listen, std::string* address, int* port);
 
 void AddWorkflowCommands(CLI::App& app, int& exit_code);
+// retry, reset, signal, cancel, terminate and replay under `workflow`
+// (repair_commands.cc); db is the --db flag's value.
+void AddRepairCommands(CLI::App& workflow, std::string& db, int& exit_code);
 void AddServerCommands(CLI::App& app, int& exit_code);
 void AddSupplierCommand(CLI::App& app, int& exit_code);
 

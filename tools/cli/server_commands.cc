@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "admin/admin_server.h"
 #include "cli/commands.h"
 #include "common/log.h"
 #include "store/migrator.h"
@@ -45,7 +46,43 @@ struct WorkerFlags {
   std::string listen;
   std::string supplier_url;
   bool no_sweeper = false;
+  std::string admin_token_file;
+  bool insecure_no_auth = false;
 };
+
+// The admin endpoint's flags (serve and dev, which listen).
+void AddAdminFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--admin-token-file", f.admin_token_file,
+                  "bearer tokens for /admin/v1/, one per line (also ITINERA_ADMIN_TOKENS, comma-separated)");
+  cmd->add_flag("--insecure-no-auth", f.insecure_no_auth, "serve /admin/v1/ without tokens");
+}
+
+// The admin endpoint on f.listen, or nothing when it is empty. Without
+// tokens it refuses to start when tokens_required, unless --insecure-no-auth.
+StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn, const WorkerFlags& f,
+                                                         const Registry& registry, bool tokens_required) {
+  if (f.listen.empty()) return std::unique_ptr<admin::AdminServer>();
+  admin::AdminServerOptions o;
+  if (Status s = ParseListen(f.listen, &o.address, &o.port); !s.ok()) return s;
+  auto tokens = admin::LoadAdminTokens(f.admin_token_file);
+  if (!tokens.ok()) return tokens.status();
+  if (tokens->empty() && tokens_required && !f.insecure_no_auth) {
+    return Status::InvalidArgument(
+        "--admin-token-file: --listen serves the admin API, which needs bearer tokens: pass --admin-token-file "
+        "FILE or set ITINERA_ADMIN_TOKENS (or --insecure-no-auth to serve it open)");
+  }
+  o.dsn = dsn;
+  const bool open = tokens->empty();
+  const std::string address = o.address;
+  o.tokens = std::move(tokens.value());
+  o.allow_unauthenticated = true;  // only reached without tokens when allowed
+  o.registry = &registry;
+  auto server = admin::AdminServer::Start(std::move(o));
+  if (!server.ok()) return server.status();
+  LogInfo("admin endpoint on http://{}:{} (/metrics, /healthz, /admin/v1/{})", address, (*server)->port(),
+          open ? " without auth" : "");
+  return server;
+}
 
 void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB)");
@@ -55,7 +92,7 @@ void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
                   "the supplier the booking activities call (or ITINERA_SUPPLIER_URL; default http://127.0.0.1:7301)");
 }
 
-int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper) {
+int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool admin_tokens_required = true) {
   WorkerOptions o;
   o.dsn = dsn;
   o.task_queue = f.task_queue;
@@ -63,11 +100,14 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper) {
   o.run_sweeper = sweeper;
   auto registry = WorkerRegistry(dsn, ResolveSupplierUrl(f.supplier_url));
   if (!registry.ok()) return Fail(registry.status());
+  auto admin = StartAdmin(dsn, f, **registry, admin_tokens_required);
+  if (!admin.ok()) return Fail(admin.status());
   Worker worker(**registry, o);
   if (Status s = worker.Start(); !s.ok()) return Fail(s);
   LogInfo("worker {} serving task queue \"{}\"", worker.identity(), f.task_queue);
   int sig = WaitForTermination();
   LogInfo("signal {}: stopping", sig);
+  if (*admin) (*admin)->Stop();
   worker.Stop();
   return 0;
 }
@@ -92,6 +132,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     static WorkerFlags f;
     AddWorkerFlags(cmd, f);
     cmd->add_option("--listen", f.listen, "address for the MCP/admin HTTP endpoint (127.0.0.1:PORT)");
+    AddAdminFlags(cmd, f);
     cmd->callback([&exit_code] {
       BlockTerminationSignals();
       auto dsn = ResolveDsn(f.db);
@@ -121,7 +162,8 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     static int pg_port = 0;
     static WorkerFlags f;
     cmd->add_option("--data-dir", data_dir, "where the private Postgres and state live");
-    cmd->add_option("--listen", listen, "address for the MCP/admin HTTP endpoint");
+    cmd->add_option("--listen", listen, "address for the MCP/admin HTTP endpoint (\"off\": none)");
+    AddAdminFlags(cmd, f);
     cmd->add_option("--supplier-listen", supplier_listen,
                     "where the supplier simulator listens (ADDRESS:PORT); \"off\" to use --supplier-url instead");
     cmd->add_option("--supplier-url", f.supplier_url, "an external supplier, with --supplier-listen off");
@@ -162,7 +204,8 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
                                "--input '{{\"traveler\":\"ada\",\"destination\":\"Lisbon\"}}'\n",
                                dsn, data_dir, ResolveSupplierUrl(f.supplier_url))
                 << std::flush;
-      exit_code = RunWorkers(dsn, f, true);
+      f.listen = listen == "off" ? "" : listen;
+      exit_code = RunWorkers(dsn, f, true, /*admin_tokens_required=*/false);
       if (server) server->Stop();
       (*pg)->Stop();
     });

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/operator_read.h"
 #include "client/client.h"
 #include "history/history_text.h"
 #include "history/history_validator.h"
@@ -31,68 +32,6 @@ StatusOr<std::unique_ptr<Client>> Open(const Common& c) {
   return Client::Connect(*dsn, &BuiltinRegistry());
 }
 
-json InfoJson(const store::ExecutionInfo& i) {
-  json j{{"workflow_id", i.workflow_id},
-         {"run_id", i.run_id},
-         {"workflow_type", i.workflow_type},
-         {"task_queue", i.task_queue},
-         {"status", store::ExecutionStatusName(i.status)},
-         {"started", FormatMicros(i.started_us)},
-         {"history_length", i.history_length},
-         {"history_bytes", i.history_bytes},
-         {"cancel_requested", i.cancel_requested}};
-  if (i.closed_us) j["closed"] = FormatMicros(*i.closed_us);
-  if (!i.task_failure_code.empty()) {
-    j["stuck"] = {{"code", i.task_failure_code}, {"message", i.task_failure_message}, {"attempts", i.task_failure_attempt}};
-  }
-  json acts = json::array();
-  for (const auto& a : i.pending_activities) {
-    json ja{{"activity_type", a.activity_type}, {"activity_id", a.activity_id},
-            {"scheduled_event_id", a.scheduled_event_id}, {"attempt", a.attempt},
-            {"state", a.running ? "running" : "scheduled"}};
-    if (!a.running) ja["next_attempt"] = FormatMicros(a.next_attempt_us);
-    if (a.last_failure) ja["last_failure"] = {{"type", a.last_failure->type()}, {"message", a.last_failure->message()}};
-    acts.push_back(ja);
-  }
-  j["pending_activities"] = acts;
-  json timers = json::array();
-  for (const auto& t : i.pending_timers) timers.push_back({{"timer_id", t.timer_id}, {"fires", FormatMicros(t.fire_us)}});
-  j["pending_timers"] = timers;
-  j["workflow_task_pending"] = i.workflow_task_pending;
-  return j;
-}
-
-StatusOr<v1::Payload> SignalInput(const std::string& type_name, const std::string& input) {
-  if (type_name.empty()) {
-    if (!input.empty() && input != "{}") {
-      return Status::InvalidArgument("--type: give the signal's message type (e.g. itinera.example.v1.Approval) "
-                                     "to send JSON input");
-    }
-    return v1::Payload();
-  }
-  const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
-  if (d == nullptr) return Status::InvalidArgument(fmt::format("--type: unknown message type \"{}\"", type_name));
-  google::protobuf::DynamicMessageFactory factory;
-  std::unique_ptr<google::protobuf::Message> m(factory.GetPrototype(d)->New());
-  if (Status s = JsonToMessage(input, m.get(), "input"); !s.ok()) return s;
-  v1::Payload p;
-  p.set_encoding(std::string(kEncodingProtobuf));
-  p.set_type_name(type_name);
-  m->SerializeToString(p.mutable_data());
-  return p;
-}
-
-StatusOr<std::vector<v1::HistoryEvent>> ReadHistoryFile(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return Status::InvalidArgument(fmt::format("--history: cannot read {}", path));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  v1::History h;
-  google::protobuf::util::JsonParseOptions o;
-  auto st = google::protobuf::util::JsonStringToMessage(ss.str(), &h, o);
-  if (!st.ok()) return Status::InvalidArgument(fmt::format("--history: {}: {}", path, std::string(st.message())));
-  return std::vector<v1::HistoryEvent>(h.events().begin(), h.events().end());
-}
 
 }  // namespace
 
@@ -105,18 +44,20 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
   // start
   {
     auto* cmd = wf->add_subcommand("start", "start a workflow");
-    static std::string type, id, input = "{}", request_id, queue = "default";
+    static std::string type, id, input = "{}", request_id, queue = "default", traceparent;
     cmd->add_option("type", type, "workflow type")->required();
     cmd->add_option("--id", id, "workflow id")->required();
     cmd->add_option("--input", input, "input as JSON");
     cmd->add_option("--request-id", request_id, "idempotency: the same id and request id return the same run");
     cmd->add_option("--task-queue", queue, "task queue");
+    cmd->add_option("--traceparent", traceparent, "W3C trace context to record and pass on to activities");
     cmd->callback([&exit_code] {
       auto c = Open(common);
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
       StartOptions o;
       o.task_queue = queue;
       o.request_id = request_id;
+      o.traceparent = traceparent;
       auto r = (*c)->StartJson(type, id, input, o);
       if (!r.ok()) { exit_code = Fail(r.status()); return; }
       std::cout << json{{"workflow_id", id}, {"run_id", r->run_id}, {"created", r->created}}.dump() << "\n";
@@ -124,34 +65,44 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
   }
   // list
   {
-    auto* cmd = wf->add_subcommand("list", "list workflows");
-    static std::string status, type;
-    static int limit = 100;
+    auto* cmd = wf->add_subcommand("list", "list workflows, newest first");
+    static ListFlags flags;
     static bool as_json = false;
-    cmd->add_option("--status", status, "Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut");
-    cmd->add_option("--type", type, "workflow type");
-    cmd->add_option("--limit", limit, "at most this many");
+    cmd->add_option("--status", flags.status, "Running, Completed, Failed, Canceled, Terminated, ContinuedAsNew, TimedOut");
+    cmd->add_option("--type", flags.type, "workflow type");
+    cmd->add_option("--started-after", flags.started_after, "started at or after: RFC 3339, or relative (-1h, -2d)");
+    cmd->add_option("--started-before", flags.started_before, "started before: RFC 3339, or relative (-1h, -2d)");
+    cmd->add_option("--stuck-code", flags.stuck_code, "stuck runs whose workflow task fails with this code (ITN-NDE-001)");
+    cmd->add_flag("--stuck", flags.stuck, "stuck runs, whatever the code");
+    cmd->add_option("--booking", flags.booking, "the booking workflows of a booking id (book/ID, cancel/ID, modify/ID/...)");
+    cmd->add_option("--id-prefix", flags.id_prefixes, "workflow ids starting with this (repeatable)");
+    cmd->add_option("--limit", flags.limit, "page size (default 100, at most 10000)");
+    cmd->add_option("--page-token", flags.page_token, "the next_page_token of the previous page");
     cmd->add_flag("--json", as_json, "one JSON object per line");
     cmd->callback([&exit_code] {
-      store::ListFilter f;
-      if (!status.empty()) {
-        f.status = store::ParseExecutionStatus(status);
-        if (!f.status) { exit_code = Fail(Status::InvalidArgument(fmt::format("--status: unknown status \"{}\"", status))); return; }
-      }
-      f.workflow_type = type;
-      f.limit = limit;
       auto c = Open(common);
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
-      auto r = (*c)->List(f);
+      auto f = BuildListFilter(flags, (*c)->store().Now());
+      if (!f.ok()) { exit_code = Fail(f.status()); return; }
+      std::string next_page_token;
+      auto r = (*c)->List(*f, &next_page_token);
       if (!r.ok()) { exit_code = Fail(r.status()); return; }
       for (const auto& i : *r) {
         if (as_json) {
-          std::cout << InfoJson(i).dump() << "\n";
+          std::cout << RunSummaryJson(i).dump() << "\n";
         } else {
           std::cout << fmt::format("{:<36} {:<15} {:<20} {}  events={}{}\n", i.workflow_id,
                                    store::ExecutionStatusName(i.status), i.workflow_type, FormatMicros(i.started_us),
                                    i.history_length,
                                    i.task_failure_code.empty() ? "" : "  stuck=" + i.task_failure_code);
+        }
+      }
+      // Only when more runs match: the last line says where the next page starts.
+      if (!next_page_token.empty()) {
+        if (as_json) {
+          std::cout << json{{"next_page_token", next_page_token}}.dump() << "\n";
+        } else {
+          std::cout << "next_page_token " << next_page_token << "\n";
         }
       }
     });
@@ -160,29 +111,58 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
   {
     auto* cmd = wf->add_subcommand("describe", "status of one workflow, and why");
     static std::string id, run;
+    static bool as_json = false;
     cmd->add_option("id", id, "workflow id")->required();
     cmd->add_option("--run", run, "run id (default: current)");
+    cmd->add_flag("--json", as_json, "on one line, for programs");
     cmd->callback([&exit_code] {
       auto c = Open(common);
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
       auto r = (*c)->Describe(id, run);
       if (!r.ok()) { exit_code = Fail(r.status()); return; }
-      std::cout << InfoJson(*r).dump(2) << "\n";
+      json j = RunDetailJson(*r);
+      auto events = (*c)->History(id, r->run_id);
+      if (!events.ok()) { exit_code = Fail(events.status()); return; }
+      // What the code waits for (replayed with this binary's code), or why the run closed.
+      RunDetails details = ReadRunDetails(BuiltinRegistry(), *r, *events);
+      if (r->status == store::ExecutionStatus::kRunning) {
+        if (details.waiting_signals_unknown.empty()) {
+          j["waiting_signals"] = details.waiting_signals;
+        } else {
+          j["waiting_signals_unknown"] = details.waiting_signals_unknown;
+        }
+      }
+      if (!details.closed_by.empty()) j["closed_by"] = details.closed_by;
+      if (details.failure) {
+        j["failure"] = {{"type", details.failure->type()}, {"message", details.failure->message()},
+                        {"code", details.failure->code()}};
+      }
+      std::cout << (as_json ? j.dump() : j.dump(2)) << "\n";
     });
   }
   // history
   {
     auto* cmd = wf->add_subcommand("history", "the run's events, one line each");
     static std::string id, run;
-    static bool as_json = false;
+    static bool as_json = false, follow = false;
     cmd->add_option("id", id, "workflow id")->required();
     cmd->add_option("--run", run, "run id (default: current)");
-    cmd->add_flag("--json", as_json, "the exact record (itinera.v1.History as JSON)");
+    cmd->add_flag("--json", as_json, "the exact record (itinera.v1.History as JSON); with --follow one event per line");
+    cmd->add_flag("--follow,-f", follow, "then print new events as they come, until the run closes (Ctrl-C stops)");
     cmd->callback([&exit_code] {
       auto c = Open(common);
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
       auto info = (*c)->Describe(id, run);
       if (!info.ok()) { exit_code = Fail(info.status()); return; }
+      if (follow) {
+        // Flushed per event: a reader at the other end of a pipe sees each
+        // as it comes, and Ctrl-C loses nothing already printed.
+        Status s = FollowHistory(**c, id, info->run_id, [](const v1::HistoryEvent& e) {
+          std::cout << (as_json ? MessageToJson(e, false) : history::FormatEventLine(e)) << std::endl;
+        });
+        if (!s.ok()) exit_code = Fail(s);
+        return;
+      }
       auto r = (*c)->History(id, info->run_id);
       if (!r.ok()) { exit_code = Fail(r.status()); return; }
       if (as_json) {
@@ -196,81 +176,8 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
       }
     });
   }
-  // signal
-  {
-    auto* cmd = wf->add_subcommand("signal", "send a signal");
-    static std::string id, run, name, input, type_name;
-    cmd->add_option("id", id, "workflow id")->required();
-    cmd->add_option("--name", name, "signal name")->required();
-    cmd->add_option("--input", input, "signal input as JSON");
-    cmd->add_option("--type", type_name, "protobuf message type of the input");
-    cmd->add_option("--run", run, "run id (default: current)");
-    cmd->callback([&exit_code] {
-      auto p = SignalInput(type_name, input);
-      if (!p.ok()) { exit_code = Fail(p.status()); return; }
-      auto c = Open(common);
-      if (!c.ok()) { exit_code = Fail(c.status()); return; }
-      if (Status s = (*c)->SignalPayload(id, name, *p, run); !s.ok()) { exit_code = Fail(s); return; }
-      std::cout << "signaled\n";
-    });
-  }
-  // cancel / terminate
-  for (const char* verb : {"cancel", "terminate"}) {
-    auto* cmd = wf->add_subcommand(verb, std::string(verb) == "cancel" ? "ask the workflow to cancel (it may compensate)"
-                                                                       : "end the run now, running no more code");
-    auto id = std::make_shared<std::string>();
-    auto run = std::make_shared<std::string>();
-    auto reason = std::make_shared<std::string>();
-    cmd->add_option("id", *id, "workflow id")->required();
-    cmd->add_option("--run", *run, "run id (default: current)");
-    cmd->add_option("--reason", *reason, "why, recorded in history");
-    std::string v = verb;
-    cmd->callback([&exit_code, id, run, reason, v] {
-      auto c = Open(common);
-      if (!c.ok()) { exit_code = Fail(c.status()); return; }
-      Status s = v == "cancel" ? (*c)->Cancel(*id, *reason, *run) : (*c)->Terminate(*id, *reason, *run);
-      if (!s.ok()) { exit_code = Fail(s); return; }
-      std::cout << (v == "cancel" ? "cancel requested\n" : "terminated\n");
-    });
-  }
-  // replay
-  {
-    auto* cmd = wf->add_subcommand("replay", "replay a history against this binary's code");
-    static std::string id, run, file;
-    cmd->add_option("id", id, "workflow id");
-    cmd->add_option("--run", run, "run id (default: current)");
-    cmd->add_option("--history", file, "replay an exported history (history --json) instead");
-    cmd->callback([&exit_code] {
-      std::vector<v1::HistoryEvent> events;
-      std::string wid = id, rid = run;
-      if (!file.empty()) {
-        auto r = ReadHistoryFile(file);
-        if (!r.ok()) { exit_code = Fail(r.status()); return; }
-        events = std::move(r.value());
-        if (wid.empty()) wid = "replay";
-      } else {
-        if (id.empty()) { exit_code = Fail(Status::InvalidArgument("id: give a workflow id or --history FILE")); return; }
-        auto c = Open(common);
-        if (!c.ok()) { exit_code = Fail(c.status()); return; }
-        auto info = (*c)->Describe(id, run);
-        if (!info.ok()) { exit_code = Fail(info.status()); return; }
-        rid = info->run_id;
-        auto r = (*c)->History(id, rid);
-        if (!r.ok()) { exit_code = Fail(r.status()); return; }
-        events = std::move(r.value());
-      }
-      if (Status s = history::ValidateHistory(events); !s.ok()) { exit_code = Fail(s); return; }
-      WorkflowExecutor exec(BuiltinRegistry(), wid, rid);
-      Status s = exec.Apply(events);
-      if (s.ok()) s = exec.CheckReplayComplete();
-      if (!s.ok()) {
-        std::cout << fmt::format("divergence: {}\n", exec.failure().message());
-        exit_code = 6;
-        return;
-      }
-      std::cout << fmt::format("replays cleanly: {} events of {}\n", events.size(), exec.workflow_type());
-    });
-  }
+  // retry, reset, signal, cancel, terminate, replay: repair_commands.cc
+  AddRepairCommands(*wf, common.db, exit_code);
   // --db is accepted after the subcommand as well as before it.
   for (auto* sub : wf->get_subcommands({})) sub->add_option("--db", common.db, "database DSN (or ITINERA_DB)");
 }
