@@ -202,22 +202,41 @@ Task<v1::Quote> Reprice(WorkflowContext& ctx, const Trip& trip) {
   co_return live;
 }
 
+v1::FlightHoldRequest FlightHoldAt(const std::string& booking_ref, const Trip& trip, const v1::Quote& live) {
+  v1::FlightHoldRequest req;
+  req.set_booking_ref(booking_ref);
+  req.set_flight_id(trip.flight_id);
+  req.set_passengers(trip.passengers);
+  req.set_max_fare_cents(live.fare_cents());
+  return req;
+}
+
+v1::HotelHoldRequest HotelHoldAt(const std::string& booking_ref, const Trip& trip, const v1::Quote& live) {
+  v1::HotelHoldRequest req;
+  req.set_booking_ref(booking_ref);
+  req.set_hotel_id(trip.hotel_id);
+  req.set_check_in(trip.check_in);
+  req.set_check_out(trip.check_out);
+  req.set_rooms(trip.rooms);
+  req.set_max_total_cents(live.hotel_total_cents());
+  return req;
+}
+
 // Holds at the live price, never at one older than kQuoteTrustMicros: the
-// hold refuses a fare above the quote (FareChanged), and then the price is
-// fetched again, a few times at most.
-Task<FlightComponent> HoldFlight(WorkflowContext& ctx, const std::string& booking_ref, const Trip& trip,
-                                 v1::Quote& live) {
+// hold refuses a price above the quote (FareChanged), and then the price is
+// fetched again, a few times at most. (A function pointer, not a lambda:
+// it is kept across suspensions.)
+template <class Request, class Held>
+Task<Held> HoldAtLivePrice(WorkflowContext& ctx, ActivityType<Request, Held> hold, const std::string& booking_ref,
+                           const Trip& trip, v1::Quote& live,
+                           Request (*request_at)(const std::string&, const Trip&, const v1::Quote&)) {
   for (int round = 0;; ++round) {
     if (round > 0 || ctx.now() - live.quoted_at_us() > kQuoteTrustMicros) {
       live = co_await Reprice(ctx, trip);
     }
-    v1::FlightHoldRequest req;
-    req.set_booking_ref(booking_ref);
-    req.set_flight_id(trip.flight_id);
-    req.set_passengers(trip.passengers);
-    req.set_max_fare_cents(live.fare_cents());
+    Request req = request_at(booking_ref, trip, live);
     try {
-      FlightComponent held = co_await ctx.execute_activity(kHoldFlight, req, SupplierCall());
+      Held held = co_await ctx.execute_activity(hold, req, SupplierCall());
       co_return held;
     } catch (const ActivityFailure& e) {
       if (e.cause_type() != "FareChanged" || round >= 2) throw;
@@ -225,26 +244,14 @@ Task<FlightComponent> HoldFlight(WorkflowContext& ctx, const std::string& bookin
   }
 }
 
+Task<FlightComponent> HoldFlight(WorkflowContext& ctx, const std::string& booking_ref, const Trip& trip,
+                                 v1::Quote& live) {
+  return HoldAtLivePrice(ctx, kHoldFlight, booking_ref, trip, live, &FlightHoldAt);
+}
+
 Task<HotelComponent> HoldHotel(WorkflowContext& ctx, const std::string& booking_ref, const Trip& trip,
                                v1::Quote& live) {
-  for (int round = 0;; ++round) {
-    if (round > 0 || ctx.now() - live.quoted_at_us() > kQuoteTrustMicros) {
-      live = co_await Reprice(ctx, trip);
-    }
-    v1::HotelHoldRequest req;
-    req.set_booking_ref(booking_ref);
-    req.set_hotel_id(trip.hotel_id);
-    req.set_check_in(trip.check_in);
-    req.set_check_out(trip.check_out);
-    req.set_rooms(trip.rooms);
-    req.set_max_total_cents(live.hotel_total_cents());
-    try {
-      HotelComponent held = co_await ctx.execute_activity(kHoldHotel, req, SupplierCall());
-      co_return held;
-    } catch (const ActivityFailure& e) {
-      if (e.cause_type() != "FareChanged" || round >= 2) throw;
-    }
-  }
+  return HoldAtLivePrice(ctx, kHoldHotel, booking_ref, trip, live, &HotelHoldAt);
 }
 
 v1::HoldRef Ref(const std::string& hold_id) {

@@ -176,6 +176,13 @@ json SupplierProcess::Audit() {
   return r["body"];
 }
 
+void ExpectCleanAudit(const nlohmann::json& a) {
+  for (const char* field : {"oversold", "double_bookings", "open_holds", "open_authorizations",
+                            "captures_without_ticket", "tickets_without_capture"}) {
+    EXPECT_EQ(a[field], 0) << field << " in " << a.dump(2);
+  }
+}
+
 void ResetSupplier(const std::string& dsn) {
   // Every table of the schema, whatever they are; nothing when the supplier
   // never ran against this database.

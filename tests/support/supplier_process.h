@@ -57,6 +57,11 @@ class SupplierProcess {
   std::string port_file_;          // where the supplier writes its port
 };
 
+// The invariants every booking test ends with, read from GET /audit: nothing
+// oversold or booked twice, no hold or authorization left open, money kept
+// exactly for the trips that stand.
+void ExpectCleanAudit(const nlohmann::json& audit);
+
 // Empties the supplier's tables (schema "supplier") between tests; does
 // nothing when the schema does not exist yet.
 void ResetSupplier(const std::string& dsn);

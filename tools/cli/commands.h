@@ -31,6 +31,11 @@ std::string ResolveSupplierUrl(const std::string& flag);
 // Prints "error: ..." to stderr and returns the exit code for it.
 int Fail(const Status& status);
 
+// Long-running commands: block SIGINT and SIGTERM in every thread (call
+// before starting any), then wait for one on the main thread.
+void BlockTerminationSignals();
+int WaitForTermination();
+
 // "127.0.0.1:7301" into address and port, naming --listen when malformed.
 Status ParseListen(const std::string& listen, std::string* address, int* port);
 

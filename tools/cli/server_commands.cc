@@ -19,25 +19,31 @@ namespace itinera::cli {
 
 namespace {
 
-// Blocks until SIGINT or SIGTERM. The signals are blocked in every thread
-// (threads inherit the mask), so only this wait sees them.
-void BlockTerminationSignals() {
+sigset_t TerminationSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+// The signals are blocked in every thread (threads inherit the mask), so
+// only the main thread's sigwait sees them.
+void BlockTerminationSignals() {
+  sigset_t set = TerminationSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 int WaitForTermination() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  sigset_t set = TerminationSignals();
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
 }
+
+namespace {
 
 struct WorkerFlags {
   std::string db;

@@ -15,16 +15,6 @@
 namespace itinera::cli {
 namespace {
 
-// SIGINT and SIGTERM are blocked in every thread (threads inherit the mask)
-// and taken by sigwait on the main thread, as in server_commands.cc.
-sigset_t TerminationSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
-
 // Written to a temporary name and renamed, so a reader never sees half a port.
 Status WritePortFile(const std::string& path, int port) {
   std::string tmp = path + ".tmp";
@@ -80,8 +70,7 @@ void AddSupplierCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", f.threads, "database connections serving requests at once")
       ->check(CLI::Range(1, 256));
   cmd->callback([&exit_code] {
-    sigset_t signals = TerminationSignals();
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    BlockTerminationSignals();
     auto dsn = ResolveDsn(f.db);
     if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
     supplier::ServerOptions server_options;
@@ -102,8 +91,7 @@ void AddSupplierCommand(CLI::App& app, int& exit_code) {
     }
     LogInfo("supplier listening on {}:{} (seed {}, hold ttl {} s, fare period {} s)", server_options.address,
             (*server)->port(), f.seed, f.hold_ttl_seconds, f.fare_period_seconds);
-    int sig = 0;
-    sigwait(&signals, &sig);
+    int sig = WaitForTermination();
     LogInfo("signal {}: supplier stopping", sig);
     (*server)->Stop();
   });
