@@ -1,21 +1,17 @@
-// The supplier's HTTP/1.1 transport (Boost.Beast): one acceptor thread and a
-// thread per connection running synchronous request/response turns, with
-// keep-alive, an idle timeout and a 64 KiB body limit (413). Requests go to a
+// The supplier's HTTP endpoint: the shared HTTP/1.1 transport
+// (engine/http/http_server.h: a thread per connection, keep-alive, an idle
+// timeout and a 64 KiB body limit, 413) with requests handed to a
 // SupplierService, which the caller owns and which must outlive the server.
-// Start/Stop from one thread; the server is otherwise self-contained.
+// Start/Stop from one thread; the server owns its transport.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <memory>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 
 #include "common/status.h"
+#include "http/http_server.h"
 #include "supplier_service.h"
 
 namespace itinera::supplier {
@@ -42,10 +38,9 @@ class SupplierServer {
   void Stop();
 
  private:
-  struct Impl;
-  SupplierServer(SupplierService& service, const ServerOptions& options);
+  SupplierServer() = default;
 
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<http::HttpServer> http_;
   int port_ = 0;
 };
 

@@ -1,16 +1,9 @@
 #include "admin/admin_server.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -18,12 +11,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include "cli/operator_read.h"
 #include "client/client.h"
 #include "common/log.h"
 #include "common/payload.h"
+#include "http/http_server.h"
 #include "ops/operations.h"
 #include "store/store.h"
 
@@ -31,14 +24,8 @@ namespace itinera::admin {
 
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using nlohmann::json;
 
-constexpr std::chrono::seconds kWriteTimeout{30};
-constexpr std::chrono::seconds kStopTimeout{10};
 constexpr std::string_view kAdminPrefix = "/admin/v1/";
 constexpr std::string_view kWorkflowsPrefix = "/admin/v1/workflows/";
 
@@ -152,19 +139,11 @@ class GaugeCollector {
   std::unique_ptr<store::Store> store_;  // guarded by mu_
 };
 
-// One accepted connection. Its io_context is run only by its own thread,
-// one operation at a time, which turns Beast's async operations (the only
-// ones with timeouts) into blocking calls; Stop() posts a close into it.
+// The admin state of one HTTP connection, owned by that connection's handler
+// (see AdminServer::Start) and dropped when the connection closes.
 struct Connection {
-  asio::io_context ioc;
-  std::optional<beast::tcp_stream> stream;
   std::unique_ptr<Client> client;  // opened on the first admin request; this connection's thread only
 };
-
-void RunPending(Connection& c) {
-  c.ioc.restart();
-  c.ioc.run();
-}
 
 StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view q) {
   std::multimap<std::string, std::string> out;
@@ -390,8 +369,7 @@ struct AdminServer::Impl {
   explicit Impl(AdminServerOptions o)
       : options(std::move(o)),
         metrics(options.metrics ? *options.metrics : metrics::DefaultMetrics()),
-        gauges(metrics, options.dsn, options.clock),
-        acceptor(acceptor_ioc) {
+        gauges(metrics, options.dsn, options.clock) {
     McpRequests(metrics);
     collector_id = metrics.AddCollector([this] { gauges.Collect(); });
   }
@@ -401,127 +379,17 @@ struct AdminServer::Impl {
   metrics::MetricsRegistry& metrics;
   GaugeCollector gauges;
   int collector_id = 0;
-  asio::io_context acceptor_ioc;
-  tcp::acceptor acceptor;
-  std::thread acceptor_thread;
-  std::atomic<bool> stopping{false};
+  std::unique_ptr<http::HttpServer> http;  // the transport; its handlers call Handle
   int port = 0;
 
-  std::mutex mu;
-  std::condition_variable idle_cv;
-  std::set<std::shared_ptr<Connection>> connections;  // guarded by mu
-
-  void Accept() {
-    auto conn = std::make_shared<Connection>();
-    acceptor.async_accept(conn->ioc.get_executor(), [this, conn](beast::error_code ec, auto socket) {
-      if (stopping) return;
-      if (ec) {
-        LogWarn("admin accept: {}", ec.message());
-      } else {
-        conn->stream.emplace(tcp::socket(std::move(socket)));
-        {
-          std::lock_guard lock(mu);
-          connections.insert(conn);
-        }
-        std::thread([this, conn] { Serve(conn); }).detach();
-      }
-      Accept();
-    });
-  }
-
-  void Serve(const std::shared_ptr<Connection>& conn) {
-    try {
-      ServeTurns(*conn);
-    } catch (const std::exception& e) {
-      LogError("admin connection: {}", e.what());
-    }
-    beast::error_code ec;
-    conn->stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-    conn->stream->socket().close(ec);
-    conn->client.reset();
-    {
-      std::lock_guard lock(mu);
-      connections.erase(conn);
-    }
-    idle_cv.notify_all();
-  }
-
-  void ServeTurns(Connection& c) {
-    beast::tcp_stream& stream = *c.stream;
-    beast::flat_buffer buffer;
-    while (!stopping) {
-      http::request_parser<http::string_body> parser;
-      parser.body_limit(options.body_limit);
-      beast::error_code ec;
-      stream.expires_after(options.idle_timeout);
-      http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) { ec = e; });
-      RunPending(c);
-      if (ec == http::error::body_limit) {
-        RefuseAndDrain(c, ErrorReply(413, "payload_too_large",
-                                     fmt::format("the body is larger than {} bytes", options.body_limit)));
-        return;
-      }
-      if (ec && ec.category() == beast::error_code(http::error::bad_target).category() &&
-          ec != http::error::end_of_stream && ec != http::error::partial_message) {
-        RefuseAndDrain(c, ErrorReply(400, "invalid_request", fmt::format("malformed HTTP request: {}", ec.message())));
-        return;
-      }
-      if (ec) return;  // closed, idle timeout or reset
-      const auto& req = parser.get();
-      Reply reply = Handle(c, req);
-      LogDebug("admin {} {} -> {}", std::string(req.method_string()), std::string(req.target()), reply.status);
-      http::response<http::string_body> res{static_cast<http::status>(reply.status), req.version()};
-      res.set(http::field::content_type, reply.content_type);
-      for (const auto& [name, value] : reply.headers) res.set(name, value);
-      res.keep_alive(req.keep_alive() && !stopping);
-      res.body() = std::move(reply.body);
-      res.prepare_payload();
-      stream.expires_after(kWriteTimeout);
-      http::async_write(stream, res, [&](beast::error_code e, std::size_t) { ec = e; });
-      RunPending(c);
-      if (ec || !res.keep_alive()) return;
-    }
-  }
-
-  // Answers an unreadable request and closes, reading what the client still
-  // sends first: closing with unread data would reset the connection and the
-  // client might never see the answer.
-  void RefuseAndDrain(Connection& c, const Reply& reply) {
-    beast::tcp_stream& stream = *c.stream;
-    http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-    res.set(http::field::content_type, reply.content_type);
-    res.keep_alive(false);
-    res.body() = reply.body;
-    res.prepare_payload();
-    beast::error_code ec;
-    stream.expires_after(kWriteTimeout);
-    http::async_write(stream, res, [&](beast::error_code e, std::size_t) { ec = e; });
-    RunPending(c);
-    if (ec) return;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    std::size_t drained = 0;
-    char scratch[16 * 1024];
-    while (!ec && drained < 16 * options.body_limit) {
-      stream.expires_after(std::chrono::seconds(2));
-      std::size_t n = 0;
-      stream.async_read_some(asio::buffer(scratch), [&](beast::error_code e, std::size_t got) {
-        ec = e;
-        n = got;
-      });
-      RunPending(c);
-      drained += n;
-    }
-  }
-
-  Reply Handle(Connection& c, const http::request<http::string_body>& req) {
+  Reply Handle(Connection& c, const http::HttpRequest& req) {
     Request r;
-    r.method = std::string(req.method_string());
-    const std::string target_text(req.target());
-    std::string_view target = target_text;
+    r.method = req.method;
+    std::string_view target = req.target;
     size_t q = target.find('?');
     r.path = std::string(target.substr(0, q));
-    if (auto it = req.find(http::field::authorization); it != req.end()) r.authorization = std::string(it->value());
-    r.body = req.body();
+    if (auto auth = req.Header("Authorization")) r.authorization = std::string(*auth);
+    r.body = req.body;
     if (r.path.starts_with(kAdminPrefix) && !Authorized(r)) {
       // Checked before anything else, so a caller without a token learns
       // nothing, not even which routes or ids exist.
@@ -848,45 +716,38 @@ StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(AdminServerOptions opt
   std::unique_ptr<AdminServer> server(new AdminServer(std::make_unique<Impl>(std::move(options))));
   Impl& impl = *server->impl_;
   const AdminServerOptions& o = impl.options;
-  beast::error_code ec;
-  auto address = asio::ip::make_address(o.address, ec);
-  if (ec) return Status::InvalidArgument(fmt::format("--listen: \"{}\" is not an IP address", o.address));
-  if (o.port < 0 || o.port > 65535) {
-    return Status::InvalidArgument(fmt::format("--listen: port {} is out of range", o.port));
-  }
-  tcp::endpoint endpoint(address, static_cast<unsigned short>(o.port));
-  impl.acceptor.open(endpoint.protocol(), ec);
-  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) impl.acceptor.bind(endpoint, ec);
-  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Status::Unavailable(fmt::format("--listen: cannot listen on {}:{}: {}", o.address, o.port, ec.message()));
-  }
-  impl.port = impl.acceptor.local_endpoint().port();
-  impl.Accept();
-  impl.acceptor_thread = std::thread([&impl] { impl.acceptor_ioc.run(); });
+  // A handler per connection, holding that connection's database Client.
+  http::HandlerFactory factory = [&impl]() -> http::Handler {
+    auto conn = std::make_shared<Connection>();
+    return [&impl, conn](const http::HttpRequest& req) {
+      Reply reply = impl.Handle(*conn, req);
+      LogDebug("admin {} {} -> {}", req.method, req.target, reply.status);
+      return http::HttpResponse{.status = reply.status,
+                                .content_type = std::move(reply.content_type),
+                                .headers = std::move(reply.headers),
+                                .body = std::move(reply.body)};
+    };
+  };
+  http::ServerOptions http_options{
+      .address = o.address,
+      .port = o.port,
+      .idle_timeout = o.idle_timeout,
+      .body_limit = o.body_limit,
+      .name = "admin",
+      // Refusals in the admin API's error format, like every other answer.
+      .refusal = [](int status, const std::string& error, const std::string& message) {
+        Reply reply = ErrorReply(status, error, message);
+        return http::HttpResponse{.status = reply.status, .content_type = reply.content_type, .body = reply.body};
+      }};
+  auto http = http::HttpServer::Start(std::move(factory), std::move(http_options));
+  if (!http.ok()) return http.status();
+  impl.http = std::move(http.value());
+  impl.port = impl.http->port();
   return server;
 }
 
 void AdminServer::Stop() {
-  Impl& impl = *impl_;
-  if (impl.stopping.exchange(true)) return;
-  asio::post(impl.acceptor_ioc, [&impl] {
-    beast::error_code ec;
-    impl.acceptor.close(ec);
-  });
-  if (impl.acceptor_thread.joinable()) impl.acceptor_thread.join();
-  std::unique_lock lock(impl.mu);
-  for (const auto& conn : impl.connections) {
-    asio::post(conn->ioc, [conn] {
-      beast::error_code ec;
-      conn->stream->socket().shutdown(tcp::socket::shutdown_both, ec);
-      conn->stream->socket().close(ec);
-    });
-  }
-  if (!impl.idle_cv.wait_for(lock, kStopTimeout, [&] { return impl.connections.empty(); })) {
-    LogWarn("admin: {} connections still open after {} s", impl.connections.size(), kStopTimeout.count());
-  }
+  if (impl_->http) impl_->http->Stop();
 }
 
 }  // namespace itinera::admin

@@ -3,8 +3,9 @@
 // `GET /healthz`, and the operator API under `/admin/v1/` (JSON, bearer
 // token). Routes and their JSON are listed in docs/operations.md.
 //
-// One acceptor thread and a thread per connection; each connection opens its
-// own database Client on its first admin request. The server owns its
+// The transport is engine/http/http_server.h (one acceptor thread and a
+// thread per connection); each connection opens its own database Client on
+// its first admin request. The server owns its
 // threads and connections; the workflow registry and the metrics registry
 // are the caller's and must outlive it. Start/Stop from one thread.
 #pragma once
