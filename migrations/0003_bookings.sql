@@ -1,5 +1,5 @@
 -- The bookings read model: one row per trip booking, kept current by the
--- booking workflows (workflows/booking_store.cc) for the MCP tools and for
+-- booking workflows (activities/booking_store.cc) for the MCP tools and for
 -- operators. Not part of the engine's history: it can be rebuilt from it.
 -- `locked_by` is the workflow run working on the booking; BookTrip,
 -- ModifyBooking and CancelBooking take it in turn, so two never interleave.

@@ -18,7 +18,7 @@
 #include "history/history_text.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
-#include "workflows/booking_store.h"
+#include "activities/booking_store.h"
 #include "workflows/booking_workflows.h"
 
 extern char** environ;

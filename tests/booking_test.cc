@@ -21,7 +21,7 @@
 #include "support/supplier_process.h"
 #include "support/test_database.h"
 #include "worker/worker.h"
-#include "workflows/booking_store.h"
+#include "activities/booking_store.h"
 #include "workflows/booking_workflows.h"
 
 namespace itinera::booking {

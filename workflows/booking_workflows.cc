@@ -11,7 +11,7 @@
 #include "activities/booking_activities.h"
 #include "runtime/saga.h"
 #include "runtime/workflow_context.h"
-#include "workflows/booking_store.h"
+#include "activities/booking_store.h"
 
 // Workflow code: deterministic. Time comes from ctx.now(), everything else
 // from activities. GCC 12: no temporaries inside co_await expressions (see

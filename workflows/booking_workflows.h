@@ -8,7 +8,7 @@
 //   CancelBooking  release every component and refund, retrying until done;
 //                  cancelling twice is harmless. It ignores cancellation of
 //                  itself: a half-cancelled booking helps nobody.
-// Each keeps the bookings read model (booking_store.h) current and takes its
+// Each keeps the bookings read model (activities/booking_store.h) current and takes its
 // booking's lock, so two of them never work on one booking at once. Workflow
 // ids are derived from the booking id (below) so a repeated request finds
 // the same run. docs/architecture.md ("Booking sagas") has the design.
@@ -54,7 +54,7 @@ Task<v1::BookingResult> ModifyBooking(WorkflowContext& ctx, v1::ModifyBookingReq
 Task<v1::BookingResult> CancelBooking(WorkflowContext& ctx, v1::CancelBookingRequest request);
 
 // Registers the three workflows. A worker also needs their activities: the
-// read model's (RegisterBookingStoreActivities, booking_store.h) and the
+// read model's (RegisterBookingStoreActivities, activities/booking_store.h) and the
 // supplier's (RegisterBookingActivities, activities/booking_activities.h).
 void RegisterBookingWorkflows(Registry& registry);
 

@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "activities/booking_activities.h"
 #include "trip_reminder.h"
-#include "workflows/booking_store.h"
+#include "activities/booking_store.h"
 #include "workflows/booking_workflows.h"
 
 namespace itinera::cli {

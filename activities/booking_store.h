@@ -4,7 +4,7 @@
 // through two activities: bookings.Acquire takes a booking for one workflow
 // run at a time (and creates it for BookTrip); bookings.Save writes a newer
 // version. BookingStore is the read side. Each BookingStore owns one
-// database connection and is not thread-safe.
+// database session (store/sql_session.h) and is not thread-safe.
 #pragma once
 
 #include <memory>
@@ -14,6 +14,10 @@
 #include "common/status.h"
 #include "itinera/booking.pb.h"
 #include "runtime/registry.h"
+
+namespace itinera::store {
+class SqlSession;
+}
 
 namespace itinera::booking {
 
@@ -55,9 +59,9 @@ class BookingStore {
   StatusOr<std::vector<Booking>> List(const BookingFilter& filter);
 
  private:
-  struct Connection;
-  explicit BookingStore(std::unique_ptr<Connection> conn);
-  std::unique_ptr<Connection> conn_;
+  explicit BookingStore(std::unique_ptr<store::SqlSession> session);
+  StatusOr<std::vector<Booking>> Query(const std::string& sql, const std::vector<std::string>& params);
+  std::unique_ptr<store::SqlSession> session_;
 };
 
 }  // namespace itinera::booking

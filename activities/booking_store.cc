@@ -1,33 +1,37 @@
-#include "workflows/booking_store.h"
+#include "activities/booking_store.h"
 
 #include <fmt/format.h>
 
 #include <map>
-#include <pqxx/pqxx>
 
 #include "common/payload.h"
 #include "runtime/errors.h"
+#include "store/sql_session.h"
 
 namespace itinera::booking {
 
 namespace {
 
-// One connection per activity thread and database: the activity pool is
-// fixed, so this is a pool without the bookkeeping.
-std::unique_ptr<pqxx::connection>& ThreadSlot(const std::string& dsn) {
-  thread_local std::map<std::string, std::unique_ptr<pqxx::connection>> connections;
-  return connections[dsn];
+using store::SqlSession;
+using Rows = std::vector<SqlSession::Row>;
+
+// One session per activity thread and database: the activity pool is fixed,
+// so this is a pool without the bookkeeping.
+SqlSession& ThreadSession(const std::string& dsn) {
+  thread_local std::map<std::string, std::unique_ptr<SqlSession>> sessions;
+  auto& s = sessions[dsn];
+  if (!s) {
+    auto c = SqlSession::Connect(dsn);
+    if (!c.ok()) throw ApplicationError("DatabaseUnavailable", c.status().message());
+    s = std::move(c.value());
+  }
+  return *s;
 }
 
-pqxx::connection& ThreadConnection(const std::string& dsn) {
-  auto& c = ThreadSlot(dsn);
-  if (!c || !c->is_open()) c = std::make_unique<pqxx::connection>(dsn);
-  return *c;
+const std::string& Text(const SqlSession::Row& row, size_t i) {
+  static const std::string empty;
+  return row[i] ? *row[i] : empty;
 }
-
-// After an error the connection may be unusable; the next call reconnects
-// (the failed attempt is retried by the engine).
-void DropThreadConnection(const std::string& dsn) { ThreadSlot(dsn).reset(); }
 
 std::string ToJson(const Booking& b) { return MessageToJson(b); }
 
@@ -39,53 +43,46 @@ Booking FromJson(const std::string& json) {
   return b;
 }
 
-// Runs fn in a transaction on this thread's connection, turning a lost
-// database into a retryable failure.
-template <class Fn>
-auto WithTransaction(const std::string& dsn, Fn fn) {
-  try {
-    pqxx::work tx(ThreadConnection(dsn));
-    auto out = fn(tx);
-    tx.commit();
-    return out;
-  } catch (const pqxx::broken_connection& e) {
-    DropThreadConnection(dsn);
-    throw ApplicationError("DatabaseUnavailable", e.what());
-  } catch (const pqxx::sql_error& e) {
-    DropThreadConnection(dsn);
-    throw ApplicationError("DatabaseError", e.what());
-  }
+// Runs fn in a transaction on this thread's session, turning a lost or
+// failing database into a retryable failure.
+template <class Out, class Fn>
+Out WithTransaction(const std::string& dsn, Fn fn) {
+  Out out;
+  Status st = ThreadSession(dsn).Transact([&](SqlSession::Tx& tx) { out = fn(tx); });
+  if (st.code() == StatusCode::kUnavailable) throw ApplicationError("DatabaseUnavailable", st.message());
+  if (!st.ok()) throw ApplicationError("DatabaseError", st.message());
+  return out;
 }
 
 AcquiredBooking Acquire(const std::string& dsn, const AcquireBookingRequest& in) {
   if (in.booking_id().empty()) throw ApplicationError("InvalidRequest", "booking_id is empty", true);
   if (in.owner().empty()) throw ApplicationError("InvalidRequest", "owner is empty", true);
-  return WithTransaction(dsn, [&](pqxx::work& tx) {
-    pqxx::result r = tx.exec_params(
-        "SELECT tenant, booking::text, version, locked_by FROM bookings WHERE booking_id = $1 FOR UPDATE",
-        in.booking_id());
+  return WithTransaction<AcquiredBooking>(dsn, [&](SqlSession::Tx& tx) {
+    Rows r = tx.Exec("SELECT tenant, booking::text, version, locked_by FROM bookings WHERE booking_id = $1 FOR UPDATE",
+                     {in.booking_id()});
     AcquiredBooking out;
     if (r.empty()) {
       if (!in.has_create()) {
         throw ApplicationError("BookingNotFound", fmt::format("booking {} does not exist", in.booking_id()), true);
       }
       const Booking& b = in.create();
-      tx.exec_params(
+      tx.Exec(
           "INSERT INTO bookings (booking_id, tenant, status, workflow_id, booking, version, locked_by, "
-          "created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5::jsonb, 1, $6, $7, $7)",
-          in.booking_id(), in.tenant(), StatusName(b.status()), b.workflow_id(), ToJson(b), in.owner(),
-          b.created_at_us());
+          "created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5::jsonb, 1, $6, $7::bigint, $7::bigint)",
+          {in.booking_id(), in.tenant(), StatusName(b.status()), b.workflow_id(), ToJson(b), in.owner(),
+           std::to_string(b.created_at_us())});
       *out.mutable_booking() = b;
       out.set_version(1);
       return out;
     }
-    const std::string tenant = r[0][0].as<std::string>();
+    const std::string& tenant = Text(r[0], 0);
     if (!in.tenant().empty() && tenant != in.tenant()) {
       // Another tenant's booking is, to this caller, no booking at all.
       throw ApplicationError("BookingNotFound", fmt::format("booking {} does not exist", in.booking_id()), true);
     }
-    std::string locked_by = r[0][3].is_null() ? "" : r[0][3].as<std::string>();
-    Booking stored = FromJson(r[0][1].as<std::string>());
+    const std::string& locked_by = Text(r[0], 3);
+    Booking stored = FromJson(Text(r[0], 1));
+    const std::int64_t version = std::stoll(Text(r[0], 2));
     if (in.has_create()) {
       // BookTrip asking again (a retried attempt, or a new run of the same
       // workflow after a reset) starts over from its request, keeping the
@@ -102,50 +99,50 @@ AcquiredBooking Acquire(const std::string& dsn, const AcquireBookingRequest& in)
                                true);
       }
       if (locked_by != in.owner()) {
-        tx.exec_params("UPDATE bookings SET locked_by = $2 WHERE booking_id = $1", in.booking_id(), in.owner());
+        tx.Exec("UPDATE bookings SET locked_by = $2 WHERE booking_id = $1", {in.booking_id(), in.owner()});
       }
       *out.mutable_booking() = in.create();
-      out.set_version(r[0][2].as<std::int64_t>());
+      out.set_version(version);
       return out;
     } else if (!locked_by.empty() && locked_by != in.owner()) {
       throw ApplicationError("BookingBusy", fmt::format("booking {} is being worked on by {}; waiting for it",
                                                         in.booking_id(), locked_by));
     }
     if (locked_by != in.owner()) {
-      tx.exec_params("UPDATE bookings SET locked_by = $2 WHERE booking_id = $1", in.booking_id(), in.owner());
+      tx.Exec("UPDATE bookings SET locked_by = $2 WHERE booking_id = $1", {in.booking_id(), in.owner()});
     }
     *out.mutable_booking() = std::move(stored);
-    out.set_version(r[0][2].as<std::int64_t>());
+    out.set_version(version);
     return out;
   });
 }
 
 SaveBookingResult Save(const std::string& dsn, const SaveBookingRequest& in) {
   const Booking& b = in.booking();
-  return WithTransaction(dsn, [&](pqxx::work& tx) {
-    pqxx::result r = tx.exec_params(
-        "SELECT version, locked_by, workflow_id FROM bookings WHERE booking_id = $1 FOR UPDATE", b.booking_id());
+  return WithTransaction<SaveBookingResult>(dsn, [&](SqlSession::Tx& tx) {
+    Rows r = tx.Exec("SELECT version, locked_by, workflow_id FROM bookings WHERE booking_id = $1 FOR UPDATE",
+                     {b.booking_id()});
     if (r.empty()) {
       throw ApplicationError("BookingNotFound", fmt::format("booking {} does not exist", b.booking_id()), true);
     }
     SaveBookingResult out;
-    const std::int64_t version = r[0][0].as<std::int64_t>();
+    const std::int64_t version = std::stoll(Text(r[0], 0));
     if (version >= in.version()) return out;  // a repeat of a write already made
-    std::string locked_by = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
+    const std::string& locked_by = Text(r[0], 1);
     // A free booking last written by this workflow is still its own (a new
     // run of it after a reset); anyone else must Acquire first.
-    const bool ours = locked_by == in.owner() || (locked_by.empty() && r[0][2].as<std::string>() == in.owner());
+    const bool ours = locked_by == in.owner() || (locked_by.empty() && Text(r[0], 2) == in.owner());
     if (!ours) {
       throw ApplicationError("BookingLockLost",
                              fmt::format("booking {} is held by {}, not {}", b.booking_id(),
                                          locked_by.empty() ? "nobody" : locked_by, in.owner()),
                              true);
     }
-    tx.exec_params(
-        "UPDATE bookings SET status = $2, workflow_id = $3, booking = $4::jsonb, version = $5, "
-        "updated_at_us = $6, locked_by = CASE WHEN $7 THEN NULL ELSE $8 END WHERE booking_id = $1",
-        b.booking_id(), StatusName(b.status()), b.workflow_id(), ToJson(b), in.version(), b.updated_at_us(),
-        in.release_lock(), in.owner());
+    tx.Exec(
+        "UPDATE bookings SET status = $2, workflow_id = $3, booking = $4::jsonb, version = $5::bigint, "
+        "updated_at_us = $6::bigint, locked_by = CASE WHEN $7::boolean THEN NULL ELSE $8 END WHERE booking_id = $1",
+        {b.booking_id(), StatusName(b.status()), b.workflow_id(), ToJson(b), std::to_string(in.version()),
+         std::to_string(b.updated_at_us()), in.release_lock() ? "true" : "false", in.owner()});
     out.set_written(true);
     return out;
   });
@@ -171,53 +168,42 @@ void RegisterBookingStoreActivities(Registry& registry, const std::string& dsn) 
   registry.Register(kSaveBooking, [dsn](ActivityContext&, const SaveBookingRequest& in) { return Save(dsn, in); });
 }
 
-struct BookingStore::Connection {
-  pqxx::connection conn;
-  explicit Connection(const std::string& dsn) : conn(dsn) {}
-};
-
-BookingStore::BookingStore(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
+BookingStore::BookingStore(std::unique_ptr<SqlSession> session) : session_(std::move(session)) {}
 BookingStore::~BookingStore() = default;
 
 StatusOr<std::unique_ptr<BookingStore>> BookingStore::Connect(const std::string& dsn) {
-  try {
-    return std::unique_ptr<BookingStore>(new BookingStore(std::make_unique<Connection>(dsn)));
-  } catch (const std::exception& e) {
-    return Status::Unavailable(std::string("bookings: cannot connect: ") + e.what());
+  auto s = SqlSession::Connect(dsn);
+  if (!s.ok()) return Status::Unavailable("bookings: " + s.status().message());
+  return std::unique_ptr<BookingStore>(new BookingStore(std::move(s.value())));
+}
+
+// Bookings as stored: JSON of the Booking message, one per row.
+StatusOr<std::vector<Booking>> BookingStore::Query(const std::string& sql, const std::vector<std::string>& params) {
+  Rows rows;
+  Status st = session_->Transact([&](SqlSession::Tx& tx) { rows = tx.Exec(sql, params); });
+  if (!st.ok()) return Status::Unavailable("bookings: " + st.message());
+  std::vector<Booking> out;
+  for (const auto& row : rows) {
+    Booking b;
+    if (Status s = JsonToMessage(Text(row, 0), &b); !s.ok()) return Status::Internal(s.message());
+    out.push_back(std::move(b));
   }
+  return out;
 }
 
 StatusOr<Booking> BookingStore::Get(const std::string& booking_id, const std::string& tenant) {
-  try {
-    pqxx::read_transaction tx(conn_->conn);
-    pqxx::result r = tx.exec_params(
-        "SELECT booking::text FROM bookings WHERE booking_id = $1 AND ($2 = '' OR tenant = $2)", booking_id, tenant);
-    if (r.empty()) return Status::NotFound(fmt::format("booking_id: no booking {}", booking_id));
-    Booking b;
-    if (Status s = JsonToMessage(r[0][0].as<std::string>(), &b); !s.ok()) return Status::Internal(s.message());
-    return b;
-  } catch (const std::exception& e) {
-    return Status::Unavailable(std::string("bookings: ") + e.what());
-  }
+  auto found = Query("SELECT booking::text FROM bookings WHERE booking_id = $1 AND ($2 = '' OR tenant = $2)",
+                     {booking_id, tenant});
+  if (!found.ok()) return found.status();
+  if (found->empty()) return Status::NotFound(fmt::format("booking_id: no booking {}", booking_id));
+  return std::move(found->front());
 }
 
 StatusOr<std::vector<Booking>> BookingStore::List(const BookingFilter& f) {
-  try {
-    pqxx::read_transaction tx(conn_->conn);
-    pqxx::result r = tx.exec_params(
-        "SELECT booking::text FROM bookings WHERE ($1 = '' OR tenant = $1) AND ($2 = '' OR status = $2) "
-        "AND booking_id > $3 ORDER BY booking_id LIMIT $4",
-        f.tenant, f.status, f.after_booking_id, f.limit);
-    std::vector<Booking> out;
-    for (const auto& row : r) {
-      Booking b;
-      if (Status s = JsonToMessage(row[0].as<std::string>(), &b); !s.ok()) return Status::Internal(s.message());
-      out.push_back(std::move(b));
-    }
-    return out;
-  } catch (const std::exception& e) {
-    return Status::Unavailable(std::string("bookings: ") + e.what());
-  }
+  return Query(
+      "SELECT booking::text FROM bookings WHERE ($1 = '' OR tenant = $1) AND ($2 = '' OR status = $2) "
+      "AND booking_id > $3 ORDER BY booking_id LIMIT $4::int",
+      {f.tenant, f.status, f.after_booking_id, std::to_string(f.limit)});
 }
 
 }  // namespace itinera::booking

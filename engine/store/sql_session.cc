@@ -1,0 +1,66 @@
+#include "store/sql_session.h"
+
+#include <pqxx/pqxx>
+
+namespace itinera::store {
+
+struct SqlSession::Connection {
+  explicit Connection(const std::string& dsn) : conn(dsn) {}
+  pqxx::connection conn;
+};
+
+namespace {
+
+class PqxxTx final : public SqlSession::Tx {
+ public:
+  explicit PqxxTx(pqxx::work& w) : w_(w) {}
+  std::vector<SqlSession::Row> Exec(std::string_view sql, const std::vector<std::string>& params) override {
+    pqxx::result r = w_.exec_params(std::string(sql), pqxx::prepare::make_dynamic_params(params));
+    std::vector<SqlSession::Row> rows;
+    rows.reserve(r.size());
+    for (const auto& row : r) {
+      SqlSession::Row out;
+      out.reserve(row.size());
+      for (const auto& field : row) {
+        out.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
+      }
+      rows.push_back(std::move(out));
+    }
+    return rows;
+  }
+
+ private:
+  pqxx::work& w_;
+};
+
+}  // namespace
+
+SqlSession::SqlSession(std::string dsn, std::unique_ptr<Connection> conn)
+    : dsn_(std::move(dsn)), conn_(std::move(conn)) {}
+SqlSession::~SqlSession() = default;
+
+StatusOr<std::unique_ptr<SqlSession>> SqlSession::Connect(const std::string& dsn) {
+  try {
+    return std::unique_ptr<SqlSession>(new SqlSession(dsn, std::make_unique<Connection>(dsn)));
+  } catch (const std::exception& e) {
+    return Status::Unavailable(std::string("cannot connect to the database: ") + e.what());
+  }
+}
+
+Status SqlSession::Transact(const std::function<void(Tx&)>& fn) {
+  try {
+    if (!conn_ || !conn_->conn.is_open()) conn_ = std::make_unique<Connection>(dsn_);
+    pqxx::work w(conn_->conn);
+    PqxxTx tx(w);
+    fn(tx);
+    w.commit();
+    return Status::Ok();
+  } catch (const pqxx::broken_connection& e) {
+    conn_.reset();
+    return Status::Unavailable(std::string("database connection lost: ") + e.what());
+  } catch (const pqxx::sql_error& e) {
+    return Status::Internal(std::string("database error: ") + e.what());
+  }
+}
+
+}  // namespace itinera::store

@@ -1,0 +1,45 @@
+// SqlSession: one database connection for code outside the engine that keeps
+// tables of its own (the bookings read model), so that only engine/store
+// sees libpqxx. Statements take text parameters (cast them in SQL:
+// `$2::bigint`) and return rows of text, NULL as nullopt. Not thread-safe:
+// one session per thread; the session owns its connection.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace itinera::store {
+
+class SqlSession {
+ public:
+  using Row = std::vector<std::optional<std::string>>;
+
+  // A transaction in progress; valid only inside Transact's callback.
+  class Tx {
+   public:
+    virtual ~Tx() = default;
+    virtual std::vector<Row> Exec(std::string_view sql, const std::vector<std::string>& params) = 0;
+  };
+
+  static StatusOr<std::unique_ptr<SqlSession>> Connect(const std::string& dsn);
+  ~SqlSession();
+
+  // Runs fn in one transaction and commits it when fn returns. A lost
+  // connection is Unavailable (the next call reconnects), an SQL error
+  // Internal; anything fn throws rolls back and propagates unchanged.
+  Status Transact(const std::function<void(Tx&)>& fn);
+
+ private:
+  struct Connection;
+  SqlSession(std::string dsn, std::unique_ptr<Connection> conn);
+  std::string dsn_;
+  std::unique_ptr<Connection> conn_;
+};
+
+}  // namespace itinera::store
