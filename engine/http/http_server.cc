@@ -152,12 +152,50 @@ struct HttpServer::Impl {
         request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
       }
       request.body = std::move(req.body());
-      auto res = ToBeast(handler(request), req.version(), req.keep_alive() && !stopping);
+      HttpResponse reply = handler(request);
+      if (reply.stream) {
+        Stream(c, std::move(reply), req.version());
+        return;
+      }
+      auto res = ToBeast(std::move(reply), req.version(), req.keep_alive() && !stopping);
       stream.expires_after(kWriteTimeout);
       bhttp::async_write(stream, res, [&](beast::error_code e, std::size_t) { ec = e; });
       RunPending(c);
       if (ec || !res.keep_alive()) return;
     }
+  }
+
+  // Writes a streamed answer: headers, then each chunk as the handler's
+  // stream produces it, then the last chunk. The connection is not reused.
+  void Stream(Connection& c, HttpResponse reply, unsigned version) {
+    beast::tcp_stream& stream = *c.stream;
+    bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(reply.status), version};
+    res.set(bhttp::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) res.set(name, value);
+    res.keep_alive(false);
+    res.chunked(true);
+    bhttp::response_serializer<bhttp::empty_body> serializer{res};
+    beast::error_code ec;
+    stream.expires_after(kWriteTimeout);
+    bhttp::async_write_header(stream, serializer, [&](beast::error_code e, std::size_t) { ec = e; });
+    RunPending(c);
+    if (ec) return;
+    bool open = true;
+    auto write = [&](std::string_view chunk) {
+      if (!open || stopping) return false;
+      if (chunk.empty()) return true;  // an empty chunk would end the body
+      stream.expires_after(kWriteTimeout);
+      asio::async_write(stream, bhttp::make_chunk(asio::buffer(chunk.data(), chunk.size())),
+                        [&](beast::error_code e, std::size_t) { ec = e; });
+      RunPending(c);
+      if (ec) open = false;
+      return open;
+    };
+    reply.stream(write);
+    if (!open) return;
+    stream.expires_after(kWriteTimeout);
+    asio::async_write(stream, bhttp::make_chunk_last(), [&](beast::error_code e, std::size_t) { ec = e; });
+    RunPending(c);
   }
 
   // Answers an unreadable request and closes, reading what the client still

@@ -44,6 +44,14 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   std::string body;
+
+  // Set for a streamed answer (server-sent events): the headers go out with
+  // chunked encoding, then `stream` runs on the connection's thread and
+  // writes the body piece by piece until it returns; `body` is ignored and
+  // the connection closes afterwards. `write` returns false once the peer is
+  // gone or the server is stopping, and the stream should then return.
+  using StreamWriter = std::function<bool(std::string_view chunk)>;
+  std::function<void(const StreamWriter& write)> stream;
 };
 
 // Answers one request; runs on the connection's thread. An exception closes

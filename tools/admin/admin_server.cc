@@ -720,6 +720,9 @@ StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(AdminServerOptions opt
   http::HandlerFactory factory = [&impl]() -> http::Handler {
     auto conn = std::make_shared<Connection>();
     return [&impl, conn](const http::HttpRequest& req) {
+      if (impl.options.mount) {
+        if (auto mounted = impl.options.mount(req)) return std::move(*mounted);
+      }
       Reply reply = impl.Handle(*conn, req);
       LogDebug("admin {} {} -> {}", req.method, req.target, reply.status);
       return http::HttpResponse{.status = reply.status,
@@ -738,7 +741,8 @@ StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(AdminServerOptions opt
       .refusal = [](int status, const std::string& error, const std::string& message) {
         Reply reply = ErrorReply(status, error, message);
         return http::HttpResponse{.status = reply.status, .content_type = reply.content_type, .body = reply.body};
-      }};
+      },
+      .on_stop = o.on_stop};
   auto http = http::HttpServer::Start(std::move(factory), std::move(http_options));
   if (!http.ok()) return http.status();
   impl.http = std::move(http.value());

@@ -12,12 +12,15 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/clock.h"
+#include "http/http_server.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "runtime/registry.h"
@@ -37,6 +40,10 @@ struct AdminServerOptions {
   std::chrono::seconds idle_timeout{30};       // an idle keep-alive connection closes after this
   std::size_t body_limit = 64 * 1024;          // larger request bodies get 413
   ClockPtr clock;                              // default: the system clock
+  // Other routes on the same listener (MCP's /mcp): asked first; a nullopt
+  // answer falls through to the admin routes. Called concurrently.
+  std::function<std::optional<http::HttpResponse>(const http::HttpRequest&)> mount;
+  std::function<void()> on_stop;               // see http::ServerOptions::on_stop
 };
 
 // The tokens of `--admin-token-file FILE` (one per line; blank lines and

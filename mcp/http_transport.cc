@@ -1,0 +1,463 @@
+#include "mcp/http_transport.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <variant>
+
+#include <fmt/ranges.h>
+
+#include "common/log.h"
+
+namespace itinera::mcp {
+namespace {
+
+using http::HttpRequest;
+using http::HttpResponse;
+
+constexpr std::string_view kPath = "/mcp";
+constexpr std::string_view kMetadataPath = "/.well-known/oauth-protected-resource";
+// How long a client waits before reconnecting a closed stream (SSE retry).
+constexpr int kRetryMillis = 1000;
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool Contains(std::string_view haystack, std::string_view needle) {
+  return Lower(haystack).find(Lower(needle)) != std::string::npos;
+}
+
+// A JSON-RPC error as an HTTP answer (id null: it answers no request).
+HttpResponse RpcErrorReply(int status, int code, std::string message) {
+  json body = {{"jsonrpc", "2.0"},
+               {"id", nullptr},
+               {"error", {{"code", code}, {"message", std::move(message)}}}};
+  return HttpResponse{.status = status, .body = body.dump()};
+}
+
+std::string NewSessionId() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32));
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+// "host", "host:port", "[v6]", "[v6]:port" -> the host part, lower case.
+std::string HostName(std::string_view authority) {
+  if (!authority.empty() && authority.front() == '[') {
+    auto close = authority.find(']');
+    return Lower(authority.substr(0, close == std::string_view::npos ? authority.size() : close + 1));
+  }
+  return Lower(authority.substr(0, authority.find(':')));
+}
+
+// "http://host:port/..." -> "host:port"; empty for anything that is not a URL.
+std::string_view OriginAuthority(std::string_view origin) {
+  auto scheme = origin.find("://");
+  if (scheme == std::string_view::npos) return {};
+  std::string_view rest = origin.substr(scheme + 3);
+  return rest.substr(0, rest.find('/'));
+}
+
+// Messages bound for one SSE stream, queued by whoever sends them and
+// written by the stream's connection thread.
+class StreamQueue : public Outbound {
+ public:
+  bool Send(const json& message) override {
+    std::lock_guard lock(mu_);
+    if (closed_) return false;
+    queue_.push_back(message.dump());
+    cv_.notify_all();
+    return true;
+  }
+
+  // Waits up to `wait` for a message; nullopt on timeout or when closed.
+  std::optional<std::string> Next(std::chrono::milliseconds wait) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, wait, [&] { return closed_ || !queue_.empty(); });
+    if (queue_.empty()) return std::nullopt;
+    std::string message = std::move(queue_.front());
+    queue_.pop_front();
+    return message;
+  }
+
+  void Close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+  bool closed() const {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  bool closed_ = false;
+};
+
+// Drops what is sent: a JSON answer has nowhere to put notifications.
+class DiscardOutbound : public Outbound {
+ public:
+  bool Send(const json&) override { return false; }
+};
+
+struct SessionEntry {
+  SessionEntry(const Server& server, Principal principal, std::string id)
+      : session(server, std::move(principal), std::move(id)) {}
+  Session session;
+  std::mutex mu;
+  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+  std::shared_ptr<StreamQueue> standalone;  // the GET stream, while one is open
+  std::atomic<long long> next_event{1};
+};
+
+// Whether the message (or any message of a batch) is a request of `method`.
+bool HasRequest(const json& message, std::string_view method) {
+  if (message.is_array()) {
+    return std::any_of(message.begin(), message.end(), [&](const json& m) { return HasRequest(m, method); });
+  }
+  return message.is_object() && message.contains("id") && message.value("method", "") == method;
+}
+
+bool HasAnyRequest(const json& message) {
+  if (message.is_array()) return std::any_of(message.begin(), message.end(), HasAnyRequest);
+  return message.is_object() && message.contains("method") && message.contains("id");
+}
+
+}  // namespace
+
+struct HttpTransport::Impl {
+  Impl(const Server& s, HttpTransportOptions o) : server(s), options(std::move(o)), auth(options.tokens) {}
+
+  const Server& server;
+  const HttpTransportOptions options;
+  const TokenAuthenticator auth;
+  mutable std::mutex mu;
+  std::map<std::string, std::shared_ptr<SessionEntry>> sessions;  // guarded by mu
+  bool shut_down = false;                                          // guarded by mu
+
+  std::optional<HttpResponse> Handle(const HttpRequest& req) {
+    std::string_view target = req.target;
+    std::string_view path = target.substr(0, target.find('?'));
+    if (path == kMetadataPath || path == std::string(kMetadataPath) + std::string(kPath)) return Metadata(req);
+    if (path != kPath) return std::nullopt;
+
+    if (auto refused = CheckOrigin(req)) return refused;
+    auto principal = Authenticate(req);
+    if (!principal) return Unauthorized(req);
+    if (auto version = req.Header("MCP-Protocol-Version"); version && !IsSupportedProtocolVersion(*version)) {
+      return RpcErrorReply(400, code::kInvalidRequest,
+                           fmt::format("Bad Request: unsupported MCP-Protocol-Version '{}' (supported: {})", *version,
+                                       fmt::join(SupportedProtocolVersions(), ", ")));
+    }
+    if (req.method == "POST") return Post(req, *principal);
+    if (req.method == "GET") return Get(req, *principal);
+    if (req.method == "DELETE") return Delete(req, *principal);
+    HttpResponse reply = RpcErrorReply(405, code::kInvalidRequest, "Method Not Allowed: use POST, GET or DELETE");
+    reply.headers.emplace_back("Allow", "GET, POST, DELETE");
+    return reply;
+  }
+
+  // ------------------------------------------------------------ checks
+
+  bool HostAllowed(std::string_view authority) const {
+    std::string host = HostName(authority);
+    if (host == "localhost" || host == "127.0.0.1" || host == "[::1]") return true;
+    return std::any_of(options.allowed_hosts.begin(), options.allowed_hosts.end(),
+                       [&](const std::string& allowed) { return Lower(allowed) == host; });
+  }
+
+  // DNS rebinding: a page on a foreign site resolving its own name to our
+  // address sends that name as Host and its own origin as Origin.
+  std::optional<HttpResponse> CheckOrigin(const HttpRequest& req) const {
+    auto host = req.Header("Host");
+    if (!host || !HostAllowed(*host)) {
+      return RpcErrorReply(403, code::kInvalidRequest,
+                           fmt::format("Forbidden: Host '{}' is not served here", host.value_or("")));
+    }
+    if (auto origin = req.Header("Origin")) {
+      std::string_view authority = OriginAuthority(*origin);
+      if (authority.empty() || !HostAllowed(authority)) {
+        return RpcErrorReply(403, code::kInvalidRequest, fmt::format("Forbidden: Origin '{}' is not allowed", *origin));
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::optional<Principal> Authenticate(const HttpRequest& req) const {
+    if (auth.empty()) {
+      if (!options.allow_unauthenticated) return std::nullopt;
+      return Principal{.tenant = options.default_tenant, .token_name = "unauthenticated"};
+    }
+    auto header = req.Header("Authorization");
+    if (!header) return std::nullopt;
+    return auth.Authenticate(*header);
+  }
+
+  std::string MetadataUrl() const {
+    return options.resource_url.empty() ? std::string()
+                                        : fmt::format("{}{}{}", OriginOf(options.resource_url), kMetadataPath, kPath);
+  }
+
+  static std::string OriginOf(const std::string& url) {
+    auto scheme = url.find("://");
+    if (scheme == std::string::npos) return url;
+    auto slash = url.find('/', scheme + 3);
+    return url.substr(0, slash);
+  }
+
+  HttpResponse Unauthorized(const HttpRequest& req) const {
+    bool presented = req.Header("Authorization").has_value();
+    std::string challenge = "Bearer realm=\"itinera\"";
+    if (!options.authorization_servers.empty()) challenge += fmt::format(", resource_metadata=\"{}\"", MetadataUrl());
+    if (presented) challenge += ", error=\"invalid_token\", error_description=\"the token is not valid here\"";
+    HttpResponse reply = RpcErrorReply(
+        401, code::kInvalidRequest,
+        presented ? "Unauthorized: the bearer token is not valid" : "Unauthorized: send Authorization: Bearer TOKEN");
+    reply.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    return reply;
+  }
+
+  HttpResponse Metadata(const HttpRequest& req) const {
+    if (options.authorization_servers.empty()) {
+      return HttpResponse{.status = 404, .body = R"({"error":"not_found","message":"no authorization server is configured"})"};
+    }
+    if (req.method != "GET") return HttpResponse{.status = 405, .headers = {{"Allow", "GET"}}, .body = "{}"};
+    json doc = {{"resource", options.resource_url},
+                {"authorization_servers", options.authorization_servers},
+                {"bearer_methods_supported", {"header"}},
+                {"resource_name", server.info().title}};
+    return HttpResponse{.status = 200, .body = doc.dump()};
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  // The request's session: 400 without the header, 404 when unknown, ended,
+  // or another tenant's (indistinguishable on purpose).
+  std::variant<std::shared_ptr<SessionEntry>, HttpResponse> FindSession(const HttpRequest& req,
+                                                                        const Principal& principal) {
+    auto id = req.Header("Mcp-Session-Id");
+    if (!id) return RpcErrorReply(400, code::kInvalidRequest, "Bad Request: Mcp-Session-Id header is required");
+    std::lock_guard lock(mu);
+    auto it = sessions.find(std::string(*id));
+    if (it == sessions.end() || it->second->session.principal().tenant != principal.tenant) {
+      return RpcErrorReply(404, code::kInvalidRequest, "Not Found: no such session (initialize a new one)");
+    }
+    std::lock_guard entry_lock(it->second->mu);
+    it->second->last_used = std::chrono::steady_clock::now();
+    return it->second;
+  }
+
+  std::variant<std::shared_ptr<SessionEntry>, HttpResponse> NewSession(const Principal& principal) {
+    std::lock_guard lock(mu);
+    if (shut_down) return RpcErrorReply(503, code::kInternalError, "Service Unavailable: the server is stopping");
+    DropIdleLocked();
+    if (sessions.size() >= options.max_sessions) {
+      return RpcErrorReply(503, code::kInternalError, "Service Unavailable: too many open sessions");
+    }
+    std::string id = NewSessionId();
+    auto entry = std::make_shared<SessionEntry>(server, principal, id);
+    sessions.emplace(id, entry);
+    return entry;
+  }
+
+  void DropIdleLocked() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = sessions.begin(); it != sessions.end();) {
+      bool idle = false;
+      {
+        std::lock_guard entry_lock(it->second->mu);
+        idle = now - it->second->last_used > options.session_idle && !it->second->standalone;
+      }
+      if (idle) {
+        it->second->session.Close();
+        it = sessions.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ methods
+
+  HttpResponse Post(const HttpRequest& req, const Principal& principal) {
+    auto content_type = req.Header("Content-Type");
+    if (!content_type || !Contains(*content_type, "application/json")) {
+      return RpcErrorReply(415, code::kInvalidRequest, "Unsupported Media Type: Content-Type must be application/json");
+    }
+    std::string accept(req.Header("Accept").value_or(""));
+    bool accepts_json = Contains(accept, "application/json") || Contains(accept, "*/*");
+    bool accepts_sse = Contains(accept, "text/event-stream");
+    if (!accepts_json && !accepts_sse) {
+      return RpcErrorReply(406, code::kInvalidRequest,
+                           "Not Acceptable: Accept must include application/json and text/event-stream");
+    }
+    json message = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (message.is_discarded()) return RpcErrorReply(400, code::kParseError, "Parse error: the body is not JSON");
+
+    std::shared_ptr<SessionEntry> entry;
+    bool created = false;
+    if (HasRequest(message, "initialize")) {
+      auto made = NewSession(principal);
+      if (auto* reply = std::get_if<HttpResponse>(&made)) return std::move(*reply);
+      entry = std::get<std::shared_ptr<SessionEntry>>(made);
+      created = true;
+    } else {
+      auto found = FindSession(req, principal);
+      if (auto* reply = std::get_if<HttpResponse>(&found)) return std::move(*reply);
+      entry = std::get<std::shared_ptr<SessionEntry>>(found);
+    }
+
+    // Notifications and responses only: accepted, nothing to answer.
+    if (!HasAnyRequest(message)) {
+      DiscardOutbound out;
+      entry->session.Handle(message, out);
+      return HttpResponse{.status = 202, .content_type = "application/json", .body = ""};
+    }
+
+    std::vector<std::pair<std::string, std::string>> headers = {{"Mcp-Session-Id", entry->session.id()}};
+    // Only tool calls speak before they answer (progress, log messages,
+    // sampling and elicitation requests); the rest answer as plain JSON.
+    if (accepts_sse && HasRequest(message, "tools/call")) {
+      headers.emplace_back("Cache-Control", "no-cache, no-transform");
+      headers.emplace_back("X-Accel-Buffering", "no");
+      return HttpResponse{.status = 200,
+                          .content_type = "text/event-stream",
+                          .headers = std::move(headers),
+                          .stream = [this, entry, message](const HttpResponse::StreamWriter& write) {
+                            StreamRequest(*entry, message, write);
+                          }};
+    }
+    DiscardOutbound out;
+    json answer = entry->session.Handle(message, out);
+    if (created && answer.is_object() && answer.contains("error")) {
+      // A failed initialize leaves no session behind.
+      std::lock_guard lock(mu);
+      sessions.erase(entry->session.id());
+      headers.clear();
+    }
+    return HttpResponse{.status = 200, .headers = std::move(headers), .body = answer.dump()};
+  }
+
+  static std::string Event(SessionEntry& entry, std::string_view data) {
+    return fmt::format("id: {}\ndata: {}\n\n", entry.next_event++, data);
+  }
+
+  // Runs one request on its own event stream: a priming event, whatever the
+  // request sends while it runs, then its answer; the stream then ends.
+  void StreamRequest(SessionEntry& entry, const json& message, const HttpResponse::StreamWriter& write) {
+    std::mutex write_mu;
+    bool open = write(fmt::format("id: {}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
+    // The handler may send from its own thread (one that waits on the
+    // client); writes are serialised.
+    struct Direct : Outbound {
+      SessionEntry& entry;
+      const HttpResponse::StreamWriter& write;
+      std::mutex& mu;
+      bool& open;
+      Direct(SessionEntry& e, const HttpResponse::StreamWriter& w, std::mutex& m, bool& o)
+          : entry(e), write(w), mu(m), open(o) {}
+      bool Send(const json& m) override {
+        std::lock_guard lock(mu);
+        if (open) open = write(Event(entry, m.dump()));
+        return open;
+      }
+    } out(entry, write, write_mu, open);
+    json answer = entry.session.Handle(message, out);
+    std::lock_guard lock(write_mu);
+    if (open && !answer.is_null()) write(Event(entry, answer.dump()));
+  }
+
+  HttpResponse Get(const HttpRequest& req, const Principal& principal) {
+    std::string accept(req.Header("Accept").value_or(""));
+    if (!Contains(accept, "text/event-stream")) {
+      HttpResponse reply =
+          RpcErrorReply(405, code::kInvalidRequest, "Method Not Allowed: GET opens an event stream (Accept: text/event-stream)");
+      reply.headers.emplace_back("Allow", "POST, DELETE");
+      return reply;
+    }
+    auto found = FindSession(req, principal);
+    if (auto* reply = std::get_if<HttpResponse>(&found)) return std::move(*reply);
+    auto entry = std::get<std::shared_ptr<SessionEntry>>(found);
+    auto queue = std::make_shared<StreamQueue>();
+    {
+      std::lock_guard lock(entry->mu);
+      if (entry->standalone && !entry->standalone->closed()) {
+        return RpcErrorReply(409, code::kInvalidRequest, "Conflict: this session already has an open event stream");
+      }
+      entry->standalone = queue;
+    }
+    entry->session.SetStandaloneOutbound(queue.get());
+    return HttpResponse{.status = 200,
+                        .content_type = "text/event-stream",
+                        .headers = {{"Mcp-Session-Id", entry->session.id()}, {"Cache-Control", "no-cache, no-transform"}},
+                        .stream = [this, entry, queue](const HttpResponse::StreamWriter& write) {
+                          Standalone(*entry, *queue, write);
+                        }};
+  }
+
+  // The session's standalone stream: server-initiated messages, and a
+  // comment line when idle so a vanished client is noticed.
+  void Standalone(SessionEntry& entry, StreamQueue& queue, const HttpResponse::StreamWriter& write) {
+    bool open = write(fmt::format("id: {}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
+    while (open && !entry.session.closed()) {
+      auto message = queue.Next(std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive));
+      if (queue.closed()) break;
+      open = message ? write(Event(entry, *message)) : write(": keep-alive\n\n");
+    }
+    entry.session.SetStandaloneOutbound(nullptr);
+    queue.Close();
+    std::lock_guard lock(entry.mu);
+    if (entry.standalone.get() == &queue) entry.standalone.reset();
+  }
+
+  HttpResponse Delete(const HttpRequest& req, const Principal& principal) {
+    auto found = FindSession(req, principal);
+    if (auto* reply = std::get_if<HttpResponse>(&found)) return std::move(*reply);
+    auto entry = std::get<std::shared_ptr<SessionEntry>>(found);
+    EndSession(*entry);
+    std::lock_guard lock(mu);
+    sessions.erase(entry->session.id());
+    return HttpResponse{.status = 200, .body = "{}"};
+  }
+
+  static void EndSession(SessionEntry& entry) {
+    entry.session.Close();
+    std::lock_guard lock(entry.mu);
+    if (entry.standalone) entry.standalone->Close();
+  }
+
+  void Shutdown() {
+    std::lock_guard lock(mu);
+    shut_down = true;
+    for (auto& [id, entry] : sessions) EndSession(*entry);
+    sessions.clear();
+  }
+};
+
+HttpTransport::HttpTransport(const Server& server, HttpTransportOptions options)
+    : impl_(std::make_unique<Impl>(server, std::move(options))) {}
+
+HttpTransport::~HttpTransport() { impl_->Shutdown(); }
+
+std::optional<http::HttpResponse> HttpTransport::Handle(const http::HttpRequest& request) {
+  return impl_->Handle(request);
+}
+
+void HttpTransport::Shutdown() { impl_->Shutdown(); }
+
+std::size_t HttpTransport::session_count() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->sessions.size();
+}
+
+}  // namespace itinera::mcp

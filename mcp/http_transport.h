@@ -1,0 +1,75 @@
+// MCP's Streamable HTTP transport at `/mcp`, mounted on the HTTP endpoint of
+// `itinera serve` and `itinera dev` (engine/http/http_server.h):
+//
+//   POST   one JSON-RPC message; answered as JSON, or as a server-sent event
+//          stream when the request may produce notifications or requests
+//          to the client before its answer (tools/call);
+//   GET    the session's one standalone event stream (server-initiated
+//          messages, keep-alive comments);
+//   DELETE ends the session; its id then gets 404.
+//
+// Also `/.well-known/oauth-protected-resource` when an authorization server
+// is configured. Every /mcp request is checked in this order: Host and
+// Origin (403: DNS-rebinding protection), bearer token (401 with
+// WWW-Authenticate), MCP-Protocol-Version (400), session (400 missing, 404
+// unknown or another tenant's).
+//
+// Ownership: the transport owns its sessions; the Server (registry) is the
+// caller's and must outlive it. Handle() is called concurrently from the
+// HTTP server's connection threads. Shutdown() (from the HTTP server's
+// on_stop) ends every session so blocked streams return.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+#include "mcp/auth.h"
+#include "mcp/server.h"
+
+namespace itinera::mcp {
+
+struct HttpTransportOptions {
+  // Tokens; empty with allow_unauthenticated: every request is tenant
+  // `default_tenant` (itinera dev, serve --insecure-no-auth).
+  std::vector<TokenGrant> tokens;
+  bool allow_unauthenticated = false;
+  std::string default_tenant = "dev";
+  // Host header names accepted (any port), besides the loopback names
+  // (localhost, 127.0.0.1, [::1]) which are always accepted. Origins are
+  // accepted when their host is one of these.
+  std::vector<std::string> allowed_hosts;
+  // The resource's public URL and its OAuth authorization servers, for the
+  // protected-resource metadata document; empty servers: not served.
+  std::string resource_url;
+  std::vector<std::string> authorization_servers;
+  std::chrono::seconds keepalive{15};         // comment lines on idle streams
+  std::chrono::seconds session_idle{3600};    // sessions unused this long are dropped
+  std::size_t max_sessions = 10000;
+};
+
+class HttpTransport {
+ public:
+  HttpTransport(const Server& server, HttpTransportOptions options);
+  ~HttpTransport();
+  HttpTransport(const HttpTransport&) = delete;
+  HttpTransport& operator=(const HttpTransport&) = delete;
+
+  // The answer for targets this transport serves (/mcp, the metadata
+  // document); nullopt for any other target.
+  std::optional<http::HttpResponse> Handle(const http::HttpRequest& request);
+
+  // Ends every session; streams return at their next wake-up.
+  void Shutdown();
+
+  std::size_t session_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace itinera::mcp

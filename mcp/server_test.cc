@@ -1,0 +1,449 @@
+// The MCP protocol core and the HTTP transport's checks, without a network:
+// every method's answers and errors as a client sees them.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "mcp/auth.h"
+#include "mcp/http_transport.h"
+#include "mcp/server.h"
+
+namespace itinera::mcp {
+namespace {
+
+class Recorder : public Outbound {
+ public:
+  bool Send(const json& message) override {
+    std::lock_guard lock(mu);
+    sent.push_back(message);
+    cv.notify_all();
+    return true;
+  }
+  // Waits for the first sent message with `method`.
+  json WaitFor(const std::string& method) {
+    std::unique_lock lock(mu);
+    json found;
+    cv.wait_for(lock, std::chrono::seconds(5), [&] {
+      for (const auto& m : sent) {
+        if (m.value("method", "") == method) {
+          found = m;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<json> sent;
+};
+
+json Request(int id, const std::string& method, json params = json::object()) {
+  return {{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}};
+}
+
+json InitializeParams(const std::string& version = "2025-11-25", json capabilities = json::object()) {
+  return {{"protocolVersion", version},
+          {"capabilities", std::move(capabilities)},
+          {"clientInfo", {{"name", "test"}, {"version", "1"}}}};
+}
+
+Server& TestServer() {
+  static Server* server = [] {
+    auto* s = new Server({.name = "test", .version = "1"});
+    s->SetPageSize(2);
+    s->AddTool({.name = "echo",
+                .description = "echoes its text",
+                .input_schema = {{"type", "object"},
+                                 {"properties",
+                                  {{"text", {{"type", "string"}, {"maxLength", 10}}},
+                                   {"count", {{"type", "integer"}, {"minimum", 1}, {"maximum", 5}}}}},
+                                 {"required", {"text"}},
+                                 {"additionalProperties", false}},
+                .annotations = {.read_only = true},
+                .call = [](RequestContext& ctx, const json& args, const std::optional<json>&) {
+                  ctx.Progress(1, 2, "half");
+                  ctx.Log("debug", "debug line");
+                  ctx.Log("error", "error line");
+                  ctx.Progress(2, 2);
+                  return StructuredResult({{"text", args["text"]}});
+                }});
+    s->AddTool({.name = "ask",
+                .input_schema = {{"type", "object"}},
+                .call = [](RequestContext& ctx, const json&, const std::optional<json>&) {
+                  json answer = ctx.RequestClient("sampling/createMessage", {{"maxTokens", 5}},
+                                                  std::chrono::seconds(5));
+                  return TextResult(answer.dump());
+                }});
+    s->AddTool({.name = "wait_cancel",
+                .input_schema = {{"type", "object"}},
+                .call = [](RequestContext& ctx, const json&, const std::optional<json>&) {
+                  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+                  while (!ctx.cancelled() && std::chrono::steady_clock::now() < until) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                  }
+                  return TextResult(ctx.cancelled() ? "cancelled" : "not cancelled");
+                }});
+    s->AddResource({.uri = "test://a",
+                    .name = "a",
+                    .mime_type = "text/plain",
+                    .read = [](RequestContext&, const std::string& uri) {
+                      return json::array({{{"uri", uri}, {"text", "A"}}});
+                    }});
+    s->AddResourceTemplate({.uri_template = "test://item/{id}/data",
+                            .name = "item",
+                            .read = [](RequestContext&, const std::string& uri,
+                                       const std::map<std::string, std::string>& vars) {
+                              return json::array({{{"uri", uri}, {"text", vars.at("id")}}});
+                            }});
+    s->AddPrompt({.name = "greet",
+                  .arguments = {{.name = "who", .required = true}},
+                  .get = [](RequestContext&, const json& args) {
+                    return json{{"messages",
+                                 {{{"role", "user"},
+                                   {"content", {{"type", "text"}, {"text", "hi " + args["who"].get<std::string>()}}}}}}};
+                  }});
+    return s;
+  }();
+  return *server;
+}
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void Init(const std::string& version = "2025-11-25", json capabilities = json::object()) {
+    json answer = session.Handle(Request(0, "initialize", InitializeParams(version, std::move(capabilities))), out);
+    ASSERT_TRUE(answer.contains("result")) << answer;
+    session.Handle({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}, out);
+  }
+  json Call(int id, const std::string& method, json params = json::object()) {
+    return session.Handle(Request(id, method, std::move(params)), out);
+  }
+  static int ErrorCode(const json& answer) { return answer.at("error").at("code").get<int>(); }
+  static std::string ErrorField(const json& answer) {
+    return answer.at("error").value("data", json::object()).value("field", "");
+  }
+
+  Session session{TestServer(), {.tenant = "t1"}};
+  Recorder out;
+};
+
+TEST_F(SessionTest, MalformedMessagesGetJsonRpcErrors) {
+  json parse = session.HandleText("{not json", out);
+  EXPECT_EQ(ErrorCode(parse), -32700);
+  EXPECT_TRUE(parse["id"].is_null());
+  EXPECT_EQ(ErrorCode(session.Handle(json::array({1, 2}), out)), -32600);  // no batches before 2025-03-26 is chosen
+  EXPECT_EQ(ErrorCode(session.Handle(42, out)), -32600);
+  EXPECT_EQ(ErrorCode(session.Handle({{"id", 1}, {"method", "ping"}}, out)), -32600);  // no jsonrpc
+  json bad_id = session.Handle({{"jsonrpc", "2.0"}, {"id", {{"x", 1}}}, {"method", "ping"}}, out);
+  EXPECT_EQ(ErrorCode(bad_id), -32600);
+  EXPECT_EQ(ErrorField(bad_id), "id");
+  EXPECT_EQ(ErrorCode(session.Handle({{"jsonrpc", "2.0"}, {"id", 1}, {"method", 7}}, out)), -32600);
+  EXPECT_EQ(ErrorCode(Call(2, "tools/list")), -32600) << "requests before initialize are refused";
+  EXPECT_EQ(Call(3, "ping")["result"], json::object()) << "ping works before initialize";
+}
+
+TEST_F(SessionTest, InitializeNegotiatesTheVersion) {
+  for (const std::string version : {"2025-11-25", "2025-06-18", "2025-03-26"}) {
+    Session s(TestServer(), {.tenant = "t1"});
+    json answer = s.Handle(Request(1, "initialize", InitializeParams(version)), out);
+    EXPECT_EQ(answer["result"]["protocolVersion"], version);
+  }
+  Session s(TestServer(), {.tenant = "t1"});
+  json answer = s.Handle(Request(1, "initialize", InitializeParams("1999-01-01")), out);
+  EXPECT_EQ(answer["result"]["protocolVersion"], "2025-11-25");
+  const json& caps = answer["result"]["capabilities"];
+  EXPECT_TRUE(caps.contains("tools"));
+  EXPECT_TRUE(caps.contains("logging"));
+  EXPECT_TRUE(caps["resources"]["subscribe"].get<bool>());
+  EXPECT_TRUE(caps.contains("prompts"));
+  EXPECT_FALSE(caps.contains("tasks")) << "no task provider, no tasks capability";
+  EXPECT_EQ(answer["result"]["serverInfo"]["name"], "test");
+
+  Session bad(TestServer(), {.tenant = "t1"});
+  json missing = bad.Handle(Request(1, "initialize", {{"capabilities", json::object()}}), out);
+  EXPECT_EQ(ErrorCode(missing), -32602);
+  EXPECT_EQ(ErrorField(missing), "protocolVersion");
+  EXPECT_FALSE(bad.initialized());
+}
+
+TEST_F(SessionTest, UnknownMethodsAndParams) {
+  Init();
+  json unknown = Call(1, "tools/frobnicate");
+  EXPECT_EQ(ErrorCode(unknown), -32601);
+  EXPECT_EQ(ErrorCode(Call(2, "tasks/get", {{"taskId", "x"}})), -32601) << "no task provider";
+  EXPECT_EQ(ErrorCode(session.Handle({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "ping"}, {"params", 5}}, out)), -32602);
+  // Notifications are never answered, known or not.
+  EXPECT_TRUE(session.Handle({{"jsonrpc", "2.0"}, {"method", "notifications/whatever"}}, out).is_null());
+}
+
+TEST_F(SessionTest, ToolsListPages) {
+  Init();
+  json first = Call(1, "tools/list");
+  ASSERT_EQ(first["result"]["tools"].size(), 2u);
+  EXPECT_EQ(first["result"]["tools"][0]["name"], "echo");
+  EXPECT_TRUE(first["result"]["tools"][0]["annotations"]["readOnlyHint"].get<bool>());
+  ASSERT_TRUE(first["result"].contains("nextCursor"));
+  json second = Call(2, "tools/list", {{"cursor", first["result"]["nextCursor"]}});
+  ASSERT_EQ(second["result"]["tools"].size(), 1u);
+  EXPECT_EQ(second["result"]["tools"][0]["name"], "wait_cancel");
+  EXPECT_FALSE(second["result"].contains("nextCursor"));
+  json bad = Call(3, "tools/list", {{"cursor", "not-a-cursor"}});
+  EXPECT_EQ(ErrorCode(bad), -32602);
+  EXPECT_EQ(ErrorField(bad), "cursor");
+}
+
+TEST_F(SessionTest, ToolCallChecksArgumentsAgainstTheSchema) {
+  Init();
+  auto field = [&](json args) { return ErrorField(Call(1, "tools/call", {{"name", "echo"}, {"arguments", args}})); };
+  EXPECT_EQ(field(json::object()), "arguments.text");
+  EXPECT_EQ(field({{"text", 5}}), "arguments.text");
+  EXPECT_EQ(field({{"text", "far too long for it"}}), "arguments.text");
+  EXPECT_EQ(field({{"text", "a"}, {"count", 9}}), "arguments.count");
+  EXPECT_EQ(field({{"text", "a"}, {"count", 1.5}}), "arguments.count");
+  EXPECT_EQ(field({{"text", "a"}, {"extra", 1}}), "arguments.extra");
+  json unknown = Call(2, "tools/call", {{"name", "nope"}});
+  EXPECT_EQ(ErrorCode(unknown), -32602);
+  EXPECT_EQ(ErrorField(unknown), "name");
+  EXPECT_EQ(ErrorField(Call(3, "tools/call", {{"name", "echo"}, {"arguments", "x"}})), "arguments");
+  json as_task = Call(4, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "a"}}}, {"task", {{"ttl", 1000}}}});
+  EXPECT_EQ(ErrorCode(as_task), -32601) << "echo does not run as a task";
+}
+
+TEST_F(SessionTest, ToolCallSendsProgressAndLogsAtTheClientsLevel) {
+  Init();
+  json ok = Call(5, "logging/setLevel", {{"level", "info"}});
+  EXPECT_EQ(ok["result"], json::object());
+  json answer = Call(6, "tools/call",
+                     {{"name", "echo"}, {"arguments", {{"text", "hi"}}}, {"_meta", {{"progressToken", "p1"}}}});
+  EXPECT_EQ(answer["result"]["structuredContent"]["text"], "hi");
+  EXPECT_EQ(answer["result"]["content"][0]["text"], R"({"text":"hi"})");
+  std::vector<std::string> methods;
+  for (const auto& m : out.sent) methods.push_back(m["method"]);
+  EXPECT_EQ(methods, (std::vector<std::string>{"notifications/progress", "notifications/message",
+                                               "notifications/progress"}))
+      << "the debug line is below the level";
+  EXPECT_EQ(out.sent[0]["params"]["progressToken"], "p1");
+  EXPECT_EQ(out.sent[0]["params"]["total"], 2);
+  EXPECT_EQ(out.sent[1]["params"]["level"], "error");
+  json bad = Call(7, "logging/setLevel", {{"level", "loud"}});
+  EXPECT_EQ(ErrorField(bad), "level");
+}
+
+TEST_F(SessionTest, RequestsToTheClientNeedItsCapabilityAndGetItsAnswer) {
+  Init();  // no sampling capability
+  json refused = Call(1, "tools/call", {{"name", "ask"}});
+  EXPECT_EQ(ErrorCode(refused), -32600);
+
+  Session s(TestServer(), {.tenant = "t1"});
+  s.Handle(Request(0, "initialize", InitializeParams("2025-11-25", {{"sampling", json::object()}})), out);
+  json answer;
+  std::thread call([&] { answer = s.Handle(Request(1, "tools/call", {{"name", "ask"}}), out); });
+  json request = out.WaitFor("sampling/createMessage");
+  ASSERT_FALSE(request.is_null());
+  EXPECT_TRUE(s.Handle({{"jsonrpc", "2.0"}, {"id", request["id"]}, {"result", {{"model", "m"}}}}, out).is_null());
+  call.join();
+  EXPECT_EQ(answer["result"]["content"][0]["text"], R"({"model":"m"})");
+}
+
+TEST_F(SessionTest, CancelledNotificationReachesTheRunningTool) {
+  Init();
+  json answer;
+  std::thread call([&] { answer = Call(9, "tools/call", {{"name", "wait_cancel"}}); });
+  // Retry until the request is in flight (a notice for an unknown request is ignored).
+  for (int i = 0; i < 500 && answer.is_null(); ++i) {
+    session.Handle({{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}, {"params", {{"requestId", 9}}}}, out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  call.join();
+  EXPECT_EQ(answer["result"]["content"][0]["text"], "cancelled");
+}
+
+TEST_F(SessionTest, ResourcesAndPrompts) {
+  Init();
+  EXPECT_EQ(Call(1, "resources/list")["result"]["resources"][0]["uri"], "test://a");
+  EXPECT_EQ(Call(2, "resources/templates/list")["result"]["resourceTemplates"][0]["uriTemplate"],
+            "test://item/{id}/data");
+  EXPECT_EQ(Call(3, "resources/read", {{"uri", "test://a"}})["result"]["contents"][0]["text"], "A");
+  EXPECT_EQ(Call(4, "resources/read", {{"uri", "test://item/42/data"}})["result"]["contents"][0]["text"], "42");
+  json missing = Call(5, "resources/read", {{"uri", "test://nothing"}});
+  EXPECT_EQ(ErrorCode(missing), -32002);
+  EXPECT_EQ(Call(6, "resources/subscribe", {{"uri", "test://a"}})["result"], json::object());
+  EXPECT_TRUE(session.IsSubscribed("test://a"));
+  Call(7, "resources/unsubscribe", {{"uri", "test://a"}});
+  EXPECT_FALSE(session.IsSubscribed("test://a"));
+  EXPECT_EQ(Call(8, "prompts/get", {{"name", "greet"}, {"arguments", {{"who", "ada"}}}})["result"]["messages"][0]
+                ["content"]["text"],
+            "hi ada");
+  EXPECT_EQ(ErrorField(Call(9, "prompts/get", {{"name", "greet"}})), "arguments.who");
+  EXPECT_EQ(ErrorField(Call(10, "prompts/get", {{"name", "nope"}})), "name");
+  EXPECT_EQ(ErrorCode(Call(11, "completion/complete", {{"ref", {{"type", "ref/prompt"}, {"name", "greet"}}},
+                                                       {"argument", {{"name", "who"}, {"value", "a"}}}})),
+            -32601)
+      << "no completion handler";
+}
+
+TEST_F(SessionTest, BatchesOnlyIn20250326) {
+  Init("2025-03-26");
+  json answers = session.Handle(json::array({Request(1, "ping"), {{"jsonrpc", "2.0"}, {"method", "notifications/x"}},
+                                             Request(2, "nope")}),
+                                out);
+  ASSERT_TRUE(answers.is_array());
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0]["id"], 1);
+  EXPECT_EQ(ErrorCode(answers[1]), -32601);
+}
+
+// ---------------------------------------------------------------- auth
+
+TEST(AuthTest, TokensMapToTenants) {
+  auto grants = ParseTokenGrants("secret-one:acme, secret-two:globex");
+  ASSERT_TRUE(grants.ok());
+  TokenAuthenticator auth(*grants);
+  EXPECT_EQ(auth.Authenticate("Bearer secret-one")->tenant, "acme");
+  EXPECT_EQ(auth.Authenticate("bearer secret-two")->tenant, "globex");
+  EXPECT_FALSE(auth.Authenticate("Bearer secret-on").has_value());
+  EXPECT_FALSE(auth.Authenticate("Bearer secret-one-more").has_value());
+  EXPECT_FALSE(auth.Authenticate("Basic secret-one").has_value());
+  EXPECT_FALSE(auth.Authenticate("").has_value());
+  EXPECT_FALSE(ParseTokenGrants("short:acme").ok());
+  EXPECT_FALSE(ParseTokenGrants("no-tenant-here").ok());
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+}
+
+// ---------------------------------------------------------------- HTTP transport
+
+class HttpTransportTest : public ::testing::Test {
+ protected:
+  HttpTransportTest()
+      : transport(TestServer(), {.tokens = {{.token = "token-acme-1", .tenant = "acme"},
+                                            {.token = "token-globex", .tenant = "globex"}},
+                                 .resource_url = "https://mcp.example.com/mcp",
+                                 .authorization_servers = {"https://auth.example.com"}}) {}
+
+  http::HttpRequest Post(const json& body, const std::string& token = "token-acme-1") {
+    http::HttpRequest req{.method = "POST", .target = "/mcp", .body = body.dump()};
+    req.headers = {{"Host", "127.0.0.1:7233"},
+                   {"Content-Type", "application/json"},
+                   {"Accept", "application/json, text/event-stream"}};
+    if (!token.empty()) req.headers.emplace_back("Authorization", "Bearer " + token);
+    if (!session_id.empty()) req.headers.emplace_back("Mcp-Session-Id", session_id);
+    return req;
+  }
+  http::HttpResponse Answer(const http::HttpRequest& req) {
+    auto reply = transport.Handle(req);
+    EXPECT_TRUE(reply.has_value());
+    return reply ? std::move(*reply) : http::HttpResponse{};
+  }
+  static std::string HeaderOf(const http::HttpResponse& r, const std::string& name) {
+    for (const auto& [n, v] : r.headers) {
+      if (n == name) return v;
+    }
+    return "";
+  }
+  void Initialize() {
+    auto reply = Answer(Post(Request(1, "initialize", InitializeParams())));
+    ASSERT_EQ(reply.status, 200) << reply.body;
+    session_id = HeaderOf(reply, "Mcp-Session-Id");
+    ASSERT_FALSE(session_id.empty());
+  }
+
+  HttpTransport transport;
+  std::string session_id;
+};
+
+TEST_F(HttpTransportTest, ForeignHostOrOriginIsForbidden) {
+  auto req = Post(Request(1, "initialize", InitializeParams()));
+  req.headers[0].second = "evil.example.com";
+  EXPECT_EQ(Answer(req).status, 403);
+  req = Post(Request(1, "initialize", InitializeParams()));
+  req.headers.emplace_back("Origin", "http://evil.example.com");
+  EXPECT_EQ(Answer(req).status, 403);
+  req = Post(Request(1, "initialize", InitializeParams()));
+  req.headers.emplace_back("Origin", "http://localhost:5173");
+  EXPECT_EQ(Answer(req).status, 200);
+  EXPECT_EQ(transport.session_count(), 1u) << "refused requests made no session";
+}
+
+TEST_F(HttpTransportTest, MissingOrWrongTokenIs401WithAChallenge) {
+  auto none = Answer(Post(Request(1, "initialize", InitializeParams()), ""));
+  EXPECT_EQ(none.status, 401);
+  EXPECT_NE(HeaderOf(none, "WWW-Authenticate").find("resource_metadata=\"https://mcp.example.com/.well-known/"
+                                                    "oauth-protected-resource/mcp\""),
+            std::string::npos)
+      << HeaderOf(none, "WWW-Authenticate");
+  auto wrong = Answer(Post(Request(1, "initialize", InitializeParams()), "token-acme-2"));
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_NE(HeaderOf(wrong, "WWW-Authenticate").find("invalid_token"), std::string::npos);
+  EXPECT_EQ(transport.session_count(), 0u);
+
+  auto metadata = transport.Handle({.method = "GET", .target = "/.well-known/oauth-protected-resource/mcp"});
+  ASSERT_TRUE(metadata.has_value());
+  json doc = json::parse(metadata->body);
+  EXPECT_EQ(doc["resource"], "https://mcp.example.com/mcp");
+  EXPECT_EQ(doc["authorization_servers"][0], "https://auth.example.com");
+  EXPECT_FALSE(transport.Handle({.method = "GET", .target = "/elsewhere"}).has_value());
+}
+
+TEST_F(HttpTransportTest, SessionsAreRequiredScopedAndDeletable) {
+  Initialize();
+  auto ok = Answer(Post(Request(2, "ping")));
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(json::parse(ok.body)["result"], json::object());
+
+  auto notification = Answer(Post({{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}));
+  EXPECT_EQ(notification.status, 202);
+
+  auto other_tenant = Answer(Post(Request(3, "ping"), "token-globex"));
+  EXPECT_EQ(other_tenant.status, 404) << "a session is its tenant's only";
+
+  auto bad_version = Post(Request(4, "ping"));
+  bad_version.headers.emplace_back("MCP-Protocol-Version", "2024-01-01");
+  EXPECT_EQ(Answer(bad_version).status, 400);
+
+  std::string id = session_id;
+  session_id.clear();
+  EXPECT_EQ(Answer(Post(Request(5, "ping"))).status, 400) << "no Mcp-Session-Id";
+  session_id = "0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(Answer(Post(Request(6, "ping"))).status, 404);
+
+  session_id = id;
+  http::HttpRequest del{.method = "DELETE", .target = "/mcp",
+                        .headers = {{"Host", "localhost"}, {"Authorization", "Bearer token-acme-1"},
+                                    {"Mcp-Session-Id", id}}};
+  EXPECT_EQ(Answer(del).status, 200);
+  EXPECT_EQ(Answer(Post(Request(7, "ping"))).status, 404) << "a deleted session is gone";
+}
+
+TEST_F(HttpTransportTest, ToolCallsAnswerOnAnEventStream) {
+  Initialize();
+  auto reply = Answer(Post(Request(2, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "yo"}}},
+                                                     {"_meta", {{"progressToken", 7}}}})));
+  ASSERT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.content_type, "text/event-stream");
+  ASSERT_TRUE(reply.stream);
+  std::string body;
+  reply.stream([&](std::string_view chunk) {
+    body += chunk;
+    return true;
+  });
+  // Priming event first (an id and empty data), then progress, then the answer.
+  EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
+  EXPECT_NE(body.find("retry: "), std::string::npos);
+  auto progress = body.find("notifications/progress");
+  auto result = body.find(R"("result")");
+  ASSERT_NE(progress, std::string::npos) << body;
+  ASSERT_NE(result, std::string::npos) << body;
+  EXPECT_LT(progress, result);
+
+  auto parse_error = Post(json(nullptr));
+  parse_error.body = "{oops";
+  auto refused = Answer(parse_error);
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_EQ(json::parse(refused.body)["error"]["code"], -32700);
+}
+
+}  // namespace
+}  // namespace itinera::mcp

@@ -1,0 +1,104 @@
+#include "mcp/stdio_transport.h"
+
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace itinera::mcp {
+namespace {
+
+// stdout, one message per line, whole lines only.
+class LineWriter : public Outbound {
+ public:
+  explicit LineWriter(std::ostream& out) : out_(out) {}
+
+  bool Send(const json& message) override {
+    // Replace invalid UTF-8 rather than throw: the line must still go out.
+    std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::lock_guard lock(mu_);
+    out_ << line << '\n';
+    out_.flush();
+    return static_cast<bool>(out_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::ostream& out_;
+};
+
+// Counts requests in flight so the end of input can wait for them.
+class InFlight {
+ public:
+  void Add() {
+    std::lock_guard lock(mu_);
+    ++count_;
+  }
+  void Done() {
+    std::lock_guard lock(mu_);
+    if (--count_ == 0) cv_.notify_all();
+  }
+  void WaitIdle() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return count_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+};
+
+bool IsRequest(const json& message) {
+  return message.is_object() && message.contains("method") && message.contains("id");
+}
+
+}  // namespace
+
+int RunStdio(const Server& server, const Principal& principal, std::istream& in, std::ostream& out,
+             const StdioOptions& options) {
+  Session session(server, principal, "stdio");
+  LineWriter writer(out);
+  InFlight in_flight;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    if (line.size() > options.max_message_bytes) {
+      writer.Send({{"jsonrpc", "2.0"},
+                   {"id", nullptr},
+                   {"error",
+                    {{"code", code::kInvalidRequest},
+                     {"message", fmt::format("invalid request: the message is larger than {} bytes",
+                                             options.max_message_bytes)}}}});
+      continue;
+    }
+    json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (message.is_discarded()) {
+      writer.Send(session.HandleText(line, writer));
+      continue;
+    }
+    // Initialize runs inline so that what follows it sees the negotiated
+    // session; other requests run on their own threads.
+    if (!IsRequest(message) || message["method"] == "initialize") {
+      json answer = session.Handle(message, writer);
+      if (!answer.is_null()) writer.Send(answer);
+      continue;
+    }
+    in_flight.Add();
+    std::thread([&session, &writer, &in_flight, message = std::move(message)] {
+      json answer = session.Handle(message, writer);
+      if (!answer.is_null()) writer.Send(answer);
+      in_flight.Done();
+    }).detach();
+  }
+  // The client has gone: requests still running see cancelled() and their
+  // waits on the client end; their answers go to a closed pipe.
+  session.Close();
+  in_flight.WaitIdle();
+  return 0;
+}
+
+}  // namespace itinera::mcp
