@@ -3,11 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 #include <variant>
 
 #include <fmt/ranges.h>
@@ -110,6 +112,109 @@ class DiscardOutbound : public Outbound {
   bool Send(const json&) override { return false; }
 };
 
+// One request's event stream. The request runs on its own thread and sends
+// here; whichever connection is attached (the POST that started it, or a
+// GET resuming it with Last-Event-ID) writes the events out. Events are kept
+// until the answer has been written, so a client that lost the connection
+// resumes without losing any. Event ids are "<stream>-<seq>"; the priming
+// event is seq 0.
+class EventStream : public Outbound {
+ public:
+  enum class Outcome { kAnswered, kDisconnected, kClosedByServer, kSessionEnded };
+
+  explicit EventStream(long number) : number_(number) {}
+  long number() const { return number_; }
+
+  bool Send(const json& message) override {
+    std::lock_guard lock(mu_);
+    if (closed_) return false;
+    events_.push_back(message.dump(-1, ' ', false, json::error_handler_t::replace));
+    cv_.notify_all();
+    return true;
+  }
+
+  // The connection ends after the events sent so far; later ones wait for
+  // the client to resume.
+  void CloseStream() override {
+    std::lock_guard lock(mu_);
+    close_at_ = events_.size();
+    cv_.notify_all();
+  }
+
+  // The request's answer: the last event.
+  void Finish(const json& answer) {
+    std::lock_guard lock(mu_);
+    if (!answer.is_null()) events_.push_back(answer.dump(-1, ' ', false, json::error_handler_t::replace));
+    done_ = true;
+    cv_.notify_all();
+  }
+
+  // The session ended: attached connections return.
+  void Abandon() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+  std::string Priming(int retry_millis) const {
+    return fmt::format("id: {}-0\nretry: {}\ndata: \n\n", number_, retry_millis);
+  }
+
+  // Writes the events after seq `after`, then each new one as it comes,
+  // until the answer is out or the connection ends.
+  Outcome Pump(std::size_t after, const HttpResponse::StreamWriter& write, std::chrono::milliseconds keepalive) {
+    std::unique_lock lock(mu_);
+    std::size_t sent = std::min(after, events_.size());
+    while (true) {
+      while (sent < events_.size() && !(close_at_ && sent >= *close_at_)) {
+        std::string event = fmt::format("id: {}-{}\ndata: {}\n\n", number_, sent + 1, events_[sent]);
+        lock.unlock();
+        bool ok = write(event);
+        lock.lock();
+        if (!ok) return Outcome::kDisconnected;
+        ++sent;
+      }
+      if (close_at_ && sent >= *close_at_) {
+        close_at_.reset();
+        return Outcome::kClosedByServer;
+      }
+      if (done_) return Outcome::kAnswered;
+      if (closed_) return Outcome::kSessionEnded;
+      bool woke = cv_.wait_for(lock, keepalive,
+                               [&] { return sent < events_.size() || done_ || closed_ || close_at_.has_value(); });
+      if (!woke) {
+        lock.unlock();
+        bool ok = write(": keep-alive\n\n");
+        lock.lock();
+        if (!ok) return Outcome::kDisconnected;
+      }
+    }
+  }
+
+ private:
+  const long number_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> events_;  // seq i+1 at index i
+  bool done_ = false;
+  bool closed_ = false;
+  std::optional<std::size_t> close_at_;  // end the connection once this many events are out
+};
+
+// "<stream>-<seq>" -> (stream, seq).
+std::optional<std::pair<long, std::size_t>> ParseEventId(std::string_view id) {
+  auto dash = id.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  long stream = 0;
+  std::size_t seq = 0;
+  auto a = std::from_chars(id.data(), id.data() + dash, stream);
+  auto b = std::from_chars(id.data() + dash + 1, id.data() + id.size(), seq);
+  if (a.ec != std::errc() || a.ptr != id.data() + dash || b.ec != std::errc() || b.ptr != id.data() + id.size()) {
+    return std::nullopt;
+  }
+  return std::make_pair(stream, seq);
+}
+
 struct SessionEntry {
   SessionEntry(const Server& server, Principal principal, std::string id)
       : session(server, std::move(principal), std::move(id)) {}
@@ -117,7 +222,25 @@ struct SessionEntry {
   std::mutex mu;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
   std::shared_ptr<StreamQueue> standalone;  // the GET stream, while one is open
-  std::atomic<long long> next_event{1};
+  std::atomic<long long> next_event{1};     // the standalone stream's event ids
+  std::map<long, std::shared_ptr<EventStream>> streams;  // request streams not yet fully delivered
+  long next_stream = 1;
+
+  std::shared_ptr<EventStream> NewStream() {
+    std::lock_guard lock(mu);
+    auto stream = std::make_shared<EventStream>(next_stream++);
+    streams.emplace(stream->number(), stream);
+    return stream;
+  }
+  std::shared_ptr<EventStream> FindStream(long number) {
+    std::lock_guard lock(mu);
+    auto it = streams.find(number);
+    return it == streams.end() ? nullptr : it->second;
+  }
+  void RemoveStream(long number) {
+    std::lock_guard lock(mu);
+    streams.erase(number);
+  }
 };
 
 // Whether the message (or any message of a batch) is a request of `method`.
@@ -144,6 +267,8 @@ struct HttpTransport::Impl {
   mutable std::mutex mu;
   std::map<std::string, std::shared_ptr<SessionEntry>> sessions;  // guarded by mu
   bool shut_down = false;                                          // guarded by mu
+  int running = 0;                 // requests running on their own threads; guarded by mu
+  std::condition_variable idle_cv;  // running reached 0
 
   std::optional<HttpResponse> Handle(const HttpRequest& req) {
     std::string_view target = req.target;
@@ -334,7 +459,7 @@ struct HttpTransport::Impl {
                           .content_type = "text/event-stream",
                           .headers = std::move(headers),
                           .stream = [this, entry, message](const HttpResponse::StreamWriter& write) {
-                            StreamRequest(*entry, message, write);
+                            StreamRequest(entry, message, write);
                           }};
     }
     DiscardOutbound out;
@@ -349,32 +474,34 @@ struct HttpTransport::Impl {
   }
 
   static std::string Event(SessionEntry& entry, std::string_view data) {
-    return fmt::format("id: {}\ndata: {}\n\n", entry.next_event++, data);
+    return fmt::format("id: s-{}\ndata: {}\n\n", entry.next_event++, data);
   }
 
-  // Runs one request on its own event stream: a priming event, whatever the
-  // request sends while it runs, then its answer; the stream then ends.
-  void StreamRequest(SessionEntry& entry, const json& message, const HttpResponse::StreamWriter& write) {
-    std::mutex write_mu;
-    bool open = write(fmt::format("id: {}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
-    // The handler may send from its own thread (one that waits on the
-    // client); writes are serialised.
-    struct Direct : Outbound {
-      SessionEntry& entry;
-      const HttpResponse::StreamWriter& write;
-      std::mutex& mu;
-      bool& open;
-      Direct(SessionEntry& e, const HttpResponse::StreamWriter& w, std::mutex& m, bool& o)
-          : entry(e), write(w), mu(m), open(o) {}
-      bool Send(const json& m) override {
-        std::lock_guard lock(mu);
-        if (open) open = write(Event(entry, m.dump()));
-        return open;
-      }
-    } out(entry, write, write_mu, open);
-    json answer = entry.session.Handle(message, out);
-    std::lock_guard lock(write_mu);
-    if (open && !answer.is_null()) write(Event(entry, answer.dump()));
+  // Runs one request with its own event stream: a priming event, whatever
+  // the request sends while it runs, then its answer. The request runs on
+  // its own thread, so it goes on if this connection ends first; the client
+  // then resumes the stream with GET and Last-Event-ID.
+  void StreamRequest(const std::shared_ptr<SessionEntry>& entry, const json& message,
+                     const HttpResponse::StreamWriter& write) {
+    auto stream = entry->NewStream();
+    {
+      std::lock_guard lock(mu);
+      if (shut_down) return;
+      ++running;
+    }
+    std::thread([this, entry, stream, message] {
+      json answer = entry->session.Handle(message, *stream);
+      stream->Finish(answer);
+      std::lock_guard lock(mu);
+      if (--running == 0) idle_cv.notify_all();
+    }).detach();
+    if (!write(stream->Priming(kRetryMillis))) return;
+    Deliver(*entry, *stream, 0, write);
+  }
+
+  void Deliver(SessionEntry& entry, EventStream& stream, std::size_t after, const HttpResponse::StreamWriter& write) {
+    auto keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive);
+    if (stream.Pump(after, write, keepalive) == EventStream::Outcome::kAnswered) entry.RemoveStream(stream.number());
   }
 
   HttpResponse Get(const HttpRequest& req, const Principal& principal) {
@@ -388,6 +515,23 @@ struct HttpTransport::Impl {
     auto found = FindSession(req, principal);
     if (auto* reply = std::get_if<HttpResponse>(&found)) return std::move(*reply);
     auto entry = std::get<std::shared_ptr<SessionEntry>>(found);
+    std::vector<std::pair<std::string, std::string>> headers = {{"Mcp-Session-Id", entry->session.id()},
+                                                                {"Cache-Control", "no-cache, no-transform"}};
+    // Resuming a request's stream: what the client missed, then the rest.
+    if (auto last = req.Header("Last-Event-ID")) {
+      if (auto event = ParseEventId(*last)) {
+        if (auto stream = entry->FindStream(event->first)) {
+          return HttpResponse{.status = 200,
+                              .content_type = "text/event-stream",
+                              .headers = std::move(headers),
+                              .stream = [this, entry, stream, after = event->second](
+                                            const HttpResponse::StreamWriter& write) {
+                                Deliver(*entry, *stream, after, write);
+                              }};
+        }
+      }
+      // Unknown or already delivered: the standalone stream, nothing to replay.
+    }
     auto queue = std::make_shared<StreamQueue>();
     {
       std::lock_guard lock(entry->mu);
@@ -399,7 +543,7 @@ struct HttpTransport::Impl {
     entry->session.SetStandaloneOutbound(queue.get());
     return HttpResponse{.status = 200,
                         .content_type = "text/event-stream",
-                        .headers = {{"Mcp-Session-Id", entry->session.id()}, {"Cache-Control", "no-cache, no-transform"}},
+                        .headers = std::move(headers),
                         .stream = [this, entry, queue](const HttpResponse::StreamWriter& write) {
                           Standalone(*entry, *queue, write);
                         }};
@@ -408,7 +552,7 @@ struct HttpTransport::Impl {
   // The session's standalone stream: server-initiated messages, and a
   // comment line when idle so a vanished client is noticed.
   void Standalone(SessionEntry& entry, StreamQueue& queue, const HttpResponse::StreamWriter& write) {
-    bool open = write(fmt::format("id: {}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
+    bool open = write(fmt::format("id: s-{}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
     while (open && !entry.session.closed()) {
       auto message = queue.Next(std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive));
       if (queue.closed()) break;
@@ -434,6 +578,7 @@ struct HttpTransport::Impl {
     entry.session.Close();
     std::lock_guard lock(entry.mu);
     if (entry.standalone) entry.standalone->Close();
+    for (auto& [number, stream] : entry.streams) stream->Abandon();
   }
 
   void Shutdown() {
@@ -447,7 +592,14 @@ struct HttpTransport::Impl {
 HttpTransport::HttpTransport(const Server& server, HttpTransportOptions options)
     : impl_(std::make_unique<Impl>(server, std::move(options))) {}
 
-HttpTransport::~HttpTransport() { impl_->Shutdown(); }
+HttpTransport::~HttpTransport() {
+  impl_->Shutdown();
+  // Requests still running hold the Server; they see cancelled() and end.
+  std::unique_lock lock(impl_->mu);
+  if (!impl_->idle_cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl_->running == 0; })) {
+    LogWarn("mcp: {} requests still running at shutdown", impl_->running);
+  }
+}
 
 std::optional<http::HttpResponse> HttpTransport::Handle(const http::HttpRequest& request) {
   return impl_->Handle(request);

@@ -82,6 +82,10 @@ class Outbound {
   virtual ~Outbound() = default;
   // Returns false when the message could not be delivered (stream closed).
   virtual bool Send(const json& message) = 0;
+  // Ends the connection carrying this request's messages while the request
+  // goes on; what it sends afterwards waits for the client to resume the
+  // stream (HTTP: GET with Last-Event-ID). Nothing to do on stdio.
+  virtual void CloseStream() {}
 };
 
 class Session;
@@ -117,6 +121,10 @@ class RequestContext {
   // True once the client sent notifications/cancelled for this request or
   // the session ended; long handlers should check it and stop.
   bool cancelled() const;
+
+  // See Outbound::CloseStream: lets a long request free its connection; the
+  // client reconnects and gets the rest, the answer included.
+  void CloseStream() { out_.CloseStream(); }
 
   Session& session() { return session_; }
 

@@ -85,6 +85,13 @@ Server& TestServer() {
                   }
                   return TextResult(ctx.cancelled() ? "cancelled" : "not cancelled");
                 }});
+    s->AddTool({.name = "detach",
+                .input_schema = {{"type", "object"}},
+                .call = [](RequestContext& ctx, const json&, const std::optional<json>&) {
+                  ctx.CloseStream();
+                  ctx.Progress(1, 1, "after the close");
+                  return TextResult("resumed");
+                }});
     s->AddResource({.uri = "test://a",
                     .name = "a",
                     .mime_type = "text/plain",
@@ -188,8 +195,9 @@ TEST_F(SessionTest, ToolsListPages) {
   EXPECT_TRUE(first["result"]["tools"][0]["annotations"]["readOnlyHint"].get<bool>());
   ASSERT_TRUE(first["result"].contains("nextCursor"));
   json second = Call(2, "tools/list", {{"cursor", first["result"]["nextCursor"]}});
-  ASSERT_EQ(second["result"]["tools"].size(), 1u);
+  ASSERT_EQ(second["result"]["tools"].size(), 2u);
   EXPECT_EQ(second["result"]["tools"][0]["name"], "wait_cancel");
+  EXPECT_EQ(second["result"]["tools"][1]["name"], "detach");
   EXPECT_FALSE(second["result"].contains("nextCursor"));
   json bad = Call(3, "tools/list", {{"cursor", "not-a-cursor"}});
   EXPECT_EQ(ErrorCode(bad), -32602);
@@ -446,6 +454,35 @@ TEST_F(HttpTransportTest, ToolCallsAnswerOnAnEventStream) {
   auto refused = Answer(parse_error);
   EXPECT_EQ(refused.status, 400);
   EXPECT_EQ(json::parse(refused.body)["error"]["code"], -32700);
+}
+
+TEST_F(HttpTransportTest, AStreamClosedMidCallResumesWithLastEventId) {
+  Initialize();
+  auto reply = Answer(Post(Request(2, "tools/call", {{"name", "detach"}, {"_meta", {{"progressToken", 1}}}})));
+  ASSERT_TRUE(reply.stream);
+  std::string first;
+  reply.stream([&](std::string_view chunk) {
+    first += chunk;
+    return true;
+  });
+  ASSERT_EQ(first.find(R"("result")"), std::string::npos) << "the stream closed before the answer: " << first;
+  std::string last_id = first.substr(4, first.find('\n') - 4);  // the priming event's id
+
+  http::HttpRequest get{.method = "GET", .target = "/mcp",
+                        .headers = {{"Host", "localhost"}, {"Authorization", "Bearer token-acme-1"},
+                                    {"Accept", "text/event-stream"}, {"Mcp-Session-Id", session_id},
+                                    {"Last-Event-ID", last_id}}};
+  auto resumed = Answer(get);
+  ASSERT_EQ(resumed.status, 200);
+  ASSERT_TRUE(resumed.stream);
+  std::string rest;
+  resumed.stream([&](std::string_view chunk) {
+    rest += chunk;
+    return true;
+  });
+  EXPECT_NE(rest.find("after the close"), std::string::npos) << rest;
+  EXPECT_NE(rest.find("resumed"), std::string::npos) << rest;
+  EXPECT_LT(rest.find("after the close"), rest.find(R"("result")"));
 }
 
 }  // namespace
