@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/mcp_endpoint.h"
 #include "activities/booking_activities.h"
 #include "trip_reminder.h"
 #include "activities/booking_store.h"
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   itinera::cli::AddServerCommands(app, exit_code);
   itinera::cli::AddSupplierCommand(app, exit_code);
+  itinera::cli::AddMcpCommand(app, exit_code);
   itinera::cli::AddWorkflowCommands(app, exit_code);
   try {
     app.parse(argc, argv);

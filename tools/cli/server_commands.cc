@@ -8,6 +8,7 @@
 
 #include "admin/admin_server.h"
 #include "cli/commands.h"
+#include "cli/mcp_endpoint.h"
 #include "common/log.h"
 #include "store/migrator.h"
 #include "store/private_postgres.h"
@@ -45,6 +46,9 @@ int WaitForTermination() {
 
 namespace {
 
+// Requests to /mcp (and so to the whole listener) larger than this get 413.
+constexpr std::size_t kMcpBodyLimit = 1024 * 1024;
+
 struct WorkerFlags {
   std::string db;
   std::string task_queue = "default";
@@ -54,21 +58,31 @@ struct WorkerFlags {
   bool no_sweeper = false;
   std::string admin_token_file;
   bool insecure_no_auth = false;
+  McpFlags mcp;
+  bool dev = false;
 };
 
 // The admin endpoint's flags (serve and dev, which listen).
 void AddAdminFlags(CLI::App* cmd, WorkerFlags& f) {
   cmd->add_option("--admin-token-file", f.admin_token_file,
                   "bearer tokens for /admin/v1/, one per line (also ITINERA_ADMIN_TOKENS, comma-separated)");
-  cmd->add_flag("--insecure-no-auth", f.insecure_no_auth, "serve /admin/v1/ without tokens");
+  cmd->add_flag("--insecure-no-auth", f.insecure_no_auth, "serve /admin/v1/ and /mcp without tokens");
+  AddMcpHttpFlags(cmd, f.mcp, f.dev);
 }
 
 // The admin endpoint on f.listen, or nothing when it is empty. Without
 // tokens it refuses to start when tokens_required, unless --insecure-no-auth.
 StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn, const WorkerFlags& f,
-                                                         const Registry& registry, bool tokens_required) {
+                                                         const Registry& registry, bool tokens_required,
+                                                         McpEndpoint* mcp) {
   if (f.listen.empty()) return std::unique_ptr<admin::AdminServer>();
   admin::AdminServerOptions o;
+  if (mcp != nullptr) {
+    mcp::HttpTransport* transport = mcp->transport.get();
+    o.mount = [transport](const http::HttpRequest& req) { return transport->Handle(req); };
+    o.on_stop = [transport] { transport->Shutdown(); };
+    o.body_limit = kMcpBodyLimit;
+  }
   if (Status s = ParseListen(f.listen, &o.address, &o.port); !s.ok()) return s;
   auto tokens = admin::LoadAdminTokens(f.admin_token_file);
   if (!tokens.ok()) return tokens.status();
@@ -85,7 +99,7 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
   o.registry = &registry;
   auto server = admin::AdminServer::Start(std::move(o));
   if (!server.ok()) return server.status();
-  LogInfo("admin endpoint on http://{}:{} (/metrics, /healthz, /admin/v1/{})", address, (*server)->port(),
+  LogInfo("admin endpoint on http://{}:{} (/mcp, /metrics, /healthz, /admin/v1/{})", address, (*server)->port(),
           open ? " without auth" : "");
   return server;
 }
@@ -106,7 +120,14 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool 
   o.run_sweeper = sweeper;
   auto registry = WorkerRegistry(dsn, ResolveSupplierUrl(f.supplier_url));
   if (!registry.ok()) return Fail(registry.status());
-  auto admin = StartAdmin(dsn, f, **registry, admin_tokens_required);
+  std::unique_ptr<McpEndpoint> mcp;
+  if (!f.listen.empty()) {
+    auto endpoint = StartMcpEndpoint(dsn, ResolveSupplierUrl(f.supplier_url), f.mcp, admin_tokens_required,
+                                     f.insecure_no_auth);
+    if (!endpoint.ok()) return Fail(endpoint.status());
+    mcp = std::move(endpoint.value());
+  }
+  auto admin = StartAdmin(dsn, f, **registry, admin_tokens_required, mcp.get());
   if (!admin.ok()) return Fail(admin.status());
   Worker worker(**registry, o);
   if (Status s = worker.Start(); !s.ok()) return Fail(s);
@@ -167,6 +188,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     static std::string supplier_listen = "127.0.0.1:7301";
     static int pg_port = 0;
     static WorkerFlags f;
+    f.dev = true;
     cmd->add_option("--data-dir", data_dir, "where the private Postgres and state live");
     cmd->add_option("--listen", listen, "address for the MCP/admin HTTP endpoint (\"off\": none)");
     AddAdminFlags(cmd, f);

@@ -1,0 +1,107 @@
+#include "mcp/booking/booking_backend.h"
+
+#include <exception>
+#include <stdexcept>
+
+#include "admin/admin_server.h"
+#include "common/payload.h"
+#include "itinera/booking.pb.h"
+
+namespace itinera::mcp::booking {
+namespace {
+
+namespace domain = ::itinera::booking;
+namespace bv1 = ::itinera::booking::v1;
+
+// The tenant field of a saga's input, from the run's first event.
+StatusOr<std::string> StartedTenant(Client& client, const std::string& workflow_id, SagaKind kind) {
+  auto h = client.History(workflow_id);
+  if (!h.ok()) return h.status();
+  if (h->empty() || !h->front().has_workflow_execution_started_event_attributes()) {
+    return Status::Internal("workflow " + workflow_id + " has no start event");
+  }
+  const v1::Payload& input = h->front().workflow_execution_started_event_attributes().input();
+  bv1::BookTripRequest book;
+  bv1::ModifyBookingRequest modify;
+  bv1::CancelBookingRequest cancel;
+  google::protobuf::Message* m = kind == SagaKind::kBook     ? static_cast<google::protobuf::Message*>(&book)
+                                 : kind == SagaKind::kModify ? static_cast<google::protobuf::Message*>(&modify)
+                                                             : static_cast<google::protobuf::Message*>(&cancel);
+  if (Status s = DecodePayload(input, m); !s.ok()) return s;
+  return kind == SagaKind::kBook ? book.tenant() : kind == SagaKind::kModify ? modify.tenant() : cancel.tenant();
+}
+
+}  // namespace
+
+Lease::Lease(BookingBackend& backend, std::unique_ptr<Connection> c)
+    : backend_(backend), c_(std::move(c)), exceptions_at_start_(std::uncaught_exceptions()) {}
+
+Lease::~Lease() {
+  if (c_ && std::uncaught_exceptions() == exceptions_at_start_) backend_.Return(std::move(c_));
+}
+
+BookingBackend::BookingBackend(BookingToolsConfig config)
+    : config_(std::move(config)),
+      requests_(admin::McpRequests(config_.metrics ? *config_.metrics : metrics::DefaultMetrics())) {
+  if (!config_.supplier_url.empty()) {
+    domain::SupplierConfig sc;
+    sc.base_url = config_.supplier_url;
+    auto s = domain::SupplierClient::Create(sc);
+    if (!s.ok()) throw std::invalid_argument("booking tools: supplier_url: " + s.status().message());
+    supplier_ = std::move(s.value());
+  }
+}
+
+domain::SupplierClient& BookingBackend::supplier() {
+  if (!supplier_) throw RpcError(code::kInternalError, "search is not configured on this server (no supplier url)");
+  return *supplier_;
+}
+
+Lease BookingBackend::Connect() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<Lease::Connection> c = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(c));
+    }
+  }
+  auto c = std::make_unique<Lease::Connection>();
+  auto client = Client::Connect(config_.dsn, config_.registry);
+  if (!client.ok()) ThrowInternal("database unavailable", client.status());
+  auto bookings = domain::BookingStore::Connect(config_.dsn);
+  if (!bookings.ok()) ThrowInternal("database unavailable", bookings.status());
+  c->client = std::move(client.value());
+  c->bookings = std::move(bookings.value());
+  return Lease(*this, std::move(c));
+}
+
+void BookingBackend::Return(std::unique_ptr<Lease::Connection> c) {
+  std::lock_guard lock(mu_);
+  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(c));
+}
+
+StatusOr<std::string> BookingBackend::TenantOfWorkflow(Client& client, const std::string& workflow_id, SagaKind kind) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = tenants_.find(workflow_id);
+    if (it != tenants_.end()) return it->second;
+  }
+  auto t = StartedTenant(client, workflow_id, kind);
+  if (!t.ok()) return t;
+  std::lock_guard lock(mu_);
+  if (tenants_.size() >= kMaxTenantCache) tenants_.clear();
+  tenants_[workflow_id] = *t;
+  return t;
+}
+
+void BookingBackend::Count(const std::string& tool, const std::string& result) {
+  requests_.With({tool, result}).Inc();
+}
+
+std::string TenantOf(const RequestContext& ctx) {
+  const std::string& t = ctx.principal().tenant;
+  return t.empty() ? "default" : t;
+}
+
+}  // namespace itinera::mcp::booking

@@ -1,0 +1,91 @@
+// What the booking tools and their TaskProvider share: the configuration, a
+// small pool of database connections (a Client and a BookingStore per call
+// in flight, since neither is thread-safe), the supplier client for the
+// searches, the tenant of each workflow seen, and the request counter.
+// Thread-safe. Owned jointly (shared_ptr) by the tools' closures and the
+// TaskProvider, which the Server keeps.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "activities/booking_store.h"
+#include "activities/supplier_client.h"
+#include "client/client.h"
+#include "common/metrics.h"
+#include "mcp/booking/booking_snapshot.h"
+#include "mcp/booking/booking_tools.h"
+
+namespace itinera::mcp::booking {
+
+class BookingBackend;
+
+// One call's connections, taken from the pool and given back when the call
+// ends; a call that ends by an exception drops them instead (they may be
+// what failed: a lost connection never recovers by itself).
+class Lease {
+ public:
+  struct Connection {
+    std::unique_ptr<Client> client;
+    std::unique_ptr<::itinera::booking::BookingStore> bookings;
+  };
+
+  Lease(BookingBackend& backend, std::unique_ptr<Connection> c);
+  ~Lease();
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  Client& client() { return *c_->client; }
+  ::itinera::booking::BookingStore& bookings() { return *c_->bookings; }
+
+ private:
+  BookingBackend& backend_;
+  std::unique_ptr<Connection> c_;
+  const int exceptions_at_start_;
+};
+
+class BookingBackend {
+ public:
+  // Throws std::invalid_argument on a bad supplier_url.
+  explicit BookingBackend(BookingToolsConfig config);
+
+  const BookingToolsConfig& config() const { return config_; }
+
+  // Throws kInternalError when no supplier is configured.
+  ::itinera::booking::SupplierClient& supplier();
+
+  // Connections for one call. Throws kInternalError when the database is
+  // unreachable.
+  Lease Connect();
+
+  // The tenant a workflow was started for (from its input); immutable, so
+  // remembered. NotFound when there is no such workflow.
+  StatusOr<std::string> TenantOfWorkflow(Client& client, const std::string& workflow_id, SagaKind kind);
+
+  // itinera_mcp_requests_total{tool,result}.
+  void Count(const std::string& tool, const std::string& result);
+
+ private:
+  friend class Lease;
+  void Return(std::unique_ptr<Lease::Connection> c);
+
+  static constexpr std::size_t kMaxIdle = 8;
+  static constexpr std::size_t kMaxTenantCache = 10'000;
+
+  const BookingToolsConfig config_;
+  metrics::CounterFamily& requests_;
+  std::shared_ptr<::itinera::booking::SupplierClient> supplier_;  // null: searches are not configured
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Lease::Connection>> idle_;  // guarded by mu_
+  std::map<std::string, std::string> tenants_;            // workflow id -> tenant; guarded by mu_
+};
+
+// The tenant a request acts for. An empty one would read every tenant's
+// bookings (BookingStore treats "" as "any"), so a principal without a
+// tenant acts for the tenant "default".
+std::string TenantOf(const RequestContext& ctx);
+
+}  // namespace itinera::mcp::booking

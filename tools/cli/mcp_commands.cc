@@ -1,0 +1,109 @@
+// itinera mcp (stdio), and the MCP endpoint that serve and dev mount at /mcp.
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/mcp_endpoint.h"
+#include "common/log.h"
+#include "mcp/booking/booking_tools.h"
+#include "mcp/fixtures/conformance_fixtures.h"
+#include "mcp/stdio_transport.h"
+
+namespace itinera::cli {
+
+namespace {
+
+constexpr std::string_view kInstructions =
+    "Itinera books trips (a flight and a hotel, paid by card) as durable workflows. Search with search_flights "
+    "and search_hotels, then call book_trip with the quote you showed the traveler and an idempotency_key of your "
+    "own: repeating a call with the same key returns the same booking. A long booking can run as a task; poll "
+    "tasks/get or get_booking. When a booking awaits fare confirmation, ask the traveler and call "
+    "confirm_fare_change.";
+
+std::unique_ptr<mcp::Server> BuildServer(const std::string& dsn, const std::string& supplier_url,
+                                         bool conformance_fixtures) {
+  auto server = std::make_unique<mcp::Server>(mcp::ServerInfo{
+      .name = "itinera", .title = "Itinera bookings", .version = "0.4.0", .instructions = std::string(kInstructions)});
+  mcp::booking::RegisterBookingTools(*server, {.dsn = dsn, .supplier_url = supplier_url, .registry = &BuiltinRegistry()});
+  if (conformance_fixtures) mcp::fixtures::RegisterConformanceFixtures(*server);
+  return server;
+}
+
+}  // namespace
+
+void AddMcpHttpFlags(CLI::App* cmd, McpFlags& f, bool dev) {
+  cmd->add_option("--mcp-token-file", f.token_file,
+                  "bearer tokens for /mcp, one \"TOKEN TENANT [NAME]\" per line (also ITINERA_MCP_TOKENS="
+                  "\"TOKEN:TENANT,...\")");
+  if (dev) {
+    cmd->add_option("--token", f.tokens, "require this bearer token on /mcp (TOKEN or TOKEN:TENANT; repeatable)");
+  }
+  cmd->add_flag("--conformance-fixtures", f.conformance_fixtures,
+                "also serve the tools, resources and prompts the MCP conformance suite calls");
+  cmd->add_option("--mcp-resource-url", f.resource_url,
+                  "the public URL of /mcp, for the OAuth protected-resource metadata");
+  cmd->add_option("--mcp-authorization-server", f.authorization_servers,
+                  "an OAuth authorization server issuing tokens for /mcp (repeatable); enables "
+                  "/.well-known/oauth-protected-resource");
+  cmd->add_option("--mcp-allowed-host", f.allowed_hosts,
+                  "a Host name /mcp answers besides localhost, 127.0.0.1 and [::1] (repeatable)");
+}
+
+StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, const std::string& supplier_url,
+                                                        const McpFlags& f, bool tokens_required,
+                                                        bool insecure_no_auth) {
+  auto grants = mcp::LoadTokenGrants(f.token_file);
+  if (!grants.ok()) return grants.status();
+  for (const auto& token : f.tokens) {
+    auto parsed = mcp::ParseTokenGrants(token.find(':') == std::string::npos ? token + ":dev" : token);
+    if (!parsed.ok()) return Status::InvalidArgument("--token: " + parsed.status().message());
+    grants->insert(grants->end(), parsed->begin(), parsed->end());
+  }
+  if (grants->empty() && tokens_required && !insecure_no_auth) {
+    return Status::InvalidArgument(
+        "--mcp-token-file: --listen serves /mcp, which needs bearer tokens: pass --mcp-token-file FILE or set "
+        "ITINERA_MCP_TOKENS=TOKEN:TENANT (or --insecure-no-auth to serve it open)");
+  }
+  if (!f.authorization_servers.empty() && f.resource_url.empty()) {
+    return Status::InvalidArgument("--mcp-resource-url: needed with --mcp-authorization-server");
+  }
+  auto endpoint = std::make_unique<McpEndpoint>();
+  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures);
+  const bool open = grants->empty();
+  endpoint->transport = std::make_unique<mcp::HttpTransport>(
+      *endpoint->server, mcp::HttpTransportOptions{.tokens = std::move(grants.value()),
+                                                   .allow_unauthenticated = open,
+                                                   .allowed_hosts = f.allowed_hosts,
+                                                   .resource_url = f.resource_url,
+                                                   .authorization_servers = f.authorization_servers});
+  LogInfo("MCP endpoint at /mcp ({}{})", open ? "no auth, tenant \"dev\"" : "bearer tokens",
+          f.conformance_fixtures ? ", conformance fixtures" : "");
+  return endpoint;
+}
+
+void AddMcpCommand(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("mcp", "MCP server on stdin/stdout (one JSON-RPC message per line)");
+  static std::string db;
+  static std::string tenant = "dev";
+  static std::string supplier_url;
+  static bool conformance_fixtures = false;
+  cmd->add_option("--db", db, "database DSN (or ITINERA_DB)");
+  cmd->add_option("--tenant", tenant, "whose bookings this session sees and changes");
+  cmd->add_option("--supplier-url", supplier_url,
+                  "the supplier searches go to (or ITINERA_SUPPLIER_URL; default http://127.0.0.1:7301)");
+  cmd->add_flag("--conformance-fixtures", conformance_fixtures, "also serve the conformance suite's fixtures");
+  cmd->callback([&exit_code] {
+    auto dsn = ResolveDsn(db);
+    if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+    if (tenant.empty()) { exit_code = Fail(Status::InvalidArgument("--tenant: must not be empty")); return; }
+    // A client that goes away mid-answer must not kill the process.
+    signal(SIGPIPE, SIG_IGN);
+    auto server = BuildServer(*dsn, ResolveSupplierUrl(supplier_url), conformance_fixtures);
+    LogInfo("MCP on stdio for tenant \"{}\"", tenant);
+    exit_code = mcp::RunStdio(*server, {.tenant = tenant, .token_name = "stdio"}, std::cin, std::cout);
+  });
+}
+
+}  // namespace itinera::cli

@@ -1,0 +1,44 @@
+// The MCP endpoint of `itinera serve` and `itinera dev`: the booking tools
+// (and, on request, the conformance fixtures) behind the Streamable HTTP
+// transport, mounted at /mcp on the --listen address beside the admin API.
+// The endpoint owns its Server and transport; the caller keeps it alive
+// until the HTTP server has stopped.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "mcp/http_transport.h"
+#include "mcp/server.h"
+
+namespace itinera::cli {
+
+struct McpFlags {
+  std::string token_file;
+  std::vector<std::string> tokens;  // dev --token
+  bool conformance_fixtures = false;
+  std::string resource_url;
+  std::vector<std::string> authorization_servers;
+  std::vector<std::string> allowed_hosts;
+};
+
+struct McpEndpoint {
+  std::unique_ptr<mcp::Server> server;
+  std::unique_ptr<mcp::HttpTransport> transport;
+};
+
+void AddMcpHttpFlags(CLI::App* cmd, McpFlags& flags, bool dev);
+
+// Without tokens it refuses when tokens_required, unless insecure_no_auth.
+StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, const std::string& supplier_url,
+                                                        const McpFlags& flags, bool tokens_required,
+                                                        bool insecure_no_auth);
+
+// `itinera mcp`: stdio.
+void AddMcpCommand(CLI::App& app, int& exit_code);
+
+}  // namespace itinera::cli
