@@ -44,7 +44,4 @@ class TokenAuthenticator {
   std::vector<TokenGrant> grants_;
 };
 
-// Compares two strings in time independent of their contents.
-bool ConstantTimeEquals(std::string_view a, std::string_view b);
-
 }  // namespace itinera::mcp

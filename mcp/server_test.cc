@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "common/secure_compare.h"
 #include "mcp/auth.h"
 #include "mcp/http_transport.h"
 #include "mcp/server.h"

@@ -16,6 +16,7 @@
 #include "client/client.h"
 #include "common/log.h"
 #include "common/payload.h"
+#include "common/secure_compare.h"
 #include "http/http_server.h"
 #include "ops/operations.h"
 #include "store/store.h"
@@ -349,15 +350,8 @@ StatusOr<std::vector<std::string>> LoadAdminTokens(const std::string& token_file
 
 bool TokenMatches(std::string_view presented, const std::vector<std::string>& tokens) {
   bool match = false;
-  for (const auto& t : tokens) {
-    // Every byte of every token is compared; only the lengths show in timing.
-    unsigned diff = presented.size() == t.size() ? 0 : 1;
-    for (size_t i = 0; i < t.size(); ++i) {
-      unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i]) : 0;
-      diff |= p ^ static_cast<unsigned char>(t[i]);
-    }
-    match |= !t.empty() && diff == 0;
-  }
+  // Every token is compared in full, whichever matches.
+  for (const auto& t : tokens) match |= !t.empty() && ConstantTimeEquals(presented, t);
   return match;
 }
 
