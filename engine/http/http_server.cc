@@ -154,8 +154,8 @@ struct HttpServer::Impl {
       request.body = std::move(req.body());
       HttpResponse reply = handler(request);
       if (reply.stream) {
-        Stream(c, std::move(reply), req.version());
-        return;
+        if (!Stream(c, std::move(reply), req.version(), req.keep_alive())) return;
+        continue;
       }
       auto res = ToBeast(std::move(reply), req.version(), req.keep_alive() && !stopping);
       stream.expires_after(kWriteTimeout);
@@ -166,20 +166,21 @@ struct HttpServer::Impl {
   }
 
   // Writes a streamed answer: headers, then each chunk as the handler's
-  // stream produces it, then the last chunk. The connection is not reused.
-  void Stream(Connection& c, HttpResponse reply, unsigned version) {
+  // stream produces it, then the last chunk. Returns whether the connection
+  // may serve another request (every write went out and keep-alive holds).
+  bool Stream(Connection& c, HttpResponse reply, unsigned version, bool keep_alive) {
     beast::tcp_stream& stream = *c.stream;
     bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(reply.status), version};
     res.set(bhttp::field::content_type, reply.content_type);
     for (const auto& [name, value] : reply.headers) res.set(name, value);
-    res.keep_alive(false);
+    res.keep_alive(keep_alive && !stopping);
     res.chunked(true);
     bhttp::response_serializer<bhttp::empty_body> serializer{res};
     beast::error_code ec;
     stream.expires_after(kWriteTimeout);
     bhttp::async_write_header(stream, serializer, [&](beast::error_code e, std::size_t) { ec = e; });
     RunPending(c);
-    if (ec) return;
+    if (ec) return false;
     bool open = true;
     auto write = [&](std::string_view chunk) {
       if (!open || stopping) return false;
@@ -192,10 +193,11 @@ struct HttpServer::Impl {
       return open;
     };
     reply.stream(write);
-    if (!open) return;
+    if (!open || stopping) return false;
     stream.expires_after(kWriteTimeout);
     asio::async_write(stream, bhttp::make_chunk_last(), [&](beast::error_code e, std::size_t) { ec = e; });
     RunPending(c);
+    return !ec && res.keep_alive();
   }
 
   // Answers an unreadable request and closes, reading what the client still

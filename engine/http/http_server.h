@@ -1,5 +1,5 @@
 // A small HTTP/1.1 server (Boost.Beast) for the project's HTTP endpoints: the
-// supplier simulator, the admin endpoint and, later, MCP. It owns the
+// supplier simulator, the admin endpoint and MCP. It owns the
 // transport only: one acceptor thread, a thread per connection running
 // synchronous request/response turns, keep-alive, an idle timeout, a body
 // limit (413) and a 400 for unparseable requests. What a request means is
@@ -47,9 +47,10 @@ struct HttpResponse {
 
   // Set for a streamed answer (server-sent events): the headers go out with
   // chunked encoding, then `stream` runs on the connection's thread and
-  // writes the body piece by piece until it returns; `body` is ignored and
-  // the connection closes afterwards. `write` returns false once the peer is
-  // gone or the server is stopping, and the stream should then return.
+  // writes the body piece by piece until it returns; `body` is ignored. The
+  // connection is kept for the next request when every write went out.
+  // `write` returns false once the peer is gone or the server is stopping,
+  // and the stream should then return.
   using StreamWriter = std::function<bool(std::string_view chunk)>;
   std::function<void(const StreamWriter& write)> stream;
 };
