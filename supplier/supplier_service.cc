@@ -124,7 +124,10 @@ Reply Invalid(const std::string& field, const std::string& message) {
 
 std::string KnownAirports() {
   std::string s;
-  for (const auto& a : kAirports) s += (s.empty() ? "" : " ") + std::string(a.code);
+  for (const auto& a : kAirports) {
+    if (!s.empty()) s += ' ';
+    s += a.code;
+  }
   return s;
 }
 
