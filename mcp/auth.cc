@@ -28,7 +28,7 @@ bool ValidToken(std::string_view token) {
 
 }  // namespace
 
-StatusOr<std::vector<TokenGrant>> ParseTokenGrants(std::string_view text) {
+StatusOr<std::vector<TokenGrant>> ParseTokenGrants(std::string_view text, std::string_view source) {
   std::vector<TokenGrant> grants;
   std::size_t start = 0;
   while (start <= text.size()) {
@@ -39,11 +39,11 @@ StatusOr<std::vector<TokenGrant>> ParseTokenGrants(std::string_view text) {
     if (entry.empty()) continue;
     std::size_t colon = entry.rfind(':');
     if (colon == std::string_view::npos || colon == 0 || colon + 1 == entry.size()) {
-      return Status::InvalidArgument("ITINERA_MCP_TOKENS: each entry is TOKEN:TENANT");
+      return Status::InvalidArgument(fmt::format("{}: each entry is TOKEN:TENANT", source));
     }
     TokenGrant g{.token = std::string(entry.substr(0, colon)), .tenant = std::string(entry.substr(colon + 1))};
     if (!ValidToken(g.token)) {
-      return Status::InvalidArgument("ITINERA_MCP_TOKENS: a token must be at least 8 printable characters");
+      return Status::InvalidArgument(fmt::format("{}: a token must be at least 8 printable characters", source));
     }
     g.name = g.tenant;
     grants.push_back(std::move(g));

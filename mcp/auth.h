@@ -26,8 +26,10 @@ struct TokenGrant {
 // InvalidArgument naming the file and line for a malformed entry.
 StatusOr<std::vector<TokenGrant>> LoadTokenGrants(const std::string& file);
 
-// Parses one grant list in the environment's format (for tests and --token).
-StatusOr<std::vector<TokenGrant>> ParseTokenGrants(std::string_view text);
+// Parses one grant list in the environment's format (for tests and --token);
+// errors name `source`.
+StatusOr<std::vector<TokenGrant>> ParseTokenGrants(std::string_view text,
+                                                   std::string_view source = "ITINERA_MCP_TOKENS");
 
 class TokenAuthenticator {
  public:

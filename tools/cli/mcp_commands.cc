@@ -57,8 +57,8 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
   auto grants = mcp::LoadTokenGrants(f.token_file);
   if (!grants.ok()) return grants.status();
   for (const auto& token : f.tokens) {
-    auto parsed = mcp::ParseTokenGrants(token.find(':') == std::string::npos ? token + ":dev" : token);
-    if (!parsed.ok()) return Status::InvalidArgument("--token: " + parsed.status().message());
+    auto parsed = mcp::ParseTokenGrants(token.find(':') == std::string::npos ? token + ":dev" : token, "--token");
+    if (!parsed.ok()) return parsed.status();
     grants->insert(grants->end(), parsed->begin(), parsed->end());
   }
   if (grants->empty() && tokens_required && !insecure_no_auth) {
