@@ -90,6 +90,11 @@ struct HttpServer::Impl {
       if (ec) {
         LogWarn("{} accept: {}", options.name, ec.message());
       } else {
+        // Streamed answers go out as small writes (one event each); without
+        // this Nagle's algorithm holds each behind the previous one's ACK,
+        // which the client delays by up to 40 ms.
+        beast::error_code nodelay_ec;
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
         conn->stream.emplace(tcp::socket(std::move(socket)));
         {
           std::lock_guard lock(mu);
