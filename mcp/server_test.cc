@@ -2,12 +2,14 @@
 // every method's answers and errors as a client sees them.
 #include <gtest/gtest.h>
 
+#include <sstream>
 #include <thread>
 
 #include "common/secure_compare.h"
 #include "mcp/auth.h"
 #include "mcp/http_transport.h"
 #include "mcp/server.h"
+#include "mcp/stdio_transport.h"
 
 namespace itinera::mcp {
 namespace {
@@ -304,6 +306,31 @@ TEST_F(SessionTest, BatchesOnlyIn20250326) {
   ASSERT_EQ(answers.size(), 2u);
   EXPECT_EQ(answers[0]["id"], 1);
   EXPECT_EQ(ErrorCode(answers[1]), -32601);
+}
+
+// ---------------------------------------------------------------- stdio
+
+TEST(StdioTest, OneMessagePerLineAndNothingElseOnStdout) {
+  std::string input = Request(1, "initialize", InitializeParams()).dump() + "\n" +
+                      std::string(300, 'x') + "\n" +  // over the limit below
+                      "{broken\n" +
+                      "\n" +
+                      Request(2, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "hi"}}}}).dump() + "\r\n";
+  std::istringstream in(input);
+  std::ostringstream out;
+  EXPECT_EQ(RunStdio(TestServer(), {.tenant = "t1"}, in, out, {.max_message_bytes = 256}), 0);
+  std::istringstream lines(out.str());
+  std::map<std::string, json> by_id;
+  std::vector<int> errors;
+  std::string line;
+  while (std::getline(lines, line)) {
+    json m = json::parse(line);  // every line is one JSON message
+    if (m.contains("error")) errors.push_back(m["error"]["code"].get<int>());
+    if (m.contains("id") && !m["id"].is_null()) by_id[m["id"].dump()] = m;
+  }
+  EXPECT_EQ(errors, (std::vector<int>{-32600, -32700})) << out.str();
+  EXPECT_EQ(by_id["1"]["result"]["protocolVersion"], "2025-11-25");
+  EXPECT_EQ(by_id["2"]["result"]["structuredContent"]["text"], "hi");
 }
 
 // ---------------------------------------------------------------- auth

@@ -40,6 +40,10 @@ class InFlight {
     std::lock_guard lock(mu_);
     if (--count_ == 0) cv_.notify_all();
   }
+  int count() {
+    std::lock_guard lock(mu_);
+    return count_;
+  }
   void WaitIdle() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return count_ == 0; });
@@ -50,6 +54,26 @@ class InFlight {
   std::condition_variable cv_;
   int count_ = 0;
 };
+
+// Reads one line of at most `max` bytes (without its newline); a longer one
+// is consumed to its end and reported as too long, never held in memory.
+// False at the end of input.
+bool ReadLine(std::istream& in, std::size_t max, std::string& line, bool& too_long) {
+  line.clear();
+  too_long = false;
+  std::streambuf* buf = in.rdbuf();
+  bool any = false;
+  for (int c = buf->sbumpc(); c != std::char_traits<char>::eof(); c = buf->sbumpc()) {
+    any = true;
+    if (c == '\n') return true;
+    if (line.size() < max) {
+      line.push_back(static_cast<char>(c));
+    } else {
+      too_long = true;
+    }
+  }
+  return any;
+}
 
 bool IsRequest(const json& message) {
   return message.is_object() && message.contains("method") && message.contains("id");
@@ -63,10 +87,10 @@ int RunStdio(const Server& server, const Principal& principal, std::istream& in,
   LineWriter writer(out);
   InFlight in_flight;
   std::string line;
-  while (std::getline(in, line)) {
+  bool too_long = false;
+  while (ReadLine(in, options.max_message_bytes, line, too_long)) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (line.size() > options.max_message_bytes) {
+    if (too_long) {
       writer.Send({{"jsonrpc", "2.0"},
                    {"id", nullptr},
                    {"error",
@@ -75,6 +99,7 @@ int RunStdio(const Server& server, const Principal& principal, std::istream& in,
                                              options.max_message_bytes)}}}});
       continue;
     }
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
     json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (message.is_discarded()) {
       writer.Send(session.HandleText(line, writer));
@@ -85,6 +110,16 @@ int RunStdio(const Server& server, const Principal& principal, std::istream& in,
     if (!IsRequest(message) || message["method"] == "initialize") {
       json answer = session.Handle(message, writer);
       if (!answer.is_null()) writer.Send(answer);
+      continue;
+    }
+    if (in_flight.count() >= options.max_in_flight) {
+      // A client that floods us waits for nothing: it is told at once.
+      writer.Send({{"jsonrpc", "2.0"},
+                   {"id", message["id"]},
+                   {"error",
+                    {{"code", code::kInternalError},
+                     {"message", fmt::format("too many requests in flight (at most {}); retry when some have answered",
+                                             options.max_in_flight)}}}});
       continue;
     }
     in_flight.Add();

@@ -19,6 +19,7 @@ namespace itinera::mcp {
 
 struct StdioOptions {
   std::size_t max_message_bytes = 4 * 1024 * 1024;  // longer lines get -32600 and are skipped
+  int max_in_flight = 64;  // requests running at once; more get -32603 at once
 };
 
 // Serves one session until `in` ends. Returns 0.
