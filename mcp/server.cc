@@ -194,7 +194,13 @@ json StructuredResult(const json& value, bool is_error) {
 
 // ---------------------------------------------------------------- Server
 
-Server::Server(ServerInfo info) : info_(std::move(info)) {}
+metrics::CounterFamily& ToolCallCounter(metrics::MetricsRegistry& registry) {
+  return registry.Counter("itinera_mcp_requests_total", "MCP tool calls by tool and result.", {"tool", "result"});
+}
+
+Server::Server(ServerInfo info)
+    : info_(std::move(info)),
+      tool_calls_(ToolCallCounter(info_.metrics ? *info_.metrics : metrics::DefaultMetrics())) {}
 
 void Server::AddTool(Tool tool) { tools_.push_back(std::move(tool)); }
 void Server::AddResource(Resource resource) { resources_.push_back(std::move(resource)); }
@@ -487,26 +493,7 @@ json Session::Dispatch(const std::string& method, const json& params, RequestCon
   if (method == "tools/list") {
     return Page(server_.tools_, ParseCursor(params), server_.page_size_, "tools", DescribeTool);
   }
-  if (method == "tools/call") {
-    const std::string name = RequireField(params, "name", json::value_t::string, "a string").get<std::string>();
-    const Tool* tool = server_.FindTool(name);
-    if (!tool) throw RpcError(code::kInvalidParams, fmt::format("unknown tool '{}'", name), {{"field", "name"}});
-    json arguments = params.value("arguments", json::object());
-    if (!arguments.is_object()) throw RpcError::InvalidParams("arguments", "must be an object");
-    std::optional<json> task;
-    if (params.contains("task") && !params["task"].is_null()) {
-      if (!params["task"].is_object()) throw RpcError::InvalidParams("task", "must be an object");
-      task = params["task"];
-    }
-    if (task && tool->task_support == TaskSupport::kForbidden) {
-      throw RpcError(code::kMethodNotFound, fmt::format("tool '{}' does not run as a task", name), {{"field", "task"}});
-    }
-    if (!task && tool->task_support == TaskSupport::kRequired) {
-      throw RpcError(code::kMethodNotFound, fmt::format("tool '{}' runs only as a task", name), {{"field", "task"}});
-    }
-    CheckAgainstSchema(tool->input_schema, arguments, "arguments");
-    return tool->call(ctx, arguments, task);
-  }
+  if (method == "tools/call") return CallTool(params, ctx);
 
   if (method == "resources/list") {
     return Page(server_.resources_, ParseCursor(params), server_.page_size_, "resources", DescribeResource);
@@ -591,6 +578,41 @@ json Session::Dispatch(const std::string& method, const json& params, RequestCon
     if (method == "tasks/cancel") return tasks.Cancel(ctx, task_id);
   }
   throw RpcError(code::kMethodNotFound, fmt::format("method not found: {}", method), {{"method", method}});
+}
+
+json Session::CallTool(const json& params, RequestContext& ctx) {
+  const std::string name = RequireField(params, "name", json::value_t::string, "a string").get<std::string>();
+  const Tool* tool = server_.FindTool(name);
+  // Names no tool has are counted together: agents must not grow the label set.
+  auto count = [&](const char* result) { server_.tool_calls_.With({tool ? name : "unknown", result}).Inc(); };
+  try {
+    if (!tool) throw RpcError(code::kInvalidParams, fmt::format("unknown tool '{}'", name), {{"field", "name"}});
+    json arguments = params.value("arguments", json::object());
+    if (!arguments.is_object()) throw RpcError::InvalidParams("arguments", "must be an object");
+    std::optional<json> task;
+    if (params.contains("task") && !params["task"].is_null()) {
+      if (!params["task"].is_object()) throw RpcError::InvalidParams("task", "must be an object");
+      task = params["task"];
+    }
+    if (task && tool->task_support == TaskSupport::kForbidden) {
+      throw RpcError(code::kMethodNotFound, fmt::format("tool '{}' does not run as a task", name), {{"field", "task"}});
+    }
+    if (!task && tool->task_support == TaskSupport::kRequired) {
+      throw RpcError(code::kMethodNotFound, fmt::format("tool '{}' runs only as a task", name), {{"field", "task"}});
+    }
+    CheckAgainstSchema(tool->input_schema, arguments, "arguments");
+    json result = tool->call(ctx, arguments, task);
+    count(result.contains("task") ? "task" : result.value("isError", false) ? "tool_error" : "ok");
+    return result;
+  } catch (const RpcError& e) {
+    bool clients_mistake = e.code() == code::kInvalidParams || e.code() == code::kMethodNotFound ||
+                           e.code() == code::kInvalidRequest;
+    count(clients_mistake ? "invalid_params" : "internal_error");
+    throw;
+  } catch (...) {
+    count("internal_error");
+    throw;
+  }
 }
 
 }  // namespace itinera::mcp

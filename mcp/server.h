@@ -28,6 +28,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/metrics.h"
+
 namespace itinera::mcp {
 
 using nlohmann::json;
@@ -226,7 +228,16 @@ struct ServerInfo {
   std::string title = "Itinera";
   std::string version;
   std::string instructions;  // initialize's `instructions`; empty: none
+  // Where tool calls are counted (ToolCallCounter); null: DefaultMetrics().
+  metrics::MetricsRegistry* metrics = nullptr;
 };
+
+// itinera_mcp_requests_total{tool, result}: every tools/call, counted by the
+// session that dispatched it. `tool` is the tool's name ("unknown" for a
+// name no tool has); `result` is ok, tool_error (an isError result), task
+// (answered with a task), invalid_params (the client's mistake: -32602,
+// -32601, -32600) or internal_error.
+metrics::CounterFamily& ToolCallCounter(metrics::MetricsRegistry& registry = metrics::DefaultMetrics());
 
 // The registry. Add everything before the first Session is made.
 class Server {
@@ -258,6 +269,7 @@ class Server {
   CompletionHandler completion_;
   std::shared_ptr<TaskProvider> tasks_;
   std::size_t page_size_ = 50;
+  metrics::CounterFamily& tool_calls_;
 };
 
 // One MCP session: the state the protocol keeps between messages
@@ -305,6 +317,7 @@ class Session {
   void HandleNotification(const json& message);
   void HandleResponse(const json& message);
   json Dispatch(const std::string& method, const json& params, RequestContext& ctx);
+  json CallTool(const json& params, RequestContext& ctx);
   json RequestClient(Outbound& out, const std::string& method, const json& params,
                      std::chrono::milliseconds timeout);
   bool IsCancelled(const json& request_id) const;

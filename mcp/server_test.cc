@@ -224,6 +224,20 @@ TEST_F(SessionTest, ToolCallChecksArgumentsAgainstTheSchema) {
   EXPECT_EQ(ErrorCode(as_task), -32601) << "echo does not run as a task";
 }
 
+TEST_F(SessionTest, EveryToolCallIsCountedByOutcome) {
+  Init();
+  auto value = [](const std::string& tool, const std::string& result) {
+    return ToolCallCounter().With({tool, result}).Value();
+  };
+  const double ok = value("echo", "ok"), bad = value("echo", "invalid_params"), unknown = value("unknown", "invalid_params");
+  Call(1, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "a"}}}});
+  Call(2, "tools/call", {{"name", "echo"}, {"arguments", {{"text", 5}}}});
+  Call(3, "tools/call", {{"name", "no such tool, made up by an agent"}});
+  EXPECT_EQ(value("echo", "ok"), ok + 1);
+  EXPECT_EQ(value("echo", "invalid_params"), bad + 1);
+  EXPECT_EQ(value("unknown", "invalid_params"), unknown + 1) << "made-up names share one label";
+}
+
 TEST_F(SessionTest, ToolCallSendsProgressAndLogsAtTheClientsLevel) {
   Init();
   json ok = Call(5, "logging/setLevel", {{"level", "info"}});

@@ -14,7 +14,6 @@
 #include "activities/booking_activities.h"
 #include "activities/booking_store.h"
 #include "client/client.h"
-#include "admin/admin_server.h"
 #include "mcp/booking/booking_tools.h"
 #include "mcp/schema_check.h"
 #include "mcp/server.h"
@@ -387,7 +386,7 @@ TEST_F(McpBookingTest, DeclinedCardIsAnErrorResultThatSaysWhatToDo) {
   Agent agent(*server_, "acme");
   json trip = Trip(agent, "trip-declined");
   trip["card_token"] = "tok_declined";
-  const double before = admin::McpRequests().With({"book_trip", "tool_error"}).Value();
+  const double before = mcp::ToolCallCounter().With({"book_trip", "tool_error"}).Value();
   json failed = agent.Result("book_trip", trip);
   ASSERT_TRUE(failed.value("isError", false)) << failed.dump(2);
   const json f = failed["structuredContent"];
@@ -396,7 +395,7 @@ TEST_F(McpBookingTest, DeclinedCardIsAnErrorResultThatSaysWhatToDo) {
   EXPECT_EQ(f["booking"]["failure"]["code"], "CardDeclined");
   EXPECT_FALSE(f["next_step"].get<std::string>().empty());
   EXPECT_NE(failed["content"][0]["text"].get<std::string>().find("next_step"), std::string::npos);
-  EXPECT_EQ(admin::McpRequests().With({"book_trip", "tool_error"}).Value(), before + 1);
+  EXPECT_EQ(mcp::ToolCallCounter().With({"book_trip", "tool_error"}).Value(), before + 1);
   ::itinera::testing::ExpectCleanAudit(supplier_->Audit());
 }
 

@@ -3,7 +3,6 @@
 #include <exception>
 #include <stdexcept>
 
-#include "admin/admin_server.h"
 #include "common/payload.h"
 #include "itinera/booking.pb.h"
 
@@ -40,9 +39,7 @@ Lease::~Lease() {
   if (c_ && std::uncaught_exceptions() == exceptions_at_start_) backend_.Return(std::move(c_));
 }
 
-BookingBackend::BookingBackend(BookingToolsConfig config)
-    : config_(std::move(config)),
-      requests_(admin::McpRequests(config_.metrics ? *config_.metrics : metrics::DefaultMetrics())) {
+BookingBackend::BookingBackend(BookingToolsConfig config) : config_(std::move(config)) {
   if (!config_.supplier_url.empty()) {
     domain::SupplierConfig sc;
     sc.base_url = config_.supplier_url;
@@ -93,10 +90,6 @@ StatusOr<std::string> BookingBackend::TenantOfWorkflow(Client& client, const std
   if (tenants_.size() >= kMaxTenantCache) tenants_.clear();
   tenants_[workflow_id] = *t;
   return t;
-}
-
-void BookingBackend::Count(const std::string& tool, const std::string& result) {
-  requests_.With({tool, result}).Inc();
 }
 
 std::string TenantOf(const RequestContext& ctx) {

@@ -15,7 +15,6 @@
 #include "activities/booking_store.h"
 #include "activities/supplier_client.h"
 #include "client/client.h"
-#include "common/metrics.h"
 #include "mcp/booking/booking_snapshot.h"
 #include "mcp/booking/booking_tools.h"
 
@@ -65,9 +64,6 @@ class BookingBackend {
   // remembered. NotFound when there is no such workflow.
   StatusOr<std::string> TenantOfWorkflow(Client& client, const std::string& workflow_id, SagaKind kind);
 
-  // itinera_mcp_requests_total{tool,result}.
-  void Count(const std::string& tool, const std::string& result);
-
  private:
   friend class Lease;
   void Return(std::unique_ptr<Lease::Connection> c);
@@ -76,7 +72,6 @@ class BookingBackend {
   static constexpr std::size_t kMaxTenantCache = 10'000;
 
   const BookingToolsConfig config_;
-  metrics::CounterFamily& requests_;
   std::shared_ptr<::itinera::booking::SupplierClient> supplier_;  // null: searches are not configured
   std::mutex mu_;
   std::vector<std::unique_ptr<Lease::Connection>> idle_;  // guarded by mu_

@@ -307,24 +307,6 @@ class BookingTools {
   std::shared_ptr<BookingBackend> b_;
 };
 
-// Every call counted in itinera_mcp_requests_total{tool,result}.
-ToolFn Counted(std::shared_ptr<BookingBackend> backend, std::string name, ToolFn fn) {
-  return [backend = std::move(backend), name = std::move(name), fn = std::move(fn)](
-             RequestContext& ctx, const json& args, const std::optional<json>& task) {
-    try {
-      json r = fn(ctx, args, task);
-      backend->Count(name, r.contains("task") ? "task" : r.value("isError", false) ? "tool_error" : "ok");
-      return r;
-    } catch (const RpcError& e) {
-      backend->Count(name, e.code() == code::kInvalidParams ? "invalid_params" : "internal_error");
-      throw;
-    } catch (...) {
-      backend->Count(name, "internal_error");
-      throw;
-    }
-  };
-}
-
 struct ToolSpec {
   const char* name;
   const char* title;
@@ -416,10 +398,9 @@ void RegisterBookingTools(Server& server, BookingToolsConfig config) {
     t.annotations = spec.annotations;
     t.task_support = spec.tasks;
     auto method = spec.method;
-    t.call = Counted(backend, spec.name,
-                     [tools, method](RequestContext& ctx, const json& args, const std::optional<json>& task) {
-                       return ((*tools).*method)(ctx, args, task);
-                     });
+    t.call = [tools, method](RequestContext& ctx, const json& args, const std::optional<json>& task) {
+      return ((*tools).*method)(ctx, args, task);
+    };
     server.AddTool(std::move(t));
   }
   server.SetTaskProvider(std::make_shared<WorkflowTasks>(backend));

@@ -21,9 +21,6 @@
 
 namespace itinera {
 class Registry;
-namespace metrics {
-class MetricsRegistry;
-}
 }  // namespace itinera
 
 namespace itinera::mcp::booking {
@@ -41,7 +38,6 @@ struct BookingToolsConfig {
   std::chrono::milliseconds result_wait{std::chrono::minutes(30)};
   std::string task_queue = "default";            // where the booking workers listen
   const Registry* registry = nullptr;            // passed to Client::Connect; may be null
-  metrics::MetricsRegistry* metrics = nullptr;   // itinera_mcp_requests_total; null: DefaultMetrics()
 };
 
 // Adds the eight tools and installs the TaskProvider. Call before the first

@@ -18,6 +18,7 @@
 #include "common/payload.h"
 #include "common/secure_compare.h"
 #include "http/http_server.h"
+#include "mcp/server.h"
 #include "ops/operations.h"
 #include "store/store.h"
 
@@ -355,16 +356,14 @@ bool TokenMatches(std::string_view presented, const std::vector<std::string>& to
   return match;
 }
 
-metrics::CounterFamily& McpRequests(metrics::MetricsRegistry& registry) {
-  return registry.Counter("itinera_mcp_requests_total", "MCP tool calls by tool and result.", {"tool", "result"});
-}
 
 struct AdminServer::Impl {
   explicit Impl(AdminServerOptions o)
       : options(std::move(o)),
         metrics(options.metrics ? *options.metrics : metrics::DefaultMetrics()),
         gauges(metrics, options.dsn, options.clock) {
-    McpRequests(metrics);
+    // MCP's counter is shown from the first scrape, before any tool call.
+    mcp::ToolCallCounter(metrics);
     collector_id = metrics.AddCollector([this] { gauges.Collect(); });
   }
   ~Impl() { metrics.RemoveCollector(collector_id); }

@@ -56,9 +56,6 @@ StatusOr<std::vector<std::string>> LoadAdminTokens(const std::string& token_file
 // the tokens' lengths, never on where a guess first differs.
 bool TokenMatches(std::string_view presented, const std::vector<std::string>& tokens);
 
-// itinera_mcp_requests_total{tool,result}: registered here, on the endpoint
-// MCP will share; incremented by the MCP handler once it exists.
-metrics::CounterFamily& McpRequests(metrics::MetricsRegistry& registry = metrics::DefaultMetrics());
 
 // Percent-decoding of a path segment or query value ("a%2Fb" -> "a/b");
 // `plus_is_space` for query strings. InvalidArgument on a bad escape.
