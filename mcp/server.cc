@@ -106,20 +106,19 @@ json DescribeTool(const Tool& tool) {
   return t;
 }
 
-json DescribeResource(const Resource& r) {
-  json d = {{"uri", r.uri}, {"name", r.name}};
+// A resource or a template: their optional fields are the same.
+template <class R>
+json DescribeResourceLike(json d, const R& r) {
   SetIfNotEmpty(d, "title", r.title);
   SetIfNotEmpty(d, "description", r.description);
   SetIfNotEmpty(d, "mimeType", r.mime_type);
   return d;
 }
 
+json DescribeResource(const Resource& r) { return DescribeResourceLike({{"uri", r.uri}, {"name", r.name}}, r); }
+
 json DescribeTemplate(const ResourceTemplate& r) {
-  json d = {{"uriTemplate", r.uri_template}, {"name", r.name}};
-  SetIfNotEmpty(d, "title", r.title);
-  SetIfNotEmpty(d, "description", r.description);
-  SetIfNotEmpty(d, "mimeType", r.mime_type);
-  return d;
+  return DescribeResourceLike({{"uriTemplate", r.uri_template}, {"name", r.name}}, r);
 }
 
 json DescribePrompt(const Prompt& p) {

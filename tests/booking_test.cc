@@ -42,14 +42,8 @@ constexpr const char* kNextDay = "2027-03-02";
 class BookingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ::itinera::testing::ResetDatabase(Dsn());
-    ::itinera::testing::ResetSupplier(Dsn());
-    ::itinera::testing::SupplierOptions so;
-    so.dsn = Dsn();
-    so.itinera_binary = ITINERA_BINARY;
-    auto s = ::itinera::testing::SupplierProcess::Start(so);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    supplier_ = std::move(s.value());
+    supplier_ = ::itinera::testing::StartSupplierOnCleanDatabase(Dsn(), ITINERA_BINARY);
+    ASSERT_NE(supplier_, nullptr);
   }
   void TearDown() override {
     StopWorker();

@@ -17,6 +17,7 @@
 
 #include "activities/http_client.h"
 #include "store/sql_admin.h"
+#include "support/test_database.h"
 
 extern char** environ;
 
@@ -192,6 +193,21 @@ void ResetSupplier(const std::string& dsn) {
                             "FROM pg_tables WHERE schemaname = 'supplier'; "
                             "IF tables IS NOT NULL THEN EXECUTE 'TRUNCATE ' || tables; END IF; END $$");
   if (!r.ok()) ADD_FAILURE() << "ResetSupplier: " << r.status().ToString();
+}
+
+std::unique_ptr<SupplierProcess> StartSupplierOnCleanDatabase(const std::string& dsn,
+                                                              const std::string& itinera_binary) {
+  ResetDatabase(dsn);
+  ResetSupplier(dsn);
+  SupplierOptions options;
+  options.dsn = dsn;
+  options.itinera_binary = itinera_binary;
+  auto supplier = SupplierProcess::Start(options);
+  if (!supplier.ok()) {
+    ADD_FAILURE() << "supplier: " << supplier.status().ToString();
+    return nullptr;
+  }
+  return std::move(supplier.value());
 }
 
 }  // namespace itinera::testing

@@ -66,4 +66,10 @@ void ExpectCleanAudit(const nlohmann::json& audit);
 // nothing when the schema does not exist yet.
 void ResetSupplier(const std::string& dsn);
 
+// How each booking test starts: the engine's and the supplier's tables
+// emptied, then a supplier process on that database. Null, with a test
+// failure recorded, when the supplier does not start.
+std::unique_ptr<SupplierProcess> StartSupplierOnCleanDatabase(const std::string& dsn,
+                                                              const std::string& itinera_binary);
+
 }  // namespace itinera::testing
