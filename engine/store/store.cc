@@ -707,29 +707,35 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
   });
 }
 
+namespace {
+// The run `run_id` names, or the workflow's current run when it is empty.
+StatusOr<std::string> ResolveRunId(pqxx::work& tx, const std::string& workflow_id, const std::string& run_id) {
+  if (!run_id.empty()) return run_id;
+  pqxx::result r = tx.exec_prepared("current_get", workflow_id);
+  if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
+  return r[0][0].as<std::string>();
+}
+}  // namespace
+
 StatusOr<std::string> Store::CurrentRunId(const std::string& workflow_id) {
   return Run("current run", [&]() -> StatusOr<std::string> {
     pqxx::work tx(conn_->c);
-    pqxx::result r = tx.exec_prepared("current_get", workflow_id);
-    if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
-    return r[0][0].as<std::string>();
+    return ResolveRunId(tx, workflow_id, "");
   });
 }
 
 namespace {
 // Runs one transition of one run in its own transaction.
 template <class Fn>
-Status Transition(pqxx::connection& conn, Micros now, const std::string& workflow_id, std::string run_id, Fn&& fn) {
+Status Transition(pqxx::connection& conn, Micros now, const std::string& workflow_id, const std::string& run_id_in,
+                  Fn&& fn) {
   pqxx::work tx(conn);
-  if (run_id.empty()) {
-    pqxx::result r = tx.exec_prepared("current_get", workflow_id);
-    if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
-    run_id = r[0][0].as<std::string>();
-  }
+  auto run_id = ResolveRunId(tx, workflow_id, run_id_in);
+  if (!run_id.ok()) return run_id.status();
   PendingEvents pe;
   Notifications n;
   RunTransaction run(tx, now, pe, n);
-  if (Status s = run.Load(workflow_id, run_id); !s.ok()) return s;
+  if (Status s = run.Load(workflow_id, *run_id); !s.ok()) return s;
   if (Status s = fn(run); !s.ok()) return s;
   run.Save();
   pe.Flush(tx);
@@ -791,12 +797,9 @@ Status Store::TerminateWorkflow(const std::string& workflow_id, const std::strin
 StatusOr<ExecutionInfo> Store::DescribeWorkflow(const std::string& workflow_id, const std::string& run_id_in) {
   return Run("describe workflow", [&]() -> StatusOr<ExecutionInfo> {
     pqxx::work tx(conn_->c);
-    std::string run_id = run_id_in;
-    if (run_id.empty()) {
-      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
-      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
-      run_id = r[0][0].as<std::string>();
-    }
+    auto resolved = ResolveRunId(tx, workflow_id, run_id_in);
+    if (!resolved.ok()) return resolved.status();
+    const std::string run_id = *resolved;
     pqxx::result r = tx.exec_prepared("exec_describe", workflow_id, run_id);
     if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
     ExecutionInfo info = ReadExecution(r[0]);
@@ -929,12 +932,9 @@ StatusOr<std::vector<v1::HistoryEvent>> Store::GetHistory(const std::string& wor
                                                            std::int64_t from_event_id) {
   return Run("get history", [&]() -> StatusOr<std::vector<v1::HistoryEvent>> {
     pqxx::work tx(conn_->c);
-    std::string run_id = run_id_in;
-    if (run_id.empty()) {
-      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
-      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
-      run_id = r[0][0].as<std::string>();
-    }
+    auto resolved = ResolveRunId(tx, workflow_id, run_id_in);
+    if (!resolved.ok()) return resolved.status();
+    const std::string run_id = *resolved;
     if (tx.exec_prepared("exec_exists", workflow_id, run_id).empty()) {
       return Status::NotFound(fmt::format("workflow \"{}\" run {} not found", workflow_id, run_id));
     }
@@ -1515,12 +1515,9 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
   return Run("reset workflow", [&]() -> StatusOr<std::string> {
     Micros now = clock_->Now();
     pqxx::work tx(conn_->c);
-    std::string run_id = run_id_in;
-    if (run_id.empty()) {
-      pqxx::result r = tx.exec_prepared("current_get", workflow_id);
-      if (r.empty()) return Status::NotFound(fmt::format("workflow \"{}\" not found", workflow_id));
-      run_id = r[0][0].as<std::string>();
-    }
+    auto resolved = ResolveRunId(tx, workflow_id, run_id_in);
+    if (!resolved.ok()) return resolved.status();
+    const std::string run_id = *resolved;
     PendingEvents pe;
     Notifications n;
     // Lock order as for continue-as-new (architecture §5): the old run's
