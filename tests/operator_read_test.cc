@@ -31,11 +31,7 @@ using ::itinera::testing::RegisterTestWorkflows;
 namespace tv1 = ::itinera::testing::v1;
 
 std::string Dsn() {
-  static const std::string dsn = [] {
-    std::string d = ::itinera::testing::TestDsn("operator_read_test");
-    EXPECT_TRUE(CreateTestTables(d).ok());
-    return d;
-  }();
+  static const std::string dsn = ::itinera::testing::TestWorkflowsDsn("operator_read_test");
   return dsn;
 }
 

@@ -5,11 +5,15 @@
 // an activity that ran twice from one whose effect was applied twice.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
+#include <string_view>
 
 #include "itinera/testing.pb.h"
 #include "runtime/registry.h"
 #include "runtime/workflow_context.h"
+#include "support/test_database.h"
 
 namespace itinera::testing {
 
@@ -42,6 +46,14 @@ void RegisterDeployWorkflow(Registry& registry, int release);
 
 // Creates test_step_effects if missing.
 Status CreateTestTables(const std::string& dsn);
+
+// The test binary's own database (support/test_database.h) with the tables
+// above; for a test's Dsn(), which keeps it in a static.
+inline std::string TestWorkflowsDsn(std::string_view binary_name) {
+  std::string dsn = TestDsn(binary_name);
+  EXPECT_TRUE(CreateTestTables(dsn).ok());
+  return dsn;
+}
 // Registers all of the above; RecordStep writes to `dsn`.
 void RegisterTestWorkflows(Registry& registry, const std::string& dsn);
 
