@@ -92,6 +92,21 @@ BookingFailure MakeFailure(const std::string& code, const std::string& message, 
   return f;
 }
 
+// Settling steps refused for good (ModifyBooking, CancelBooking) leave the
+// booking standing but flagged for an operator.
+void FlagUnsettled(Booking& b, const std::vector<std::string>& problems) {
+  if (problems.empty()) return;
+  std::string all;
+  for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+  *b.mutable_failure() = MakeFailure("SettlementIncomplete", all, "an operator must settle these by hand");
+}
+
+v1::BookingResult ResultOf(const Booking& b) {
+  v1::BookingResult result;
+  *result.mutable_booking() = b;
+  return result;
+}
+
 std::string Component(const std::string& activity_type) {
   if (activity_type.starts_with("flights.")) return "flight";
   if (activity_type.starts_with("hotels.")) return "hotel";
@@ -523,9 +538,7 @@ Task<v1::BookingResult> BookTrip(WorkflowContext& ctx, v1::BookTripRequest req) 
     b.set_paid_cents(Paid(b));
     b.set_stage("booked");
     co_await Save(ctx, rec, true);
-    v1::BookingResult result;
-    *result.mutable_booking() = b;
-    co_return result;
+    co_return ResultOf(b);
   }
 
   // Unwind in reverse: void, release the hotel, release the flight.
@@ -696,15 +709,9 @@ Task<v1::BookingResult> ModifyBooking(WorkflowContext& ctx, v1::ModifyBookingReq
   b.set_paid_cents(Paid(b));
   b.set_status(v1::BOOKING_STATUS_BOOKED);
   b.set_stage(problems.empty() ? "modified" : "modified; some settling steps need an operator");
-  if (!problems.empty()) {
-    std::string all;
-    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
-    *b.mutable_failure() = MakeFailure("SettlementIncomplete", all, "an operator must settle these by hand");
-  }
+  FlagUnsettled(b, problems);
   co_await Save(ctx, rec, true);
-  v1::BookingResult result;
-  *result.mutable_booking() = b;
-  co_return result;
+  co_return ResultOf(b);
 }
 
 // ------------------------------------------------------------------ CancelBooking
@@ -717,9 +724,7 @@ Task<v1::BookingResult> CancelBooking(WorkflowContext& ctx, v1::CancelBookingReq
   if (b.status() == v1::BOOKING_STATUS_CANCELED || b.status() == v1::BOOKING_STATUS_FAILED) {
     // Nothing is held or paid: a second cancel, or a booking that never was.
     co_await Save(ctx, rec, true);
-    v1::BookingResult result;
-    *result.mutable_booking() = b;
-    co_return result;
+    co_return ResultOf(b);
   }
   b.set_status(v1::BOOKING_STATUS_CANCELING);
   b.set_workflow_id(ctx.info().workflow_id);
@@ -747,15 +752,9 @@ Task<v1::BookingResult> CancelBooking(WorkflowContext& ctx, v1::CancelBookingReq
   b.set_paid_cents(Paid(b));
   b.set_status(v1::BOOKING_STATUS_CANCELED);
   b.set_stage(problems.empty() ? "canceled" : "canceled; some steps need an operator");
-  if (!problems.empty()) {
-    std::string all;
-    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
-    *b.mutable_failure() = MakeFailure("SettlementIncomplete", all, "an operator must settle these by hand");
-  }
+  FlagUnsettled(b, problems);
   co_await Save(ctx, rec, true);
-  v1::BookingResult result;
-  *result.mutable_booking() = b;
-  co_return result;
+  co_return ResultOf(b);
 }
 
 void RegisterBookingWorkflows(Registry& registry) {
