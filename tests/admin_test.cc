@@ -16,12 +16,14 @@
 #include "admin/admin_server.h"
 #include "client/client.h"
 #include "support/test_database.h"
+#include "support/wait.h"
 #include "test_workflows.h"
 #include "worker/worker.h"
 
 namespace itinera {
 namespace {
 
+using ::itinera::testing::WaitUntil;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using ::itinera::testing::kFlaky;
@@ -321,16 +323,6 @@ class AdminTest : public ::testing::Test {
     EXPECT_EQ(res.status, 200);
     EXPECT_EQ(res.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     return ParsePrometheus(res.body);
-  }
-
-  template <class Pred>
-  bool WaitUntil(Pred pred, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    return pred();
   }
 
   std::shared_ptr<ManualClock> clock_;

@@ -20,6 +20,7 @@
 #include "ops/operations.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
+#include "support/wait.h"
 #include "worker/worker.h"
 #include "activities/booking_store.h"
 #include "workflows/booking_workflows.h"
@@ -27,6 +28,7 @@
 namespace itinera::booking {
 namespace {
 
+using ::itinera::testing::WaitUntil;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
@@ -137,16 +139,6 @@ class BookingTest : public ::testing::Test {
     auto b = bookings_->Get(booking_id);
     EXPECT_TRUE(b.ok()) << b.status().ToString();
     return b.ok() ? *b : v1::Booking();
-  }
-
-  template <class Pred>
-  bool WaitUntil(Pred pred, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return pred();
   }
 
   // The invariants every test ends with.

@@ -13,12 +13,14 @@
 #include "store/migrator.h"
 #include "store/sql_admin.h"
 #include "support/test_database.h"
+#include "support/wait.h"
 #include "test_workflows.h"
 #include "worker/worker.h"
 
 namespace itinera {
 namespace {
 
+using ::itinera::testing::WaitUntil;
 using namespace std::chrono_literals;
 using ::itinera::testing::CreateTestTables;
 using ::itinera::testing::kCounter;
@@ -63,17 +65,6 @@ class EngineTest : public ::testing::Test {
     worker_.reset();
   }
   void Advance(std::chrono::microseconds d) { clock_->Advance(d); }
-
-  // Polls until pred() holds; generous, since the machine may be busy.
-  template <class Pred>
-  bool WaitUntil(Pred pred, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    return pred();
-  }
 
   std::vector<v1::HistoryEvent> History(const std::string& id) {
     auto h = client_->History(id);

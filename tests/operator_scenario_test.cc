@@ -22,12 +22,14 @@
 #include "ops/operations.h"
 #include "store/sql_admin.h"
 #include "support/test_database.h"
+#include "support/wait.h"
 #include "test_workflows.h"
 #include "worker/worker.h"
 
 namespace itinera {
 namespace {
 
+using ::itinera::testing::WaitUntil;
 using namespace std::chrono_literals;
 using ::itinera::testing::kDeploy;
 namespace tv1 = ::itinera::testing::v1;
@@ -95,15 +97,6 @@ class OperatorScenario : public ::testing::Test {
       if (!d.ok() || !d->pending_activities.empty() || d->workflow_task_pending || d->history_length < 10) return false;
     }
     return true;
-  }
-  template <class Pred>
-  bool WaitUntil(Pred pred, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return pred();
   }
   ops::BulkOptions Printing(bool dry_run) {
     ops::BulkOptions o;

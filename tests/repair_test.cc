@@ -17,12 +17,14 @@
 #include "store/migrator.h"
 #include "store/sql_admin.h"
 #include "support/test_database.h"
+#include "support/wait.h"
 #include "test_workflows.h"
 #include "worker/worker.h"
 
 namespace itinera {
 namespace {
 
+using ::itinera::testing::WaitUntil;
 using namespace std::chrono_literals;
 using ::itinera::testing::CreateTestTables;
 using ::itinera::testing::kFlakyActivity;
@@ -144,16 +146,6 @@ class RepairTest : public ::testing::Test {
   void StopWorker() {
     if (worker_) worker_->Stop();
     worker_.reset();
-  }
-
-  template <class Pred>
-  bool WaitUntil(Pred pred, std::chrono::seconds timeout = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (pred()) return true;
-      std::this_thread::sleep_for(10ms);
-    }
-    return pred();
   }
 
   std::vector<v1::HistoryEvent> History(const std::string& id, const std::string& run = "") {
