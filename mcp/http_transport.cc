@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <random>
@@ -67,26 +66,16 @@ std::string_view OriginAuthority(std::string_view origin) {
   return rest.substr(0, rest.find('/'));
 }
 
-// Messages bound for one SSE stream, queued by whoever sends them and
-// written by the stream's connection thread.
-class StreamQueue : public Outbound {
+// The session's standalone GET stream. This server sends nothing outside a
+// request (its lists never change and its resources are static), so the
+// stream carries only keep-alive comments until the session ends.
+class IdleStream {
  public:
-  bool Send(const json& message) override {
-    std::lock_guard lock(mu_);
-    if (closed_) return false;
-    queue_.push_back(message.dump());
-    cv_.notify_all();
-    return true;
-  }
-
-  // Waits up to `wait` for a message; nullopt on timeout or when closed.
-  std::optional<std::string> Next(std::chrono::milliseconds wait) {
+  // Waits up to `wait`; false once the stream is closed.
+  bool Wait(std::chrono::milliseconds wait) {
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, wait, [&] { return closed_ || !queue_.empty(); });
-    if (queue_.empty()) return std::nullopt;
-    std::string message = std::move(queue_.front());
-    queue_.pop_front();
-    return message;
+    cv_.wait_for(lock, wait, [&] { return closed_; });
+    return !closed_;
   }
 
   void Close() {
@@ -102,7 +91,6 @@ class StreamQueue : public Outbound {
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::string> queue_;
   bool closed_ = false;
 };
 
@@ -221,7 +209,7 @@ struct SessionEntry {
   Session session;
   std::mutex mu;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
-  std::shared_ptr<StreamQueue> standalone;  // the GET stream, while one is open
+  std::shared_ptr<IdleStream> standalone;  // the GET stream, while one is open
   std::atomic<long long> next_event{1};     // the standalone stream's event ids
   std::map<long, std::shared_ptr<EventStream>> streams;  // request streams not yet fully delivered
   long next_stream = 1;
@@ -473,10 +461,6 @@ struct HttpTransport::Impl {
     return HttpResponse{.status = 200, .headers = std::move(headers), .body = answer.dump()};
   }
 
-  static std::string Event(SessionEntry& entry, std::string_view data) {
-    return fmt::format("id: s-{}\ndata: {}\n\n", entry.next_event++, data);
-  }
-
   // Runs one request with its own event stream: a priming event, whatever
   // the request sends while it runs, then its answer. The request runs on
   // its own thread, so it goes on if this connection ends first; the client
@@ -532,7 +516,7 @@ struct HttpTransport::Impl {
       }
       // Unknown or already delivered: the standalone stream, nothing to replay.
     }
-    auto queue = std::make_shared<StreamQueue>();
+    auto queue = std::make_shared<IdleStream>();
     {
       std::lock_guard lock(entry->mu);
       if (entry->standalone && !entry->standalone->closed()) {
@@ -540,7 +524,6 @@ struct HttpTransport::Impl {
       }
       entry->standalone = queue;
     }
-    entry->session.SetStandaloneOutbound(queue.get());
     return HttpResponse{.status = 200,
                         .content_type = "text/event-stream",
                         .headers = std::move(headers),
@@ -549,19 +532,15 @@ struct HttpTransport::Impl {
                         }};
   }
 
-  // The session's standalone stream: server-initiated messages, and a
-  // comment line when idle so a vanished client is noticed.
-  void Standalone(SessionEntry& entry, StreamQueue& queue, const HttpResponse::StreamWriter& write) {
+  // The session's standalone stream: a comment line when idle, so a
+  // vanished client is noticed, until the session ends.
+  void Standalone(SessionEntry& entry, IdleStream& stream, const HttpResponse::StreamWriter& write) {
     bool open = write(fmt::format("id: s-{}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
-    while (open && !entry.session.closed()) {
-      auto message = queue.Next(std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive));
-      if (queue.closed()) break;
-      open = message ? write(Event(entry, *message)) : write(": keep-alive\n\n");
-    }
-    entry.session.SetStandaloneOutbound(nullptr);
-    queue.Close();
+    auto keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive);
+    while (open && !entry.session.closed() && stream.Wait(keepalive)) open = write(": keep-alive\n\n");
+    stream.Close();
     std::lock_guard lock(entry.mu);
-    if (entry.standalone.get() == &queue) entry.standalone.reset();
+    if (entry.standalone.get() == &stream) entry.standalone.reset();
   }
 
   HttpResponse Delete(const HttpRequest& req, const Principal& principal) {

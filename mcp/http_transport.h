@@ -4,8 +4,9 @@
 //   POST   one JSON-RPC message; answered as JSON, or as a server-sent event
 //          stream when the request may produce notifications or requests
 //          to the client before its answer (tools/call);
-//   GET    the session's one standalone event stream (server-initiated
-//          messages, keep-alive comments);
+//   GET    the session's one standalone event stream (keep-alive comments
+//          only: this server sends nothing outside a request), or, with
+//          Last-Event-ID, the resumption of a request's stream;
 //   DELETE ends the session; its id then gets 404.
 //
 // Also `/.well-known/oauth-protected-resource` when an authorization server

@@ -295,11 +295,6 @@ const json& Session::client_capabilities() const {
   return client_capabilities_;
 }
 
-void Session::SetStandaloneOutbound(Outbound* out) {
-  std::lock_guard lock(mu_);
-  standalone_ = out;
-}
-
 bool Session::IsSubscribed(const std::string& uri) const {
   std::lock_guard lock(mu_);
   return subscriptions_.count(uri) > 0;
@@ -402,10 +397,9 @@ json Session::HandleRequest(const json& message, Outbound& out) {
 void Session::HandleNotification(const json& message) {
   const std::string method = message["method"].get<std::string>();
   const json params = message.contains("params") && message["params"].is_object() ? message["params"] : json::object();
-  if (method == "notifications/initialized") {
-    std::lock_guard lock(mu_);
-    initialized_ = true;
-  } else if (method == "notifications/cancelled") {
+  // notifications/initialized needs nothing: a session counts as
+  // initialized once initialize has been answered (initialized()).
+  if (method == "notifications/cancelled") {
     auto id = params.find("requestId");
     if (id == params.end() || !IsValidId(*id)) return;
     std::string key = id->dump();

@@ -305,9 +305,6 @@ class Session {
   const json& client_capabilities() const;
   const Server& server() const { return server_; }
 
-  // Where notifications not tied to a request go (resources/updated); the
-  // transport sets it when a standalone stream opens (null: dropped).
-  void SetStandaloneOutbound(Outbound* out);
   bool IsSubscribed(const std::string& uri) const;
 
  private:
@@ -331,7 +328,6 @@ class Session {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string protocol_version_;  // set by initialize
-  bool initialized_ = false;
   json client_capabilities_ = json::object();
   int log_level_ = -1;  // index into the syslog levels; -1: not set
   std::map<std::string, bool> subscriptions_;
@@ -339,7 +335,6 @@ class Session {
   std::vector<std::string> cancelled_ids_;  // dumped ids the client cancelled
   long long next_request_id_ = 1;
   std::map<long long, std::shared_ptr<Pending>> waiting_;  // our requests to the client
-  Outbound* standalone_ = nullptr;
 };
 
 // Helpers for handlers.
