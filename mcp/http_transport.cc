@@ -343,37 +343,45 @@ struct HttpTransport::Impl {
   }
 
   // The scope `message` (a request, or a batch) needs beyond a valid token,
-  // or nullopt when the principal has it.
+  // or nullopt when the principal has it. Looks one level into a batch
+  // only (never recursive: the message is the client's).
   std::optional<std::string> MissingScope(const json& message, const Principal& principal) const {
     if (message.is_array()) {
       for (const auto& m : message) {
-        if (auto missing = MissingScope(m, principal)) return missing;
+        if (auto missing = MissingScopeOfOne(m, principal)) return missing;
       }
       return std::nullopt;
     }
-    if (!message.is_object() || !message.contains("id") || !message.contains("method")) return std::nullopt;
-    std::string method = message["method"].is_string() ? message["method"].get<std::string>() : "";
-    std::string_view needed;
+    return MissingScopeOfOne(message, principal);
+  }
+
+  std::optional<std::string> MissingScopeOfOne(const json& message, const Principal& principal) const {
+    if (!message.is_object() || !message.contains("id")) return std::nullopt;
+    auto method_it = message.find("method");
+    if (method_it == message.end() || !method_it->is_string()) return std::nullopt;
+    const std::string& method = method_it->get_ref<const std::string&>();
+    std::string_view needed = kScopeRead;
     if (method == "initialize" || method == "ping") {
       return std::nullopt;
     } else if (method == "tools/call") {
-      const json& params = message.contains("params") ? message["params"] : json();
-      const Tool* tool = params.is_object() && params.contains("name") && params["name"].is_string()
-                             ? server.FindTool(params["name"].get<std::string>())
-                             : nullptr;
+      const Tool* tool = nullptr;
+      auto params = message.find("params");
+      if (params != message.end() && params->is_object()) {
+        auto name = params->find("name");
+        if (name != params->end() && name->is_string()) tool = server.FindTool(name->get_ref<const std::string&>());
+      }
       // Tools that change nothing only read; the others book, change or cancel.
-      needed = tool != nullptr && !tool->annotations.read_only.value_or(false) ? kScopeWrite : kScopeRead;
+      if (tool != nullptr && !tool->annotations.read_only.value_or(false)) needed = kScopeWrite;
     } else if (method == "tasks/cancel") {
       needed = kScopeWrite;
-    } else {
-      needed = kScopeRead;
     }
     if (principal.HasScope(needed)) return std::nullopt;
     return std::string(needed);
   }
 
-  HttpResponse InsufficientScope(const std::string& scope) const {
-    RecordAuthFailure("mcp", "insufficient_scope", fmt::format("the request needs scope {}", scope));
+  HttpResponse InsufficientScope(const std::string& scope, const Principal& principal) const {
+    RecordAuthFailure("mcp", "insufficient_scope",
+                      fmt::format("{} of tenant {} lacks the scope {}", principal.token_name, principal.tenant, scope));
     std::string challenge = fmt::format("Bearer realm=\"itinera\", error=\"insufficient_scope\", scope=\"{}\"", scope);
     if (!options.authorization_servers.empty()) challenge += fmt::format(", resource_metadata=\"{}\"", MetadataUrl());
     HttpResponse reply = RpcErrorReply(403, code::kInvalidRequest,
@@ -508,7 +516,7 @@ struct HttpTransport::Impl {
     }
     json message = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (message.is_discarded()) return RpcErrorReply(400, code::kParseError, "Parse error: the body is not JSON");
-    if (auto scope = MissingScope(message, principal)) return InsufficientScope(*scope);
+    if (auto scope = MissingScope(message, principal)) return InsufficientScope(*scope, principal);
 
     std::shared_ptr<SessionEntry> entry;
     bool created = false;

@@ -245,6 +245,17 @@ StatusOr<std::string> DefaultFetch(const std::string& url) {
   return std::move(doc->body);
 }
 
+// Keys fetched in clear text could be swapped on the way: https, or
+// loopback (tests, a sidecar).
+bool TrustedUrl(std::string_view url) {
+  if (url.starts_with("https://")) return true;
+  for (std::string_view loopback : {"http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/",
+                                    "http://[::1]:", "http://[::1]/"}) {
+    if (url.starts_with(loopback)) return true;
+  }
+  return false;
+}
+
 TokenRejection Reject(std::string reason, std::string detail) {
   return TokenRejection{.reason = std::move(reason), .detail = std::move(detail)};
 }
@@ -342,6 +353,7 @@ struct JwtValidator::Impl {
       }
       std::string jwks = StringField(doc, "jwks_uri");
       if (jwks.empty()) return Status::Unavailable(fmt::format("{}: no jwks_uri", url));
+      if (!TrustedUrl(jwks)) return Status::Unavailable(fmt::format("{}: jwks_uri {} is not https", url, jwks));
       return jwks;
     }
     return Status::Unavailable(fmt::format("no authorization server metadata for {}{}", options.issuer, tried));
@@ -480,6 +492,12 @@ struct JwtValidator::Impl {
 StatusOr<std::shared_ptr<JwtValidator>> JwtValidator::Create(JwtOptions options) {
   if (options.issuer.empty()) return Status::InvalidArgument("--mcp-authorization-server: the issuer is required");
   if (options.audience.empty()) return Status::InvalidArgument("--mcp-resource-url: the audience is required");
+  if (!TrustedUrl(options.issuer)) {
+    return Status::InvalidArgument("--mcp-authorization-server: the issuer must be an https URL (http only on loopback)");
+  }
+  if (!options.jwks_url.empty() && !TrustedUrl(options.jwks_url)) {
+    return Status::InvalidArgument("--oauth-jwks-url: must be an https URL (http only on loopback)");
+  }
   if (options.tenant_claim.empty()) return Status::InvalidArgument("--oauth-tenant-claim: must not be empty");
   if (options.algorithms.empty()) return Status::InvalidArgument("--oauth-algorithm: at least one is needed");
   for (const auto& alg : options.algorithms) {

@@ -199,6 +199,13 @@ TEST_F(JwtValidatorTest, FallsBackToOpenIdDiscoveryAndChecksTheMetadataIssuer) {
          nlohmann::json{{"issuer", "https://evil.example.com"}, {"jwks_uri", "https://evil.example.com/keys"}}.dump());
   auto fresh = Make();
   EXPECT_EQ(Reason(*fresh, rsa.Sign(Claims())), "keys_unavailable");
+  // Keys over plain http from a remote host could be swapped on the way.
+  as.Set("https://auth.example.com/.well-known/oauth-authorization-server/realms/itinera",
+         nlohmann::json{{"issuer", kIssuer}, {"jwks_uri", "http://auth.example.com/keys"}}.dump());
+  as.Set("http://auth.example.com/keys", nlohmann::json{{"keys", {rsa.Jwk()}}}.dump());
+  auto clear = Make();
+  EXPECT_EQ(Reason(*clear, rsa.Sign(Claims())), "keys_unavailable");
+  EXPECT_EQ(as.fetches("http://auth.example.com/keys"), 0);
 }
 
 TEST_F(JwtValidatorTest, RefusesExpiredEarlyForeignAndMisdirectedTokens) {
@@ -298,6 +305,9 @@ TEST(JwtValidatorConfigTest, NamesTheOptionOfABadConfiguration) {
   EXPECT_NE(hs.status().message().find("HS256"), std::string::npos);
   auto none = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience, .algorithms = {"none"}});
   EXPECT_FALSE(none.ok());
+  auto clear = JwtValidator::Create({.issuer = "http://auth.example.com", .audience = kAudience});
+  EXPECT_NE(clear.status().message().find("https"), std::string::npos);
+  EXPECT_TRUE(JwtValidator::Create({.issuer = "http://127.0.0.1:8080/", .audience = kAudience}).ok());
 }
 
 // ---------------------------------------------------------------- the HTTP transport with JWTs
