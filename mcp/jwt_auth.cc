@@ -13,7 +13,6 @@
 #include <mutex>
 
 #include "common/log.h"
-#include "http/url_fetch.h"
 
 namespace itinera::mcp {
 namespace {
@@ -234,15 +233,6 @@ std::string AuthorizationServerMetadataUrl(const std::string& issuer) {
 std::string OpenIdConfigurationUrl(std::string issuer) {
   while (!issuer.empty() && issuer.back() == '/') issuer.pop_back();
   return issuer + "/.well-known/openid-configuration";
-}
-
-StatusOr<std::string> DefaultFetch(const std::string& url) {
-  auto doc = http::FetchUrl(url);
-  if (!doc.ok()) return doc.status();
-  if (doc->status < 200 || doc->status > 299) {
-    return Status::Unavailable(fmt::format("GET {}: HTTP {}", url, doc->status));
-  }
-  return std::move(doc->body);
 }
 
 // Keys fetched in clear text could be swapped on the way: https, or
@@ -490,6 +480,7 @@ struct JwtValidator::Impl {
 };
 
 StatusOr<std::shared_ptr<JwtValidator>> JwtValidator::Create(JwtOptions options) {
+  if (!options.fetch) return Status::InvalidArgument("JwtOptions.fetch: a way to GET the key set is required");
   if (options.issuer.empty()) return Status::InvalidArgument("--mcp-authorization-server: the issuer is required");
   if (options.audience.empty()) return Status::InvalidArgument("--mcp-resource-url: the audience is required");
   if (!TrustedUrl(options.issuer)) {
@@ -506,7 +497,6 @@ StatusOr<std::shared_ptr<JwtValidator>> JwtValidator::Create(JwtOptions options)
           fmt::format("--oauth-algorithm: '{}' is not one of RS256, RS384, RS512, ES256, ES384", alg));
     }
   }
-  if (!options.fetch) options.fetch = DefaultFetch;
   return std::shared_ptr<JwtValidator>(new JwtValidator(std::make_unique<Impl>(std::move(options))));
 }
 

@@ -42,8 +42,9 @@ struct JwtOptions {
   std::chrono::seconds leeway{30};                 // clock skew tolerated on exp and nbf
   std::chrono::seconds min_refresh_interval{30};   // between key-set fetches
   std::chrono::seconds max_age{3600};              // the key set is fetched again after this
-  // GETs a URL and returns its body (non-2xx: an error). Default:
-  // http::FetchUrl with a 5 s deadline. Tests substitute their own.
+  // GETs a URL and returns its body (non-2xx: an error); required. The CLI
+  // passes http::FetchBody (engine/http/url_fetch.h), tests their own, so
+  // the protocol core links no network client.
   std::function<StatusOr<std::string>(const std::string& url)> fetch;
 };
 

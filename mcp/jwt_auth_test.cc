@@ -297,17 +297,20 @@ TEST_F(JwtValidatorTest, PicksUpRotatedKeysWithoutRestartAndRateLimitsRefreshes)
 }
 
 TEST(JwtValidatorConfigTest, NamesTheOptionOfABadConfiguration) {
-  auto no_issuer = JwtValidator::Create({.audience = kAudience});
+  auto fetch = [](const std::string&) -> StatusOr<std::string> { return Status::Unavailable("offline"); };
+  auto no_fetch = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience});
+  EXPECT_NE(no_fetch.status().message().find("fetch"), std::string::npos);
+  auto no_issuer = JwtValidator::Create({.audience = kAudience, .fetch = fetch});
   EXPECT_NE(no_issuer.status().message().find("--mcp-authorization-server"), std::string::npos);
-  auto no_audience = JwtValidator::Create({.issuer = kIssuer});
+  auto no_audience = JwtValidator::Create({.issuer = kIssuer, .fetch = fetch});
   EXPECT_NE(no_audience.status().message().find("--mcp-resource-url"), std::string::npos);
-  auto hs = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience, .algorithms = {"HS256"}});
+  auto hs = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience, .algorithms = {"HS256"}, .fetch = fetch});
   EXPECT_NE(hs.status().message().find("HS256"), std::string::npos);
-  auto none = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience, .algorithms = {"none"}});
+  auto none = JwtValidator::Create({.issuer = kIssuer, .audience = kAudience, .algorithms = {"none"}, .fetch = fetch});
   EXPECT_FALSE(none.ok());
-  auto clear = JwtValidator::Create({.issuer = "http://auth.example.com", .audience = kAudience});
+  auto clear = JwtValidator::Create({.issuer = "http://auth.example.com", .audience = kAudience, .fetch = fetch});
   EXPECT_NE(clear.status().message().find("https"), std::string::npos);
-  EXPECT_TRUE(JwtValidator::Create({.issuer = "http://127.0.0.1:8080/", .audience = kAudience}).ok());
+  EXPECT_TRUE(JwtValidator::Create({.issuer = "http://127.0.0.1:8080/", .audience = kAudience, .fetch = fetch}).ok());
 }
 
 // ---------------------------------------------------------------- the HTTP transport with JWTs

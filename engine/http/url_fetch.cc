@@ -104,7 +104,11 @@ asio::awaitable<void> Exchange(Stream& stream, const Url& u, const std::string& 
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(options.max_body);
-  co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  // The header first: Beast 1.74 checks a Content-Length against the body
+  // limit only when the header is parsed on its own (async_read alone parses
+  // eagerly and lets a body over the limit through).
+  co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
     *status = Failed(ec, "read", url, options.timeout);
     co_return;
@@ -194,6 +198,13 @@ StatusOr<FetchedDocument> FetchUrl(const std::string& url, const FetchOptions& o
   ioc.run();
   if (!status.ok()) return status;
   return doc;
+}
+
+StatusOr<std::string> FetchBody(const std::string& url, const FetchOptions& options) {
+  auto doc = FetchUrl(url, options);
+  if (!doc.ok()) return doc.status();
+  if (doc->status < 200 || doc->status > 299) return Status::Unavailable(fmt::format("GET {}: HTTP {}", url, doc->status));
+  return std::move(doc->body);
 }
 
 }  // namespace itinera::http

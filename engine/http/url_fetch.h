@@ -1,6 +1,6 @@
 // Fetches one small document over HTTP(S) by URL: what the OAuth resource
 // server uses to read its authorization server's metadata and signing keys
-// (mcp/jwt_auth.h). Blocking, one connection per call, one deadline for the
+// (mcp/jwt_auth.h, through the fetch the CLI gives it). Blocking, one connection per call, one deadline for the
 // whole exchange, a cap on the body; https verifies the peer against the
 // system's CA store and the URL's host name. Safe to call from many threads.
 #pragma once
@@ -29,5 +29,9 @@ struct FetchOptions {
 // TLS, a body over max_body), Aborted "timeout ..." past the deadline. An
 // HTTP error status is a document, not a failure.
 StatusOr<FetchedDocument> FetchUrl(const std::string& url, const FetchOptions& options = {});
+
+// The body of a 2xx answer to GET `url`; any other status is Unavailable
+// naming the URL and the status.
+StatusOr<std::string> FetchBody(const std::string& url, const FetchOptions& options = {});
 
 }  // namespace itinera::http

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/mcp_endpoint.h"
 #include "common/log.h"
+#include "http/url_fetch.h"
 #include "mcp/booking/booking_tools.h"
 #include "mcp/fixtures/conformance_fixtures.h"
 #include "mcp/stdio_transport.h"
@@ -87,7 +88,8 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
                                            .tenant_claim = f.oauth_tenant_claim,
                                            .algorithms = f.oauth_algorithms,
                                            .leeway = std::chrono::seconds(f.oauth_leeway_seconds),
-                                           .min_refresh_interval = std::chrono::seconds(f.oauth_jwks_refresh_seconds)});
+                                           .min_refresh_interval = std::chrono::seconds(f.oauth_jwks_refresh_seconds),
+                                           .fetch = [](const std::string& url) { return http::FetchBody(url); }});
     if (!made.ok()) return made.status();
     jwt = std::move(made.value());
   }
