@@ -319,6 +319,12 @@ struct JwtValidator::Impl {
       LogWarn("oauth: cannot fetch the signing keys of {}: {}", options.issuer, fetched.status().message());
       return;
     }
+    if (fetched->empty()) {
+      // A key set with nothing usable is a mistake on the other side; the
+      // keys we have stay trusted until one comes that has some.
+      LogWarn("oauth: the key set of {} has no usable signing key; keeping the previous one", options.issuer);
+      return;
+    }
     LogInfo("oauth: {} signing keys of {} loaded", fetched->size(), options.issuer);
     std::lock_guard lock(mu);
     keys = std::make_shared<const std::vector<Key>>(std::move(fetched.value()));

@@ -294,6 +294,12 @@ TEST_F(JwtValidatorTest, PicksUpRotatedKeysWithoutRestartAndRateLimitsRefreshes)
   EXPECT_EQ(Reason(*rotating, next.Sign(Claims())), "ok");
   EXPECT_EQ(as.fetches("https://auth.example.com/keys"), after_rotation) << "a known kid needs no fetch";
   EXPECT_EQ(Reason(*rotating, rsa.Sign(Claims())), "unknown_key") << "the retired key is no longer trusted";
+  // A set with no usable key (an outage of the other side) does not wipe ours.
+  as.Set("https://auth.example.com/keys", R"({"keys":[{"kty":"oct","kid":"k","k":"c2VjcmV0"}]})");
+  int before_empty = as.fetches("https://auth.example.com/keys");
+  EXPECT_EQ(Reason(*rotating, stranger.Sign(Claims())), "unknown_key");
+  EXPECT_EQ(as.fetches("https://auth.example.com/keys"), before_empty + 1);
+  EXPECT_EQ(Reason(*rotating, next.Sign(Claims())), "ok");
 }
 
 TEST(JwtValidatorConfigTest, NamesTheOptionOfABadConfiguration) {
