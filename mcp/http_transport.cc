@@ -261,12 +261,19 @@ struct HttpTransport::Impl {
   std::optional<HttpResponse> Handle(const HttpRequest& req) {
     std::string_view target = req.target;
     std::string_view path = target.substr(0, target.find('?'));
-    if (path == kMetadataPath || path == std::string(kMetadataPath) + std::string(kPath)) return Metadata(req);
+    if (path == kMetadataPath || path == std::string(kMetadataPath) + std::string(kPath) ||
+        path == std::string(kMetadataPath) + ResourcePath()) {
+      return Metadata(req);
+    }
     if (path != kPath) return std::nullopt;
 
     if (auto refused = CheckOrigin(req)) return refused;
-    auto principal = Authenticate(req);
-    if (!principal) return Unauthorized(req);
+    auto authenticated = Authenticate(req);
+    if (auto* failure = std::get_if<AuthFailure>(&authenticated)) {
+      RecordAuthFailure("mcp", failure->reason, failure->detail);
+      return Unauthorized(req, *failure);
+    }
+    auto principal = std::get_if<Principal>(&authenticated);
     if (auto version = req.Header("MCP-Protocol-Version"); version && !IsSupportedProtocolVersion(*version)) {
       return RpcErrorReply(400, code::kInvalidRequest,
                            fmt::format("Bad Request: unsupported MCP-Protocol-Version '{}' (supported: {})", *version,
@@ -306,19 +313,99 @@ struct HttpTransport::Impl {
     return std::nullopt;
   }
 
-  std::optional<Principal> Authenticate(const HttpRequest& req) const {
-    if (auth.empty()) {
-      if (!options.allow_unauthenticated) return std::nullopt;
+  struct AuthFailure {
+    std::string reason;  // the label of itinera_auth_failures_total
+    std::string detail;  // safe to show the client
+  };
+
+  // A static token's grant, else a valid JWT access token's.
+  std::variant<Principal, AuthFailure> Authenticate(const HttpRequest& req) const {
+    if (auth.empty() && !options.jwt) {
+      if (!options.allow_unauthenticated) return AuthFailure{"missing", "no tokens are configured"};
       return Principal{.tenant = options.default_tenant, .token_name = "unauthenticated"};
     }
     auto header = req.Header("Authorization");
-    if (!header) return std::nullopt;
-    return auth.Authenticate(*header);
+    if (!header) return AuthFailure{"missing", "no Authorization header"};
+    if (auto principal = auth.Authenticate(*header)) return *principal;
+    std::string_view token = BearerToken(*header);
+    if (options.jwt && JwtValidator::LooksLikeJwt(token)) {
+      auto result = options.jwt->Validate(token);
+      if (!result.token) return AuthFailure{result.rejection.reason, result.rejection.detail};
+      if (result.token->tenant.empty()) {
+        return AuthFailure{"no_tenant", fmt::format("the token has no '{}' claim", options.jwt->options().tenant_claim)};
+      }
+      return Principal{.tenant = result.token->tenant,
+                       .token_name = result.token->client_id.empty() ? result.token->subject : result.token->client_id,
+                       .subject = result.token->subject,
+                       .scopes = result.token->scopes};
+    }
+    return AuthFailure{"unknown_token", "the bearer token is not known here"};
+  }
+
+  // The scope `message` (a request, or a batch) needs beyond a valid token,
+  // or nullopt when the principal has it. Looks one level into a batch
+  // only (never recursive: the message is the client's).
+  std::optional<std::string> MissingScope(const json& message, const Principal& principal) const {
+    if (message.is_array()) {
+      for (const auto& m : message) {
+        if (auto missing = MissingScopeOfOne(m, principal)) return missing;
+      }
+      return std::nullopt;
+    }
+    return MissingScopeOfOne(message, principal);
+  }
+
+  std::optional<std::string> MissingScopeOfOne(const json& message, const Principal& principal) const {
+    if (!message.is_object() || !message.contains("id")) return std::nullopt;
+    auto method_it = message.find("method");
+    if (method_it == message.end() || !method_it->is_string()) return std::nullopt;
+    const std::string& method = method_it->get_ref<const std::string&>();
+    std::string_view needed = kScopeRead;
+    if (method == "initialize" || method == "ping") {
+      return std::nullopt;
+    } else if (method == "tools/call") {
+      const Tool* tool = nullptr;
+      auto params = message.find("params");
+      if (params != message.end() && params->is_object()) {
+        auto name = params->find("name");
+        if (name != params->end() && name->is_string()) tool = server.FindTool(name->get_ref<const std::string&>());
+      }
+      // Tools that change nothing only read; the others book, change or cancel.
+      if (tool != nullptr && !tool->annotations.read_only.value_or(false)) needed = kScopeWrite;
+    } else if (method == "tasks/cancel") {
+      needed = kScopeWrite;
+    }
+    if (principal.HasScope(needed)) return std::nullopt;
+    return std::string(needed);
+  }
+
+  HttpResponse InsufficientScope(const std::string& scope, const Principal& principal) const {
+    RecordAuthFailure("mcp", "insufficient_scope",
+                      fmt::format("{} of tenant {} lacks the scope {}", principal.token_name, principal.tenant, scope));
+    std::string challenge = fmt::format("Bearer realm=\"itinera\", error=\"insufficient_scope\", scope=\"{}\"", scope);
+    if (!options.authorization_servers.empty()) challenge += fmt::format(", resource_metadata=\"{}\"", MetadataUrl());
+    HttpResponse reply = RpcErrorReply(403, code::kInvalidRequest,
+                                       fmt::format("Forbidden: this request needs the scope {}", scope));
+    reply.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+    return reply;
+  }
+
+  // The path of the resource URL ("/mcp" when it has none): RFC 9728 puts
+  // the metadata document at the well-known path followed by it.
+  std::string ResourcePath() const {
+    const std::string& url = options.resource_url;
+    auto scheme = url.find("://");
+    auto slash = scheme == std::string::npos ? std::string::npos : url.find('/', scheme + 3);
+    std::string path = slash == std::string::npos ? std::string(kPath) : url.substr(slash);
+    path = path.substr(0, path.find_first_of("?#"));
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    return path == "/" ? std::string() : path;
   }
 
   std::string MetadataUrl() const {
-    return options.resource_url.empty() ? std::string()
-                                        : fmt::format("{}{}{}", OriginOf(options.resource_url), kMetadataPath, kPath);
+    return options.resource_url.empty()
+               ? std::string()
+               : fmt::format("{}{}{}", OriginOf(options.resource_url), kMetadataPath, ResourcePath());
   }
 
   static std::string OriginOf(const std::string& url) {
@@ -328,11 +415,20 @@ struct HttpTransport::Impl {
     return url.substr(0, slash);
   }
 
-  HttpResponse Unauthorized(const HttpRequest& req) const {
+  HttpResponse Unauthorized(const HttpRequest& req, const AuthFailure& failure) const {
     bool presented = req.Header("Authorization").has_value();
     std::string challenge = "Bearer realm=\"itinera\"";
     if (!options.authorization_servers.empty()) challenge += fmt::format(", resource_metadata=\"{}\"", MetadataUrl());
-    if (presented) challenge += ", error=\"invalid_token\", error_description=\"the token is not valid here\"";
+    if (!options.authorization_servers.empty() && options.jwt) {
+      challenge += fmt::format(", scope=\"{} {}\"", kScopeRead, kScopeWrite);
+    }
+    if (presented) {
+      std::string description = failure.detail;
+      for (char& c : description) {
+        if (c < ' ' || c > '~' || c == '"' || c == '\\') c = '?';
+      }
+      challenge += fmt::format(", error=\"invalid_token\", error_description=\"{}\"", description);
+    }
     HttpResponse reply = RpcErrorReply(
         401, code::kInvalidRequest,
         presented ? "Unauthorized: the bearer token is not valid" : "Unauthorized: send Authorization: Bearer TOKEN");
@@ -348,6 +444,7 @@ struct HttpTransport::Impl {
     json doc = {{"resource", options.resource_url},
                 {"authorization_servers", options.authorization_servers},
                 {"bearer_methods_supported", {"header"}},
+                {"scopes_supported", {kScopeRead, kScopeWrite}},
                 {"resource_name", server.info().title}};
     return HttpResponse{.status = 200, .body = doc.dump()};
   }
@@ -362,7 +459,10 @@ struct HttpTransport::Impl {
     if (!id) return RpcErrorReply(400, code::kInvalidRequest, "Bad Request: Mcp-Session-Id header is required");
     std::lock_guard lock(mu);
     auto it = sessions.find(std::string(*id));
-    if (it == sessions.end() || it->second->session.principal().tenant != principal.tenant) {
+    // A session is bound to whoever made it: another tenant, or another
+    // subject of the same tenant, does not find it.
+    if (it == sessions.end() || it->second->session.principal().tenant != principal.tenant ||
+        it->second->session.principal().subject != principal.subject) {
       return RpcErrorReply(404, code::kInvalidRequest, "Not Found: no such session (initialize a new one)");
     }
     std::lock_guard entry_lock(it->second->mu);
@@ -416,6 +516,7 @@ struct HttpTransport::Impl {
     }
     json message = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (message.is_discarded()) return RpcErrorReply(400, code::kParseError, "Parse error: the body is not JSON");
+    if (auto scope = MissingScope(message, principal)) return InsufficientScope(*scope, principal);
 
     std::shared_ptr<SessionEntry> entry;
     bool created = false;

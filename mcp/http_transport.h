@@ -13,7 +13,7 @@
 // is configured. Every /mcp request is checked in this order: Host and
 // Origin (403: DNS-rebinding protection), bearer token (401 with
 // WWW-Authenticate), MCP-Protocol-Version (400), session (400 missing, 404
-// unknown or another tenant's).
+// unknown or another tenant's or subject's), scope (403 insufficient_scope).
 //
 // Ownership: the transport owns its sessions; the Server (registry) is the
 // caller's and must outlive it. Handle() is called concurrently from the
@@ -29,6 +29,7 @@
 
 #include "http/http_server.h"
 #include "mcp/auth.h"
+#include "mcp/jwt_auth.h"
 #include "mcp/server.h"
 
 namespace itinera::mcp {
@@ -37,6 +38,11 @@ struct HttpTransportOptions {
   // Tokens; empty with allow_unauthenticated: every request is tenant
   // `default_tenant` (itinera dev, serve --insecure-no-auth).
   std::vector<TokenGrant> tokens;
+  // JWT access tokens of an OAuth authorization server (mcp/jwt_auth.h),
+  // accepted beside the static tokens; null: none. Their scopes are
+  // checked: bookings:read for reading, bookings:write for tools that are
+  // not read-only and tasks/cancel (403 insufficient_scope otherwise).
+  std::shared_ptr<JwtValidator> jwt;
   bool allow_unauthenticated = false;
   std::string default_tenant = "dev";
   // Host header names accepted (any port), besides the loopback names

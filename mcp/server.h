@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -73,6 +74,14 @@ class RpcError : public std::runtime_error {
 struct Principal {
   std::string tenant;
   std::string token_name;  // for logs; never the token itself
+  std::string subject;     // an OAuth access token's `sub`; empty otherwise
+  // The OAuth scopes granted (mcp/jwt_auth.h); nullopt: every scope (static
+  // tokens, stdio, no auth).
+  std::optional<std::vector<std::string>> scopes;
+
+  bool HasScope(std::string_view scope) const {
+    return !scopes || std::find(scopes->begin(), scopes->end(), scope) != scopes->end();
+  }
 };
 
 // Where a Session sends messages that are not the answer to the request being

@@ -8,7 +8,7 @@ ITINERA_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libpqxx-dev libpq-dev libboost-dev libboost-system-dev
   libprotobuf-dev protobuf-compiler libfmt-dev nlohmann-json3-dev libcli11-dev
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libssl-dev
   clang libclang-rt-14-dev
   postgresql-15
   git procps util-linux

@@ -383,12 +383,10 @@ struct AdminServer::Impl {
     r.path = std::string(target.substr(0, q));
     if (auto auth = req.Header("Authorization")) r.authorization = std::string(*auth);
     r.body = req.body;
-    if (r.path.starts_with(kAdminPrefix) && !Authorized(r)) {
+    if (r.path.starts_with(kAdminPrefix)) {
       // Checked before anything else, so a caller without a token learns
       // nothing, not even which routes or ids exist.
-      Reply reply = ErrorReply(401, "unauthorized", "a valid \"Authorization: Bearer <token>\" header is required");
-      reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"itinera-admin\"");
-      return reply;
+      if (auto refused = Refusal(r)) return std::move(*refused);
     }
     auto query = ParseQuery(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
     if (!query.ok()) return StatusReply(query.status());
@@ -400,8 +398,37 @@ struct AdminServer::Impl {
     }
   }
 
+  // Why the request may not use /admin/v1/ (401, or 403 for an access
+  // token without the admin scope); nullopt when it may.
+  std::optional<Reply> Refusal(const Request& r) const {
+    auto unauthorized = [](std::string_view reason, std::string_view detail) {
+      mcp::RecordAuthFailure("admin", reason, detail);
+      Reply reply = ErrorReply(401, "unauthorized", "a valid \"Authorization: Bearer <token>\" header is required");
+      reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"itinera-admin\"");
+      return reply;
+    };
+    if (Authorized(r)) return std::nullopt;
+    std::string_view token = mcp::BearerToken(r.authorization);
+    if (token.empty()) return unauthorized("missing", "no bearer token");
+    if (!options.jwt || !mcp::JwtValidator::LooksLikeJwt(token)) {
+      return unauthorized("unknown_token", "the bearer token is not known here");
+    }
+    auto result = options.jwt->Validate(token);
+    if (!result.token) return unauthorized(result.rejection.reason, result.rejection.detail);
+    if (!result.token->HasScope(mcp::kScopeAdmin)) {
+      mcp::RecordAuthFailure("admin", "insufficient_scope", fmt::format("{} has no {} scope", result.token->subject, mcp::kScopeAdmin));
+      Reply reply = ErrorReply(403, "forbidden", fmt::format("the access token lacks the {} scope", mcp::kScopeAdmin));
+      reply.headers.emplace_back(
+          "WWW-Authenticate",
+          fmt::format("Bearer realm=\"itinera-admin\", error=\"insufficient_scope\", scope=\"{}\"", mcp::kScopeAdmin));
+      return reply;
+    }
+    return std::nullopt;
+  }
+
+  // Whether the request carries one of the static admin tokens (or needs none).
   bool Authorized(const Request& r) const {
-    if (options.tokens.empty()) return options.allow_unauthenticated;
+    if (options.tokens.empty()) return options.allow_unauthenticated && !options.jwt;
     constexpr std::string_view kBearer = "Bearer ";
     if (r.authorization.size() <= kBearer.size()) return false;
     for (size_t i = 0; i < kBearer.size(); ++i) {  // the scheme is case-insensitive

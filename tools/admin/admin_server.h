@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "http/http_server.h"
+#include "mcp/jwt_auth.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "runtime/registry.h"
@@ -35,6 +36,10 @@ struct AdminServerOptions {
   // With no tokens, /admin/v1/ is open (dev; `serve --insecure-no-auth`);
   // otherwise every admin request is refused. Ignored when tokens are given.
   bool allow_unauthenticated = false;
+  // Also accepted under /admin/v1/: the OAuth access tokens MCP accepts,
+  // when they carry the itinera:admin scope (403 insufficient_scope
+  // otherwise). Null: none. With it, /admin/v1/ is never open.
+  std::shared_ptr<mcp::JwtValidator> jwt;
   const Registry* registry = nullptr;          // workflow code, for waiting signals; may be null
   metrics::MetricsRegistry* metrics = nullptr; // rendered at /metrics; default DefaultMetrics()
   std::chrono::seconds idle_timeout{30};       // an idle keep-alive connection closes after this

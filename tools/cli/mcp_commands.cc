@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/mcp_endpoint.h"
 #include "common/log.h"
+#include "http/url_fetch.h"
 #include "mcp/booking/booking_tools.h"
 #include "mcp/fixtures/conformance_fixtures.h"
 #include "mcp/stdio_transport.h"
@@ -49,6 +50,16 @@ void AddMcpHttpFlags(CLI::App* cmd, McpFlags& f, bool dev) {
                   "/.well-known/oauth-protected-resource");
   cmd->add_option("--mcp-allowed-host", f.allowed_hosts,
                   "a Host name /mcp answers besides localhost, 127.0.0.1 and [::1] (repeatable)");
+  cmd->add_option("--oauth-tenant-claim", f.oauth_tenant_claim,
+                  "the access-token claim naming the caller's tenant (default \"tenant\")");
+  cmd->add_option("--oauth-jwks-url", f.oauth_jwks_url,
+                  "the authorization server's JSON Web Key Set (default: its jwks_uri, from its metadata)");
+  cmd->add_option("--oauth-algorithm", f.oauth_algorithms,
+                  "a signature algorithm accepted on access tokens (repeatable; default RS256 and ES256; also RS384, "
+                  "RS512, ES384)");
+  cmd->add_option("--oauth-leeway", f.oauth_leeway_seconds, "seconds of clock skew tolerated on exp and nbf (default 30)");
+  cmd->add_option("--oauth-jwks-refresh", f.oauth_jwks_refresh_seconds,
+                  "at most one fetch of the key set per this many seconds when tokens name unknown keys (default 30)");
 }
 
 StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, const std::string& supplier_url,
@@ -61,24 +72,45 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
     if (!parsed.ok()) return parsed.status();
     grants->insert(grants->end(), parsed->begin(), parsed->end());
   }
-  if (grants->empty() && tokens_required && !insecure_no_auth) {
+  std::shared_ptr<mcp::JwtValidator> jwt;
+  if (!f.authorization_servers.empty()) {
+    if (f.authorization_servers.size() > 1) {
+      return Status::InvalidArgument("--mcp-authorization-server: access tokens are validated for one authorization server");
+    }
+    if (f.resource_url.empty()) return Status::InvalidArgument("--mcp-resource-url: needed with --mcp-authorization-server");
+    if (f.oauth_leeway_seconds < 0 || f.oauth_leeway_seconds > 600) {
+      return Status::InvalidArgument("--oauth-leeway: must be between 0 and 600 seconds");
+    }
+    if (f.oauth_jwks_refresh_seconds < 0) return Status::InvalidArgument("--oauth-jwks-refresh: must not be negative");
+    auto made = mcp::JwtValidator::Create({.issuer = f.authorization_servers.front(),
+                                           .audience = f.resource_url,
+                                           .jwks_url = f.oauth_jwks_url,
+                                           .tenant_claim = f.oauth_tenant_claim,
+                                           .algorithms = f.oauth_algorithms,
+                                           .leeway = std::chrono::seconds(f.oauth_leeway_seconds),
+                                           .min_refresh_interval = std::chrono::seconds(f.oauth_jwks_refresh_seconds),
+                                           .fetch = [](const std::string& url) { return http::FetchBody(url); }});
+    if (!made.ok()) return made.status();
+    jwt = std::move(made.value());
+  }
+  if (grants->empty() && !jwt && tokens_required && !insecure_no_auth) {
     return Status::InvalidArgument(
         "--mcp-token-file: --listen serves /mcp, which needs bearer tokens: pass --mcp-token-file FILE or set "
         "ITINERA_MCP_TOKENS=TOKEN:TENANT (or --insecure-no-auth to serve it open)");
   }
-  if (!f.authorization_servers.empty() && f.resource_url.empty()) {
-    return Status::InvalidArgument("--mcp-resource-url: needed with --mcp-authorization-server");
-  }
   auto endpoint = std::make_unique<McpEndpoint>();
   endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures);
-  const bool open = grants->empty();
+  const bool open = grants->empty() && !jwt;
+  endpoint->jwt = jwt;
   endpoint->transport = std::make_unique<mcp::HttpTransport>(
       *endpoint->server, mcp::HttpTransportOptions{.tokens = std::move(grants.value()),
+                                                   .jwt = jwt,
                                                    .allow_unauthenticated = open,
                                                    .allowed_hosts = f.allowed_hosts,
                                                    .resource_url = f.resource_url,
                                                    .authorization_servers = f.authorization_servers});
-  LogInfo("MCP endpoint at /mcp ({}{})", open ? "no auth, tenant \"dev\"" : "bearer tokens",
+  LogInfo("MCP endpoint at /mcp ({}{}{})", open ? "no auth, tenant \"dev\"" : "bearer tokens",
+          jwt ? fmt::format(", OAuth access tokens of {} for {}", f.authorization_servers.front(), f.resource_url) : "",
           f.conformance_fixtures ? ", conformance fixtures" : "");
   return endpoint;
 }

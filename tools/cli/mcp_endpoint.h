@@ -24,11 +24,18 @@ struct McpFlags {
   std::string resource_url;
   std::vector<std::string> authorization_servers;
   std::vector<std::string> allowed_hosts;
+  // JWT access tokens of the (first) authorization server: mcp/jwt_auth.h.
+  std::string oauth_tenant_claim = "tenant";
+  std::string oauth_jwks_url;
+  std::vector<std::string> oauth_algorithms = {"RS256", "ES256"};
+  int oauth_leeway_seconds = 30;
+  int oauth_jwks_refresh_seconds = 30;
 };
 
 struct McpEndpoint {
   std::unique_ptr<mcp::Server> server;
   std::unique_ptr<mcp::HttpTransport> transport;
+  std::shared_ptr<mcp::JwtValidator> jwt;  // null without --mcp-authorization-server; shared with the admin API
 };
 
 void AddMcpHttpFlags(CLI::App* cmd, McpFlags& flags, bool dev);

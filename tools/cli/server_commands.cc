@@ -82,17 +82,18 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
     o.mount = [transport](const http::HttpRequest& req) { return transport->Handle(req); };
     o.on_stop = [transport] { transport->Shutdown(); };
     o.body_limit = kMcpBodyLimit;
+    o.jwt = mcp->jwt;  // the admin API takes the same access tokens, with itinera:admin
   }
   if (Status s = ParseListen(f.listen, &o.address, &o.port); !s.ok()) return s;
   auto tokens = admin::LoadAdminTokens(f.admin_token_file);
   if (!tokens.ok()) return tokens.status();
-  if (tokens->empty() && tokens_required && !f.insecure_no_auth) {
+  if (tokens->empty() && !o.jwt && tokens_required && !f.insecure_no_auth) {
     return Status::InvalidArgument(
         "--admin-token-file: --listen serves the admin API, which needs bearer tokens: pass --admin-token-file "
         "FILE or set ITINERA_ADMIN_TOKENS (or --insecure-no-auth to serve it open)");
   }
   o.dsn = dsn;
-  const bool open = tokens->empty();
+  const bool open = tokens->empty() && !o.jwt;
   const std::string address = o.address;
   o.tokens = std::move(tokens.value());
   o.allow_unauthenticated = true;  // only reached without tokens when allowed
