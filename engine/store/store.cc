@@ -1629,7 +1629,10 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
     pqxx::result r = tx.exec_prepared("act_claim", task_queue, now, max, token, identity);
-    if (!r.empty()) tx.exec_prepared("async_commit");  // see ClaimWorkflowTasks
+    // Durable, unlike a workflow task's claim: the bodies start when this
+    // returns and act outside the database, so a claim lost in a crash of
+    // the server would hand the same attempt number out twice
+    // (architecture.md, section 5, "Claims and durability").
     tx.commit();
     std::vector<ActivityTaskLease> out;
     for (const auto& row : r) {
