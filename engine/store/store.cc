@@ -685,6 +685,11 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
     pqxx::result ins = tx.exec_prepared("current_insert", req.workflow_id, run_id);
     if (ins.affected_rows() == 0) {
       pqxx::result cur = tx.exec_prepared("current_lock", req.workflow_id);
+      // Empty when another transaction moved current_executions to a new
+      // run (a start, continue-as-new or reset) while this one waited for
+      // its lock: the join still held the old run. The next statement sees
+      // the new run, which is then the one to compare with.
+      for (int retry = 0; cur.empty() && retry < 5; ++retry) cur = tx.exec_prepared("current_lock", req.workflow_id);
       if (cur.empty()) return Status::Aborted("current run vanished; retry");
       std::string existing = cur[0]["run_id"].as<std::string>();
       auto status = static_cast<ExecutionStatus>(cur[0]["status"].as<int>());
@@ -725,23 +730,32 @@ StatusOr<std::string> Store::CurrentRunId(const std::string& workflow_id) {
 }
 
 namespace {
-// Runs one transition of one run in its own transaction.
+// Runs one transition of one run in its own transaction. With no run id it
+// is meant for the workflow's current run: if that run closed and handed
+// over to a new one (continue-as-new, reset) between reading
+// current_executions and locking the run, it goes to the new run instead.
 template <class Fn>
 Status Transition(pqxx::connection& conn, Micros now, const std::string& workflow_id, const std::string& run_id_in,
                   Fn&& fn) {
-  pqxx::work tx(conn);
-  auto run_id = ResolveRunId(tx, workflow_id, run_id_in);
-  if (!run_id.ok()) return run_id.status();
-  PendingEvents pe;
-  Notifications n;
-  RunTransaction run(tx, now, pe, n);
-  if (Status s = run.Load(workflow_id, *run_id); !s.ok()) return s;
-  if (Status s = fn(run); !s.ok()) return s;
-  run.Save();
-  pe.Flush(tx);
-  n.Send(tx);
-  tx.commit();
-  return Status::Ok();
+  for (int hop = 0;; ++hop) {
+    pqxx::work tx(conn);
+    auto run_id = ResolveRunId(tx, workflow_id, run_id_in);
+    if (!run_id.ok()) return run_id.status();
+    PendingEvents pe;
+    Notifications n;
+    RunTransaction run(tx, now, pe, n);
+    if (Status s = run.Load(workflow_id, *run_id); !s.ok()) return s;
+    if (run_id_in.empty() && !run.running() && hop < 10) {
+      auto current = ResolveRunId(tx, workflow_id, "");
+      if (current.ok() && *current != *run_id) continue;  // rolls back; try the new current run
+    }
+    if (Status s = fn(run); !s.ok()) return s;
+    run.Save();
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return Status::Ok();
+  }
 }
 }  // namespace
 
