@@ -1162,6 +1162,7 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
         s->set_activity_type(a.activity_type());
         s->set_task_queue(a.task_queue().empty() ? ex.task_queue : a.task_queue());
         *s->mutable_input() = a.input();
+        s->set_input_digest(PayloadDigest(a.input()));
         *s->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
         *s->mutable_start_to_close_timeout() = a.start_to_close_timeout();
         *s->mutable_heartbeat_timeout() = a.heartbeat_timeout();
@@ -1586,8 +1587,12 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
     row.started_us = now;
     row.workflow_task_timeout = src.workflow_task_timeout;
     fresh.Create(row);
-    // Events keep their ids and times; only the run id changes.
+    // Events keep their ids and times; only the run id changes. The start
+    // event names the run that first wrote it, whose id seeds random() and
+    // uuid(), so the copied tasks replay with the draws they made.
     std::vector<v1::HistoryEvent> prefix(events.begin(), events.begin() + (event_id - 1));
+    auto* origin = prefix.front().mutable_workflow_execution_started_event_attributes();
+    if (origin->original_execution_run_id().empty()) origin->set_original_execution_run_id(run_id);
     for (const auto& e : prefix) fresh.AddEvent(e);
     const v1::HistoryEvent& started = prefix.back();  // the task's WorkflowTaskStarted (CheckResetPoint)
     v1::HistoryEvent failed = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
@@ -1599,6 +1604,7 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
     f->mutable_failure()->set_message(fmt::format("reset from run {} at event {}{}", run_id, event_id,
                                                   reason.empty() ? "" : ": " + reason));
     f->set_identity(identity);
+    f->set_new_run_id(new_run);
     fresh.AddEvent(std::move(failed));
     fresh.ScheduleWorkflowTask();
 
