@@ -556,6 +556,8 @@ void PrivatePostgres::Crash() {
   if (!running_) return;
   running_ = false;
   RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+  std::error_code ec;
+  if (socket_dir_is_temp_) fs::remove_all(socket_dir_, ec);
 }
 
 Status CreateDatabase(const std::string& server_dsn, std::string_view name, bool drop_existing) {
