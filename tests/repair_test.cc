@@ -135,6 +135,16 @@ Task<tv1::StepsResult> StepsRelabeled(WorkflowContext& ctx, tv1::StepsInput in) 
   co_return out;
 }
 
+// An operation of that kind with nothing else set. Assigned, not written
+// Operation{.op = ...}: at -O3 GCC 12 takes the strings of such a
+// designated-initialized temporary for uninitialized (-Wmaybe-uninitialized)
+// and -Werror fails the Release build.
+ops::Operation OperationOf(ops::Op op) {
+  ops::Operation o;
+  o.op = op;
+  return o;
+}
+
 class RepairTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -322,10 +332,11 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
   ASSERT_TRUE(WaitUntil([&] { return CountEvents("healthy-2", v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1; }));
   store::ListFilter filter;
   filter.stuck_code = kNdeCommandMismatch;
+  const ops::Operation retry = OperationOf(ops::Op::kRetry);
   auto before = Snapshot();
   std::vector<std::string> lines;
   ops::BulkOptions dry{.dry_run = true, .on_run = [&](const ops::RunOutcome& o) { lines.push_back(o.Line(ops::Op::kRetry)); }};
-  auto preview = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, dry);
+  auto preview = ops::Bulk(*client_, retry, filter, dry);
   ASSERT_TRUE(preview.ok()) << preview.status().ToString();
   EXPECT_EQ(preview->matched, 3);
   EXPECT_EQ(preview->done, 3);
@@ -342,7 +353,7 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
   std::vector<std::chrono::microseconds> sleeps;
   ops::BulkOptions real{.rate_per_second = 2, .page_size = 1,
                         .sleep = [&](std::chrono::microseconds d) { sleeps.push_back(d); }};
-  auto done = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, real);
+  auto done = ops::Bulk(*client_, retry, filter, real);
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_EQ(done->Line(), "retry: 3 matched, 3 retried, 0 skipped, 0 failed");
   ASSERT_EQ(sleeps.size(), 2u) << "no wait before the first run";
@@ -358,7 +369,7 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
 
   // Again: nothing is stuck any more; a filter that matches nothing changes nothing.
   before = Snapshot();
-  auto again = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, {});
+  auto again = ops::Bulk(*client_, retry, filter, {});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->Line(), "retry: 0 matched, 0 retried, 0 skipped, 0 failed");
   EXPECT_EQ(Snapshot(), before);
@@ -609,17 +620,17 @@ TEST_F(RepairTest, BadInputGetsAClearErrorAndChangesNothing) {
   store::ListFilter nothing;
   nothing.workflow_type = "NoSuchType";
   for (ops::Op op : {ops::Op::kRetry, ops::Op::kReset, ops::Op::kCancel, ops::Op::kTerminate}) {
-    auto s = ops::Bulk(*client_, ops::Operation{.op = op}, nothing, {});
+    auto s = ops::Bulk(*client_, OperationOf(op), nothing, {});
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     EXPECT_EQ(s->matched, 0);
   }
   // Terminate in bulk over closed runs only: each is skipped, nothing fails.
   store::ListFilter completed;
   completed.status = store::ExecutionStatus::kCompleted;
-  auto skipped = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kTerminate}, completed, {});
+  auto skipped = ops::Bulk(*client_, OperationOf(ops::Op::kTerminate), completed, {});
   ASSERT_TRUE(skipped.ok());
   EXPECT_EQ(skipped->Line(), "terminate: 1 matched, 0 terminated, 1 skipped, 0 failed");
-  EXPECT_EQ(ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, completed, {.rate_per_second = 0}).status().code(),
+  EXPECT_EQ(ops::Bulk(*client_, OperationOf(ops::Op::kRetry), completed, {.rate_per_second = 0}).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(Snapshot(), before) << "nothing stored changed";
 
