@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "client/client.h"
@@ -12,6 +13,7 @@
 #include "runtime/workflow_executor.h"
 #include "store/migrator.h"
 #include "store/sql_admin.h"
+#include "store/sql_session.h"
 #include "support/test_database.h"
 #include "support/wait.h"
 #include "test_workflows.h"
@@ -672,6 +674,122 @@ TEST_F(EngineTest, AWorkerWhoseLeaseWasLostCanNeverAppend) {
   ExpectContiguous("lease-1");
   // b's completion cannot be replayed either: its lease is spent.
   EXPECT_FALSE(complete(**b, lb->front(), "worker-b").ok());
+}
+
+// Holds the row lock of `sql` (SELECT ... FOR UPDATE, parameters `params`)
+// in a transaction of its own while `contenders` run one after another,
+// each on its own thread; each must be seen waiting for a lock before the
+// next starts, so they queue for the row in that order. Then commits,
+// releases them in that order, and joins them.
+void InLockOrder(const std::string& dsn, const std::string& sql, const std::vector<std::string>& params,
+                 const std::vector<std::function<void()>>& contenders) {
+  auto waiting = [&] {
+    auto n = store::QueryInt(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND wait_event_type = 'Lock'");
+    return n.ok() ? *n : -1;
+  };
+  auto session = store::SqlSession::Connect(dsn);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  std::vector<std::thread> threads;
+  Status held = (*session)->Transact([&](store::SqlSession::Tx& tx) {
+    ASSERT_EQ(tx.Exec(sql, params).size(), 1u) << sql;
+    for (const auto& contender : contenders) {
+      threads.emplace_back(contender);
+      const auto queued = static_cast<std::int64_t>(threads.size());
+      ASSERT_TRUE(WaitUntil([&] { return waiting() == queued; })) << "waiting for a lock: " << waiting();
+    }
+  });
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(held.ok()) << held.ToString();
+  ASSERT_EQ(threads.size(), contenders.size());
+}
+
+TEST_F(EngineTest, ASignalRacingContinueAsNewReachesTheNewRun) {
+  // No worker: the test completes the task itself, so it can order the two
+  // transactions. The completion continues the run as new; the signal, sent
+  // to the workflow (no run id), read the old run as current before that
+  // and waits for its lock behind the completion.
+  tv1::CounterInput in;
+  in.set_limit(1);
+  auto first = client_->Start(kCounter, "can-race", in);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto store = store::Store::Connect(Dsn(), clock_);
+  ASSERT_TRUE(store.ok());
+  auto leases = (*store)->ClaimWorkflowTasks("default", 10, "racer", nullptr);
+  ASSERT_TRUE(leases.ok());
+  ASSERT_EQ(leases->size(), 1u);
+  store::WorkflowTaskCompletion c;
+  c.workflow_id = "can-race";
+  c.run_id = first->run_id;
+  c.lease_token = leases->front().lease_token;
+  c.started_event_id = leases->front().started_event_id;
+  c.identity = "racer";
+  v1::Command next;
+  next.mutable_continue_as_new_workflow_execution()->set_workflow_type("Counter");
+  next.mutable_continue_as_new_workflow_execution()->set_task_queue("default");
+  tv1::CounterInput more;
+  more.set_count(1);
+  more.set_limit(1);
+  *next.mutable_continue_as_new_workflow_execution()->mutable_input() = EncodePayload(more);
+  c.commands.push_back(next);
+
+  StatusOr<store::CompletionResult> completed = Status::Internal("not run");
+  Status signaled = Status::Internal("not sent");
+  auto signaler = Client::Connect(Dsn(), nullptr, clock_);
+  ASSERT_TRUE(signaler.ok());
+  ASSERT_NO_FATAL_FAILURE(InLockOrder(
+      Dsn(), "SELECT 1 FROM executions WHERE workflow_id = $1 AND run_id = $2 FOR UPDATE", {"can-race", first->run_id},
+      {[&] { completed = (*store)->CompleteWorkflowTasks({c})[0]; },
+       [&] { signaled = (*signaler)->Signal("can-race", "go", tv1::WaitInput()); }}));
+
+  ASSERT_TRUE(completed.ok()) << completed.status().ToString();
+  EXPECT_EQ(*completed, store::CompletionResult::kClosed);
+  ASSERT_TRUE(signaled.ok()) << signaled.ToString();
+  auto current = client_->Describe("can-race");
+  ASSERT_TRUE(current.ok());
+  ASSERT_NE(current->run_id, first->run_id) << "continued as new";
+  auto count_signals = [&](const std::string& run) {
+    auto h = client_->History("can-race", run);
+    EXPECT_TRUE(h.ok());
+    int n = 0;
+    for (const auto& e : h.ok() ? *h : std::vector<v1::HistoryEvent>{}) {
+      n += e.event_type() == v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED;
+    }
+    return n;
+  };
+  EXPECT_EQ(count_signals(current->run_id), 1) << "the signal reached the new run";
+  EXPECT_EQ(count_signals(first->run_id), 0);
+  // A signal to that closed run by its id is still refused.
+  Status to_old = client_->Signal("can-race", "go", tv1::WaitInput(), first->run_id);
+  EXPECT_EQ(to_old.code(), StatusCode::kFailedPrecondition) << to_old.ToString();
+}
+
+TEST_F(EngineTest, TwoStartsWithOneRequestIdRacingForANewRunBothGetIt) {
+  // The id's last run is closed, so a start makes a new run. A client
+  // retries its start (same request id) while the first attempt holds the
+  // lock on current_executions: the retry must get the run the first made.
+  tv1::CounterInput in;
+  ASSERT_TRUE(client_->Start(kCounter, "start-race", in).ok());
+  ASSERT_TRUE(client_->Terminate("start-race", "make room").ok());
+  auto a = store::Store::Connect(Dsn(), clock_);
+  auto b = store::Store::Connect(Dsn(), clock_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  store::StartWorkflowRequest req;
+  req.workflow_id = "start-race";
+  req.workflow_type = "Counter";
+  req.input = EncodePayload(in);
+  req.request_id = "retried-request";
+  StatusOr<store::StartWorkflowResult> first = Status::Internal("not run");
+  StatusOr<store::StartWorkflowResult> retry = Status::Internal("not run");
+  ASSERT_NO_FATAL_FAILURE(InLockOrder(Dsn(), "SELECT 1 FROM current_executions WHERE workflow_id = $1 FOR UPDATE",
+                                      {"start-race"},
+                                      {[&] { first = (*a)->StartWorkflow(req); }, [&] { retry = (*b)->StartWorkflow(req); }}));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_TRUE(first->created);
+  EXPECT_FALSE(retry->created);
+  EXPECT_EQ(retry->run_id, first->run_id);
+  EXPECT_EQ(Rows("SELECT count(*) FROM executions WHERE workflow_id = 'start-race'"), 2);
 }
 
 TEST_F(EngineTest, BadInputGetsAClearErrorAndChangesNothing) {

@@ -102,6 +102,49 @@ Task<tv1::StepsResult> Purchase(WorkflowContext& ctx, tv1::StepsInput in) {
   co_return out;
 }
 
+// Draws before its first step (a uuid, and a number that is the step's
+// input) and after it (a uuid).
+inline constexpr WorkflowType<tv1::StepsInput, tv1::StepsResult> kDraws{"Draws"};
+
+Task<tv1::StepsResult> Draws(WorkflowContext& ctx, tv1::StepsInput in) {
+  const ActivityOptions o{.start_to_close = 2s};
+  tv1::StepsResult out;
+  out.add_keys(ctx.uuid());
+  tv1::StepInput s;
+  s.set_label(in.label());
+  s.set_index(static_cast<int>(ctx.random() % 1000));
+  co_await ctx.execute_activity(kRecordStep, s, o);
+  out.add_keys(std::to_string(s.index()));
+  out.add_keys(ctx.uuid());
+  s.set_index(1000);
+  co_await ctx.execute_activity(kRecordStep, s, o);
+  co_return out;
+}
+
+// Steps after an edit that renames what its activities are called with.
+Task<tv1::StepsResult> StepsRelabeled(WorkflowContext& ctx, tv1::StepsInput in) {
+  const ActivityOptions options{.start_to_close = 2s, .initial_interval = 100ms};
+  tv1::StepsResult out;
+  for (int i = 0; i < in.steps(); ++i) {
+    tv1::StepInput s;
+    s.set_label(in.label() + "-relabeled");
+    s.set_index(i);
+    tv1::StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    out.add_keys(r.idempotency_key());
+  }
+  co_return out;
+}
+
+// An operation of that kind with nothing else set. Assigned, not written
+// Operation{.op = ...}: at -O3 GCC 12 takes the strings of such a
+// designated-initialized temporary for uninitialized (-Wmaybe-uninitialized)
+// and -Werror fails the Release build.
+ops::Operation OperationOf(ops::Op op) {
+  ops::Operation o;
+  o.op = op;
+  return o;
+}
+
 class RepairTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -112,6 +155,7 @@ class RepairTest : public ::testing::Test {
     for (Registry* r : {&v1_, &broken_, &fixed_}) {
       RegisterTestWorkflows(*r, Dsn());
       r->Register(kPurchase, &Purchase);
+      r->Register(kDraws, &Draws);
       std::string dsn = Dsn();
       r->Register(kCharge, [dsn](ActivityContext& ctx, const tv1::StepInput& in) {
         if (g_supplier_down) throw ApplicationError("SupplierUnavailable", "payment supplier is down", true);
@@ -288,10 +332,11 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
   ASSERT_TRUE(WaitUntil([&] { return CountEvents("healthy-2", v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1; }));
   store::ListFilter filter;
   filter.stuck_code = kNdeCommandMismatch;
+  const ops::Operation retry = OperationOf(ops::Op::kRetry);
   auto before = Snapshot();
   std::vector<std::string> lines;
   ops::BulkOptions dry{.dry_run = true, .on_run = [&](const ops::RunOutcome& o) { lines.push_back(o.Line(ops::Op::kRetry)); }};
-  auto preview = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, dry);
+  auto preview = ops::Bulk(*client_, retry, filter, dry);
   ASSERT_TRUE(preview.ok()) << preview.status().ToString();
   EXPECT_EQ(preview->matched, 3);
   EXPECT_EQ(preview->done, 3);
@@ -308,7 +353,7 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
   std::vector<std::chrono::microseconds> sleeps;
   ops::BulkOptions real{.rate_per_second = 2, .page_size = 1,
                         .sleep = [&](std::chrono::microseconds d) { sleeps.push_back(d); }};
-  auto done = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, real);
+  auto done = ops::Bulk(*client_, retry, filter, real);
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   EXPECT_EQ(done->Line(), "retry: 3 matched, 3 retried, 0 skipped, 0 failed");
   ASSERT_EQ(sleeps.size(), 2u) << "no wait before the first run";
@@ -324,7 +369,7 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
 
   // Again: nothing is stuck any more; a filter that matches nothing changes nothing.
   before = Snapshot();
-  auto again = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, filter, {});
+  auto again = ops::Bulk(*client_, retry, filter, {});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->Line(), "retry: 0 matched, 0 retried, 0 skipped, 0 failed");
   EXPECT_EQ(Snapshot(), before);
@@ -363,15 +408,19 @@ TEST_F(RepairTest, ResetToAnEventRunsWhatCameAfterAgainOnceAndKeepsThePrefix) {
   EXPECT_EQ(Rows("SELECT count(*) FROM test_step_effects WHERE label = 'reset-ev' AND executions <> 1"), 0)
       << "every effect ran exactly once";
 
-  // The prefix is the old run's events 1..9, byte for byte; then the reset.
+  // The prefix is the old run's events 1..9, byte for byte, but for the
+  // start event naming the run it was first written in; then the reset.
   auto new_events = History("reset-ev", new_run);
   ASSERT_TRUE(history::ValidateHistory(new_events).ok()) << Dump("reset-ev", new_run);
+  EXPECT_EQ(new_events[0].workflow_execution_started_event_attributes().original_execution_run_id(), old_run);
+  old_events[0].mutable_workflow_execution_started_event_attributes()->set_original_execution_run_id(old_run);
   for (int i = 0; i < 9; ++i) {
     EXPECT_EQ(new_events[i].SerializeAsString(), old_events[i].SerializeAsString()) << "event " << i + 1;
   }
   ASSERT_EQ(new_events[9].event_type(), v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
   const auto& failed = new_events[9].workflow_task_failed_event_attributes();
   EXPECT_EQ(failed.cause(), "ResetWorkflow");
+  EXPECT_EQ(failed.new_run_id(), new_run);
   EXPECT_NE(failed.failure().message().find(old_run), std::string::npos);
   EXPECT_NE(failed.failure().message().find("step 1 charged the wrong card"), std::string::npos);
   EXPECT_EQ(new_events[10].event_type(), v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
@@ -387,6 +436,61 @@ TEST_F(RepairTest, ResetToAnEventRunsWhatCameAfterAgainOnceAndKeepsThePrefix) {
   EXPECT_EQ(Describe("reset-ev", new_run).reset_from_run_id, old_run);
   EXPECT_EQ(Describe("reset-ev").run_id, new_run);
   EXPECT_EQ(History("reset-ev", old_run).size(), old_events.size()) << "the old history is not touched";
+}
+
+TEST_F(RepairTest, AResetRunDrawsWhatTheCopiedPrefixDrewAndNewValuesAfterIt) {
+  StartWorker(fixed_);
+  tv1::StepsInput in;
+  in.set_label("draws");
+  auto started = client_->Start(kDraws, "draws-1", in);
+  ASSERT_TRUE(started.ok());
+  auto first = Result<tv1::StepsResult>("draws-1");
+  ASSERT_EQ(first.keys_size(), 3);
+  const std::string old_run = started->run_id;
+  auto old_events = History("draws-1", old_run);
+  // 10 completes the task after the first step: it drew keys(2).
+  ASSERT_EQ(old_events[9].event_type(), v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED) << Dump("draws-1");
+  ASSERT_EQ(old_events[10].event_type(), v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) << Dump("draws-1");
+
+  auto reset = ops::Reset(*client_, "draws-1", old_run,
+                          ops::ResetTarget{.kind = ops::ResetTarget::Kind::kEventId, .event_id = 10}, "");
+  ASSERT_TRUE(reset.ok()) << reset.status().ToString();
+  const std::string new_run = reset->new_run_id;
+  auto second = Result<tv1::StepsResult>("draws-1", new_run);
+  ASSERT_EQ(second.keys_size(), 3) << Dump("draws-1", new_run);
+  EXPECT_EQ(second.keys(0), first.keys(0)) << "a uuid drawn in the copied prefix";
+  EXPECT_EQ(second.keys(1), first.keys(1)) << "the first step's input, drawn in the copied prefix";
+  EXPECT_NE(second.keys(2), first.keys(2)) << "drawn after the reset point, where everything happens anew";
+  EXPECT_TRUE(Describe("draws-1", new_run).task_failure_code.empty());
+  EXPECT_EQ(CountEvents("draws-1", v1::EVENT_TYPE_WORKFLOW_TASK_FAILED, new_run), 1)
+      << "only the reset's own\n" << Dump("draws-1", new_run);
+  EXPECT_EQ(Effects("draws", std::stoi(first.keys(1))), 1) << "the first step did not run again";
+  auto replay = ops::Replay(fixed_, *client_, "draws-1", new_run);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->clean) << replay->divergence->message;
+}
+
+TEST_F(RepairTest, ReplayFindsAnActivityCalledWithAnotherInput) {
+  StartWorker(fixed_);
+  tv1::StepsInput in;
+  in.set_label("inputs");
+  in.set_steps(2);
+  ASSERT_TRUE(client_->Start(kSteps, "inputs-1", in).ok());
+  ASSERT_EQ(Result<tv1::StepsResult>("inputs-1").keys_size(), 2);
+  Registry relabeled;
+  relabeled.Register(kSteps, &StepsRelabeled);
+  auto bad = ops::Replay(relabeled, *client_, "inputs-1", "");
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  ASSERT_FALSE(bad->clean) << "same activity type and id, another input";
+  EXPECT_EQ(bad->divergence->code, kNdeInputMismatch);
+  EXPECT_EQ(bad->divergence->event_id, 5);
+  EXPECT_NE(bad->divergence->expected.find(R"(input={"label":"inputs"})"), std::string::npos)
+      << bad->divergence->expected;
+  EXPECT_NE(bad->divergence->actual.find(R"(input={"label":"inputs-relabeled"})"), std::string::npos)
+      << bad->divergence->actual;
+  auto good = ops::Replay(fixed_, *client_, "inputs-1", "");
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(good->clean) << good->divergence->message;
 }
 
 TEST_F(RepairTest, ResetBeforeTheFailedActivityFinishesThePurchaseOnceTheSupplierIsBack) {
@@ -516,17 +620,17 @@ TEST_F(RepairTest, BadInputGetsAClearErrorAndChangesNothing) {
   store::ListFilter nothing;
   nothing.workflow_type = "NoSuchType";
   for (ops::Op op : {ops::Op::kRetry, ops::Op::kReset, ops::Op::kCancel, ops::Op::kTerminate}) {
-    auto s = ops::Bulk(*client_, ops::Operation{.op = op}, nothing, {});
+    auto s = ops::Bulk(*client_, OperationOf(op), nothing, {});
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     EXPECT_EQ(s->matched, 0);
   }
   // Terminate in bulk over closed runs only: each is skipped, nothing fails.
   store::ListFilter completed;
   completed.status = store::ExecutionStatus::kCompleted;
-  auto skipped = ops::Bulk(*client_, ops::Operation{.op = ops::Op::kTerminate}, completed, {});
+  auto skipped = ops::Bulk(*client_, OperationOf(ops::Op::kTerminate), completed, {});
   ASSERT_TRUE(skipped.ok());
   EXPECT_EQ(skipped->Line(), "terminate: 1 matched, 0 terminated, 1 skipped, 0 failed");
-  EXPECT_EQ(ops::Bulk(*client_, ops::Operation{.op = ops::Op::kRetry}, completed, {.rate_per_second = 0}).status().code(),
+  EXPECT_EQ(ops::Bulk(*client_, OperationOf(ops::Op::kRetry), completed, {.rate_per_second = 0}).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(Snapshot(), before) << "nothing stored changed";
 

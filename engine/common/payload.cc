@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <memory>
@@ -15,7 +17,12 @@ v1::Payload EncodePayload(const pb::Message& message) {
   v1::Payload p;
   p.set_encoding(std::string(kEncodingProtobuf));
   p.set_type_name(message.GetDescriptor()->full_name());
-  message.SerializeToString(p.mutable_data());
+  {
+    pb::io::StringOutputStream out(p.mutable_data());
+    pb::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
   return p;
 }
 
@@ -109,6 +116,25 @@ std::string PayloadToJson(const v1::Payload& payload) {
     if (m->ParseFromString(payload.data())) return MessageToJson(*m);
   }
   return fmt::format(R"({{"type":"{}","bytes":{}}})", payload.type_name(), payload.data().size());
+}
+
+std::string PayloadDigest(const v1::Payload& payload) {
+  // 64-bit FNV-1a over length-prefixed fields, so ("ab", "c") and ("a", "bc")
+  // differ.
+  std::uint64_t h = 14695981039346656037ULL;
+  auto mix = [&h](std::string_view bytes) {
+    const std::string length = std::to_string(bytes.size()) + ":";
+    for (std::string_view part : {std::string_view(length), bytes}) {
+      for (unsigned char c : part) {
+        h ^= c;
+        h *= 1099511628211ULL;
+      }
+    }
+  };
+  mix(payload.encoding());
+  mix(payload.type_name());
+  mix(payload.data());
+  return fmt::format("fnv1a64:{:016x}", h);
 }
 
 pb::Timestamp ToTimestamp(Micros t) {

@@ -19,6 +19,8 @@ namespace itinera {
 
 inline constexpr std::string_view kEncodingProtobuf = "binary/protobuf";
 
+// Serializes deterministically (map entries in key order), so the same
+// message always gives the same bytes and the same PayloadDigest.
 v1::Payload EncodePayload(const google::protobuf::Message& message);
 // Fails when the payload holds another message type or does not parse.
 Status DecodePayload(const v1::Payload& payload, google::protobuf::Message* message);
@@ -31,6 +33,12 @@ std::string MessageToJson(const google::protobuf::Message& message, bool multili
 // Renders a payload as JSON when its type is linked into this binary, else as
 // {"type": ..., "bytes": N}.
 std::string PayloadToJson(const v1::Payload& payload);
+
+// A short, stable fingerprint of a payload's value (encoding, type and
+// bytes; not the metadata, which is context), e.g. "fnv1a64:9c3e...". Replay
+// compares the digest recorded with an activity's scheduled event against
+// the input the code passes now; change detection, not a security hash.
+std::string PayloadDigest(const v1::Payload& payload);
 
 google::protobuf::Timestamp ToTimestamp(Micros t);
 Micros FromTimestamp(const google::protobuf::Timestamp& t);

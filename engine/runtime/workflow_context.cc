@@ -49,6 +49,8 @@ const ActivityOptions& WorkflowContext::DefaultActivityOptions() {
 WorkflowContext::WorkflowContext(WorkflowInfo info)
     : info_(std::move(info)), rng_state_(Fnv1a(info_.run_id)) {}
 
+void WorkflowContext::Reseed(const std::string& run_id) { rng_state_ = Fnv1a(run_id); }
+
 void WorkflowContext::AddCommand(v1::Command command, detail::SlotPtr slot) {
   pending_.push_back(PendingCommand{std::move(command), std::move(slot)});
 }

@@ -170,7 +170,9 @@ class WorkflowContext {
 
   // Deterministic time: the start time of the current workflow task.
   Micros now() const { return now_; }
-  // Deterministic randomness and UUIDs, seeded by the run id.
+  // Deterministic randomness and UUIDs, seeded by the run id (for a reset
+  // run: by the id of the run its history was first written in, then, from
+  // the reset point on, by its own id).
   std::uint64_t random();
   std::string uuid();
 
@@ -216,6 +218,8 @@ class WorkflowContext {
   void CancelTimer(const detail::SlotPtr& timer);
   void MakeReady(const detail::SlotPtr& slot);
   void EndSignalWait(const std::string& name);
+  // Restarts random() and uuid() from the seed a run id gives.
+  void Reseed(const std::string& run_id);
 
   WorkflowInfo info_;
   Micros now_ = 0;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/payload.h"
 #include "history/history_text.h"
 
 namespace itinera {
@@ -88,6 +89,8 @@ Status WorkflowExecutor::Apply(const std::vector<v1::HistoryEvent>& events) {
                       fmt::format("workflow type \"{}\" is not registered in this worker", a.workflow_type()));
         }
         ctx_ = std::make_unique<WorkflowContext>(info_);
+        // A reset run replays the prefix it copied with the draws it had.
+        if (!a.original_execution_run_id().empty()) ctx_->Reseed(a.original_execution_run_id());
         root_ = entry->run(*ctx_, a.input());
         break;
       }
@@ -201,6 +204,7 @@ Status WorkflowExecutor::MatchCommand(const v1::HistoryEvent& e) {
                             "produced {}",
                             info_.workflow_type, e.event_id(), DescribeEvent(e), DescribeCommand(pending.front().command)));
   }
+  if (Status s = MatchInput(e, pending.front().command); !s.ok()) return s;
   WorkflowContext::PendingCommand matched = std::move(pending.front());
   pending.pop_front();
   if (e.event_type() == v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && matched.slot) {
@@ -217,6 +221,22 @@ Status WorkflowExecutor::MatchCommand(const v1::HistoryEvent& e) {
       break;
   }
   return Status::Ok();
+}
+
+Status WorkflowExecutor::MatchInput(const v1::HistoryEvent& e, const v1::Command& c) {
+  if (e.event_type() != v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) return Status::Ok();
+  const auto& recorded = e.activity_task_scheduled_event_attributes();
+  // Histories written before digests were recorded compare nothing.
+  if (recorded.input_digest().empty()) return Status::Ok();
+  const v1::Payload& input = c.schedule_activity_task().input();
+  const std::string digest = PayloadDigest(input);
+  if (digest == recorded.input_digest()) return Status::Ok();
+  return Fail("NonDeterminism", kNdeInputMismatch,
+              fmt::format("non-deterministic workflow {}: at event {} history recorded {} with input {} ({}), but the "
+                          "code produced {} with input {} ({}); guard the change with ctx.patched() so that runs "
+                          "already past this point keep the old input",
+                          info_.workflow_type, e.event_id(), DescribeEvent(e), PayloadToJson(recorded.input()),
+                          recorded.input_digest(), DescribeCommand(c), PayloadToJson(input), digest));
 }
 
 void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
@@ -263,6 +283,13 @@ void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
       auto slot = it->second;
       ctx_->timers_.erase(it);
       ctx_->MakeReady(slot);
+      break;
+    }
+    case v1::EVENT_TYPE_WORKFLOW_TASK_FAILED: {
+      // A reset point: what the code draws from here on is new, like
+      // everything else after it.
+      const auto& a = e.workflow_task_failed_event_attributes();
+      if (!a.new_run_id().empty()) ctx_->Reseed(a.new_run_id());
       break;
     }
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: {

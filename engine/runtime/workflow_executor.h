@@ -29,6 +29,7 @@ namespace itinera {
 inline constexpr const char* kNdeCommandMismatch = "ITN-NDE-001";  // code and history disagree
 inline constexpr const char* kNdeMissingCommand = "ITN-NDE-002";   // history has a command the code no longer makes
 inline constexpr const char* kNdeExtraCommand = "ITN-NDE-003";     // the code makes a command history lacks
+inline constexpr const char* kNdeInputMismatch = "ITN-NDE-004";    // same activity call, another input
 inline constexpr const char* kWorkflowPanic = "ITN-WFT-001";       // workflow code threw a non-application error
 inline constexpr const char* kUnknownWorkflowType = "ITN-WFT-002";
 inline constexpr const char* kInvalidHistory = "ITN-HIST-001";
@@ -71,6 +72,8 @@ class WorkflowExecutor {
   void Finish();
   Status MatchCommand(const v1::HistoryEvent& event);
   Status CheckNoUnmatchedCommands(const v1::HistoryEvent& event);
+  // A matched activity must also have the input history recorded (by digest).
+  Status MatchInput(const v1::HistoryEvent& event, const v1::Command& command);
   void Resolve(const v1::HistoryEvent& event);
   void LookAhead(const std::vector<v1::HistoryEvent>& events);
   Status Fail(std::string type, std::string code, std::string message);

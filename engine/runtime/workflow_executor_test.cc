@@ -114,7 +114,10 @@ class History {
         auto& a = *Add(v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED).mutable_activity_task_scheduled_event_attributes();
         a.set_activity_type(c.schedule_activity_task().activity_type());
         a.set_activity_id(c.schedule_activity_task().activity_id());
+        *a.mutable_input() = c.schedule_activity_task().input();
+        if (record_input_digests) a.set_input_digest(PayloadDigest(a.input()));
         scheduled[c.schedule_activity_task().activity_type()] = events.back().event_id();
+        scheduled_by_id[c.schedule_activity_task().activity_id()] = events.back().event_id();
       } else if (c.has_start_timer()) {
         Add(v1::EVENT_TYPE_TIMER_STARTED).mutable_timer_started_event_attributes()->set_timer_id(c.start_timer().timer_id());
       } else if (c.has_cancel_timer()) {
@@ -132,7 +135,9 @@ class History {
     }
   }
   void ActivityCompleted(const std::string& type, const google::protobuf::Message& result) {
-    std::int64_t id = scheduled.at(type);
+    ActivityCompletedAt(scheduled.at(type), result);
+  }
+  void ActivityCompletedAt(std::int64_t id, const google::protobuf::Message& result) {
     Add(v1::EVENT_TYPE_ACTIVITY_TASK_STARTED).mutable_activity_task_started_event_attributes()->set_scheduled_event_id(id);
     auto& a = *Add(v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED).mutable_activity_task_completed_event_attributes();
     a.set_scheduled_event_id(id);
@@ -159,7 +164,10 @@ class History {
   void ScheduleTask() { Add(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED).mutable_workflow_task_scheduled_event_attributes(); }
 
   std::vector<v1::HistoryEvent> events;
-  std::map<std::string, std::int64_t> scheduled;
+  std::map<std::string, std::int64_t> scheduled;        // by activity type (the last one)
+  std::map<std::string, std::int64_t> scheduled_by_id;  // by activity id
+  // As the store does today; false writes histories as older builds did.
+  bool record_input_digests = true;
 };
 
 TripRequest Input() {
@@ -444,6 +452,185 @@ TEST(WorkflowExecutorTest, SideEffectAndRandomAreStableAcrossReplay) {
   TripResult a;
   ASSERT_TRUE(DecodePayload(last[0].complete_workflow_execution().result(), &a).ok());
   EXPECT_EQ(a.reservation_id(), "side-1");
+}
+
+// Two calls of one activity type in flight at once; only their inputs tell
+// them apart.
+Task<TripResult> ConfirmBoth(WorkflowContext& ctx, std::string first, std::string second) {
+  ConfirmRequest a;
+  a.set_reservation_id(first);
+  ConfirmRequest b;
+  b.set_reservation_id(second);
+  auto fa = ctx.execute_activity(kConfirm, a);
+  auto fb = ctx.execute_activity(kConfirm, b);
+  Confirmation ca = co_await fa;
+  Confirmation cb = co_await fb;
+  TripResult out;
+  out.set_confirmation_code(ca.confirmation_code() + "," + cb.confirmation_code());
+  co_return out;
+}
+Task<TripResult> ConfirmAB(WorkflowContext& ctx, TripRequest) { return ConfirmBoth(ctx, "A", "B"); }
+Task<TripResult> ConfirmBA(WorkflowContext& ctx, TripRequest) { return ConfirmBoth(ctx, "B", "A"); }
+Task<TripResult> ConfirmPatched(WorkflowContext& ctx, TripRequest) {
+  return ctx.patched("confirm-b-first") ? ConfirmBoth(ctx, "B", "A") : ConfirmBoth(ctx, "A", "B");
+}
+
+// Runs ConfirmAB live: both confirmations answer for their own input.
+History ConfirmHistory(bool record_input_digests) {
+  History h(Input());
+  h.record_input_digests = record_input_digests;
+  Registry registry = MakeRegistry(&ConfirmAB);
+  WorkflowExecutor exec(registry, "wf-1", "run-1");
+  auto c1 = RunTask(exec, h);
+  EXPECT_EQ(c1.size(), 2u);
+  for (const char* id : {"1", "2"}) {
+    ConfirmRequest in;
+    EXPECT_TRUE(DecodePayload(c1[id[0] == '1' ? 0 : 1].schedule_activity_task().input(), &in).ok());
+    Confirmation conf;
+    conf.set_confirmation_code("for-" + in.reservation_id());
+    h.ActivityCompletedAt(h.scheduled_by_id.at(id), conf);
+  }
+  auto c2 = RunTask(exec, h);
+  EXPECT_EQ(c2.size(), 1u);
+  TripResult out;
+  EXPECT_TRUE(DecodePayload(c2[0].complete_workflow_execution().result(), &out).ok());
+  EXPECT_EQ(out.confirmation_code(), "for-A,for-B");
+  return h;
+}
+
+TEST(WorkflowExecutorTest, AnActivityCalledWithAnotherInputIsANonDeterminismError) {
+  History h = ConfirmHistory(/*record_input_digests=*/true);
+  Registry swapped = MakeRegistry(&ConfirmBA);
+  WorkflowExecutor exec(swapped, "wf-1", "run-1");
+  Status s = exec.Apply(h.events);
+  ASSERT_FALSE(s.ok()) << "each call would get the other's result";
+  EXPECT_EQ(exec.failure().type(), "NonDeterminism");
+  EXPECT_EQ(exec.failure().code(), kNdeInputMismatch);
+  const std::int64_t first = h.scheduled_by_id.at("1");
+  EXPECT_EQ(exec.last_event_id(), first) << "it stops at the event it could not match";
+  const std::string& m = exec.failure().message();
+  EXPECT_NE(m.find("[ITN-NDE-004]"), std::string::npos) << m;
+  EXPECT_NE(m.find("at event " + std::to_string(first) + " "), std::string::npos) << m;
+  EXPECT_NE(m.find("ActivityTaskScheduled(activity_type=Confirm, activity_id=1) with input {\"reservation_id\":\"A\"}"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("ScheduleActivityTask(activity_type=Confirm, activity_id=1) with input {\"reservation_id\":\"B\"}"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find(h.events[first - 1].activity_task_scheduled_event_attributes().input_digest()), std::string::npos)
+      << m;
+
+  // The same code with its inputs as recorded replays cleanly.
+  Registry same = MakeRegistry(&ConfirmAB);
+  WorkflowExecutor replay(same, "wf-1", "run-1");
+  ASSERT_TRUE(replay.Apply(h.events).ok()) << replay.failure().message();
+  ASSERT_TRUE(replay.CheckReplayComplete().ok());
+}
+
+TEST(WorkflowExecutorTest, PatchedIsTheWayToChangeAnActivityInput) {
+  History h = ConfirmHistory(/*record_input_digests=*/true);
+  Registry patched = MakeRegistry(&ConfirmPatched);
+  WorkflowExecutor exec(patched, "wf-1", "run-1");
+  ASSERT_TRUE(exec.Apply(h.events).ok()) << exec.failure().message();
+  ASSERT_TRUE(exec.CheckReplayComplete().ok());
+  // A new run takes the new order, behind its marker.
+  History fresh(Input());
+  WorkflowExecutor live(patched, "wf-2", "run-2");
+  auto c = RunTask(live, fresh);
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c[0].record_marker().marker_name(), "Patch");
+  ConfirmRequest in;
+  ASSERT_TRUE(DecodePayload(c[1].schedule_activity_task().input(), &in).ok());
+  EXPECT_EQ(in.reservation_id(), "B");
+}
+
+TEST(WorkflowExecutorTest, HistoriesWithoutInputDigestsStillReplay) {
+  // Written before digests were recorded: only type and id are compared,
+  // as they were then.
+  History h = ConfirmHistory(/*record_input_digests=*/false);
+  Registry swapped = MakeRegistry(&ConfirmBA);
+  WorkflowExecutor exec(swapped, "wf-1", "run-1");
+  ASSERT_TRUE(exec.Apply(h.events).ok()) << exec.failure().message();
+  ASSERT_TRUE(exec.CheckReplayComplete().ok());
+}
+
+TEST(WorkflowExecutorTest, PayloadDigestIsStableAndTellsValuesApart) {
+  ConfirmRequest a;
+  a.set_reservation_id("A");
+  ConfirmRequest b;
+  b.set_reservation_id("B");
+  EXPECT_EQ(PayloadDigest(EncodePayload(a)), PayloadDigest(EncodePayload(a)));
+  EXPECT_NE(PayloadDigest(EncodePayload(a)), PayloadDigest(EncodePayload(b)));
+  // Pinned: histories store it, so it must never change between builds.
+  EXPECT_EQ(PayloadDigest(EncodePayload(a)), "fnv1a64:3a26b149a05177fd");
+  // Metadata (the trace context) is not part of the value.
+  v1::Payload traced = EncodePayload(a);
+  (*traced.mutable_metadata())["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  EXPECT_EQ(PayloadDigest(traced), PayloadDigest(EncodePayload(a)));
+  // Encoding and type count, not just the bytes.
+  v1::Payload other_type = EncodePayload(a);
+  other_type.set_type_name("itinera.example.v1.Reservation");
+  EXPECT_NE(PayloadDigest(other_type), PayloadDigest(EncodePayload(a)));
+}
+
+// A reset run copies the history of the run it resets, up to a completed
+// task, then a WorkflowTaskFailed naming the new run (as Store::ResetWorkflow
+// writes it).
+TEST(WorkflowExecutorTest, AResetRunDrawsTheCopiedPrefixesValuesAndNewOnesAfterIt) {
+  Registry registry;
+  registry.Register(kTestFlow, +[](WorkflowContext& ctx, TripRequest req) -> Task<TripResult> {
+    TripResult out;
+    req.set_traveler(ctx.uuid());  // drawn before the activity: part of its input
+    Reservation r = co_await ctx.execute_activity(kReserve, req);
+    out.set_reservation_id(r.reservation_id());
+    out.set_status(req.traveler());
+    out.set_confirmation_code(ctx.uuid());  // drawn in the task a reset runs again
+    co_return out;
+  });
+  History h(Input());
+  WorkflowExecutor exec(registry, "wf-1", "run-old");
+  auto c1 = RunTask(exec, h);
+  ASSERT_EQ(c1.size(), 1u);
+  TripRequest sent;
+  ASSERT_TRUE(DecodePayload(c1[0].schedule_activity_task().input(), &sent).ok());
+  Reservation r;
+  r.set_reservation_id("for-" + sent.traveler());
+  h.ActivityCompleted("Reserve", r);
+  auto c2 = RunTask(exec, h);
+  ASSERT_EQ(c2.size(), 1u);
+  TripResult old_out;
+  ASSERT_TRUE(DecodePayload(c2[0].complete_workflow_execution().result(), &old_out).ok());
+
+  // Reset to the second task: events up to its WorkflowTaskStarted.
+  std::vector<v1::HistoryEvent> copied;
+  for (const auto& e : h.events) {
+    copied.push_back(e);
+    if (e.event_type() == v1::EVENT_TYPE_WORKFLOW_TASK_STARTED && e.event_id() > 3) break;
+  }
+  copied[0].mutable_workflow_execution_started_event_attributes()->set_original_execution_run_id("run-old");
+  v1::HistoryEvent failed;
+  failed.set_event_id(static_cast<std::int64_t>(copied.size()) + 1);
+  failed.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+  failed.mutable_workflow_task_failed_event_attributes()->set_cause("ResetWorkflow");
+  failed.mutable_workflow_task_failed_event_attributes()->set_new_run_id("run-new");
+  copied.push_back(failed);
+  History reset(Input());
+  reset.events = copied;
+  reset.ScheduleTask();
+  WorkflowExecutor fresh(registry, "wf-1", "run-new");
+  auto c = RunTask(fresh, reset);
+  ASSERT_TRUE(fresh.failure().type().empty()) << fresh.failure().message();
+  ASSERT_EQ(c.size(), 1u);
+  TripResult out;
+  ASSERT_TRUE(DecodePayload(c[0].complete_workflow_execution().result(), &out).ok());
+  EXPECT_EQ(out.reservation_id(), old_out.reservation_id());
+  EXPECT_EQ(out.status(), old_out.status()) << "drawn in the copied prefix: the same";
+  EXPECT_NE(out.confirmation_code(), old_out.confirmation_code()) << "drawn after the reset point: new";
+
+  // The reset run's history replays as it ran.
+  WorkflowExecutor replay(registry, "wf-1", "run-new");
+  ASSERT_TRUE(replay.Apply(reset.events).ok()) << replay.failure().message();
+  ASSERT_TRUE(replay.CheckReplayComplete().ok());
 }
 
 }  // namespace

@@ -508,6 +508,7 @@ Status PrivatePostgres::StartServer() {
          << "max_connections = 200\n"
          << "shared_buffers = 256MB\n"
          << "fsync = " << (options_.fast_unsafe ? "off" : "on") << "\n";
+    for (const auto& line : options_.settings) conf << line << "\n";
     if (!conf) return Status::Internal("cannot write " + conf_path.string());
   }
   if (Status s = Chown(conf_path, run_as); !s.ok()) return s;
@@ -549,6 +550,14 @@ void PrivatePostgres::Stop() {
   if (socket_dir_is_temp_ || (reused_ && socket_dir_.string().rfind("/tmp/itinera-pg-", 0) == 0)) {
     fs::remove_all(socket_dir_, ec);
   }
+}
+
+void PrivatePostgres::Crash() {
+  if (!running_) return;
+  running_ = false;
+  RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+  std::error_code ec;
+  if (socket_dir_is_temp_) fs::remove_all(socket_dir_, ec);
 }
 
 Status CreateDatabase(const std::string& server_dsn, std::string_view name, bool drop_existing) {

@@ -25,6 +25,9 @@ struct PrivatePostgresOptions {
   // Tests only: initdb --no-sync and fsync=off. A crash of the machine can
   // then corrupt the cluster, so never for data anyone wants to keep.
   bool fast_unsafe = false;
+  // Further postgresql.conf lines ("name = value"), written after ours on
+  // every start; for tests that need the server to behave a certain way.
+  std::vector<std::string> settings;
   // Stop the server when the object is destroyed, including a server that
   // was already running on data_dir and merely reused (e.g. one left behind
   // by a killed `itinera dev`). False leaves it running for the next user.
@@ -53,6 +56,11 @@ class PrivatePostgres {
   // Fast shutdown (open sessions are rolled back), waiting until the server
   // has exited. Idempotent.
   void Stop();
+  // For crash tests: immediate shutdown (pg_ctl stop -m immediate), which is
+  // what a crash of the server looks like. Sessions are cut, nothing is
+  // checkpointed, and WAL not yet written out (asynchronous commits) is
+  // lost; the next Start() runs crash recovery. Waits until it has exited.
+  void Crash();
 
   const std::filesystem::path& data_dir() const { return options_.data_dir; }
   const std::filesystem::path& socket_dir() const { return socket_dir_; }

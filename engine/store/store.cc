@@ -685,6 +685,11 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
     pqxx::result ins = tx.exec_prepared("current_insert", req.workflow_id, run_id);
     if (ins.affected_rows() == 0) {
       pqxx::result cur = tx.exec_prepared("current_lock", req.workflow_id);
+      // Empty when another transaction moved current_executions to a new
+      // run (a start, continue-as-new or reset) while this one waited for
+      // its lock: the join still held the old run. The next statement sees
+      // the new run, which is then the one to compare with.
+      for (int retry = 0; cur.empty() && retry < 5; ++retry) cur = tx.exec_prepared("current_lock", req.workflow_id);
       if (cur.empty()) return Status::Aborted("current run vanished; retry");
       std::string existing = cur[0]["run_id"].as<std::string>();
       auto status = static_cast<ExecutionStatus>(cur[0]["status"].as<int>());
@@ -725,23 +730,32 @@ StatusOr<std::string> Store::CurrentRunId(const std::string& workflow_id) {
 }
 
 namespace {
-// Runs one transition of one run in its own transaction.
+// Runs one transition of one run in its own transaction. With no run id it
+// is meant for the workflow's current run: if that run closed and handed
+// over to a new one (continue-as-new, reset) between reading
+// current_executions and locking the run, it goes to the new run instead.
 template <class Fn>
 Status Transition(pqxx::connection& conn, Micros now, const std::string& workflow_id, const std::string& run_id_in,
                   Fn&& fn) {
-  pqxx::work tx(conn);
-  auto run_id = ResolveRunId(tx, workflow_id, run_id_in);
-  if (!run_id.ok()) return run_id.status();
-  PendingEvents pe;
-  Notifications n;
-  RunTransaction run(tx, now, pe, n);
-  if (Status s = run.Load(workflow_id, *run_id); !s.ok()) return s;
-  if (Status s = fn(run); !s.ok()) return s;
-  run.Save();
-  pe.Flush(tx);
-  n.Send(tx);
-  tx.commit();
-  return Status::Ok();
+  for (int hop = 0;; ++hop) {
+    pqxx::work tx(conn);
+    auto run_id = ResolveRunId(tx, workflow_id, run_id_in);
+    if (!run_id.ok()) return run_id.status();
+    PendingEvents pe;
+    Notifications n;
+    RunTransaction run(tx, now, pe, n);
+    if (Status s = run.Load(workflow_id, *run_id); !s.ok()) return s;
+    if (run_id_in.empty() && !run.running() && hop < 10) {
+      auto current = ResolveRunId(tx, workflow_id, "");
+      if (current.ok() && *current != *run_id) continue;  // rolls back; try the new current run
+    }
+    if (Status s = fn(run); !s.ok()) return s;
+    run.Save();
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+    return Status::Ok();
+  }
 }
 }  // namespace
 
@@ -1148,6 +1162,7 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
         s->set_activity_type(a.activity_type());
         s->set_task_queue(a.task_queue().empty() ? ex.task_queue : a.task_queue());
         *s->mutable_input() = a.input();
+        s->set_input_digest(PayloadDigest(a.input()));
         *s->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
         *s->mutable_start_to_close_timeout() = a.start_to_close_timeout();
         *s->mutable_heartbeat_timeout() = a.heartbeat_timeout();
@@ -1572,8 +1587,12 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
     row.started_us = now;
     row.workflow_task_timeout = src.workflow_task_timeout;
     fresh.Create(row);
-    // Events keep their ids and times; only the run id changes.
+    // Events keep their ids and times; only the run id changes. The start
+    // event names the run that first wrote it, whose id seeds random() and
+    // uuid(), so the copied tasks replay with the draws they made.
     std::vector<v1::HistoryEvent> prefix(events.begin(), events.begin() + (event_id - 1));
+    auto* origin = prefix.front().mutable_workflow_execution_started_event_attributes();
+    if (origin->original_execution_run_id().empty()) origin->set_original_execution_run_id(run_id);
     for (const auto& e : prefix) fresh.AddEvent(e);
     const v1::HistoryEvent& started = prefix.back();  // the task's WorkflowTaskStarted (CheckResetPoint)
     v1::HistoryEvent failed = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
@@ -1585,6 +1604,7 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
     f->mutable_failure()->set_message(fmt::format("reset from run {} at event {}{}", run_id, event_id,
                                                   reason.empty() ? "" : ": " + reason));
     f->set_identity(identity);
+    f->set_new_run_id(new_run);
     fresh.AddEvent(std::move(failed));
     fresh.ScheduleWorkflowTask();
 
@@ -1629,7 +1649,10 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
     std::int64_t token = NewLeaseToken();
     pqxx::work tx(conn_->c);
     pqxx::result r = tx.exec_prepared("act_claim", task_queue, now, max, token, identity);
-    if (!r.empty()) tx.exec_prepared("async_commit");  // see ClaimWorkflowTasks
+    // Durable, unlike a workflow task's claim: the bodies start when this
+    // returns and act outside the database, so a claim lost in a crash of
+    // the server would hand the same attempt number out twice
+    // (architecture.md, section 5, "Claims and durability").
     tx.commit();
     std::vector<ActivityTaskLease> out;
     for (const auto& row : r) {

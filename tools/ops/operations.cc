@@ -50,7 +50,8 @@ ReplayReport ReplayHistory(const Registry& registry, const std::string& workflow
   d.code = exec.failure().code();
   d.message = exec.failure().message();
   d.event_id = exec.last_event_id();
-  if (d.code == kNdeCommandMismatch || d.code == kNdeMissingCommand || d.code == kNdeExtraCommand) {
+  if (d.code == kNdeCommandMismatch || d.code == kNdeMissingCommand || d.code == kNdeExtraCommand ||
+      d.code == kNdeInputMismatch) {
     // The executor stops at the event it could not match, with the code's
     // unmatched command still first in line.
     std::vector<v1::Command> produced = exec.NewCommands();
@@ -64,6 +65,10 @@ ReplayReport ReplayHistory(const Registry& registry, const std::string& workflow
       d.expected = history::DescribeEvent(*at);
     } else if (at != nullptr) {
       d.expected = fmt::format("no more commands (history continues with {})", history::DescribeEvent(*at));
+    }
+    if (d.code == kNdeInputMismatch && at != nullptr && !produced.empty()) {
+      d.expected += " input=" + PayloadToJson(at->activity_task_scheduled_event_attributes().input());
+      d.actual += " input=" + PayloadToJson(produced.front().schedule_activity_task().input());
     }
   }
   report.divergence = std::move(d);
