@@ -73,6 +73,7 @@ struct Options {
   int starters = 0;                // starter threads; 0: min(concurrency, 8)
   int top_statements = 12;         // statements listed by total time
   int timeout_s = 600;             // give up on a phase after this long
+  bool two_step = false;           // merged transitions and eager start off (WorkerOptions::merge_transitions)
   std::optional<double> baseline_1conn;   // pgbench tps, 1 client
   std::optional<double> baseline_64conn;  // pgbench tps, 64 clients
 };
@@ -82,7 +83,7 @@ struct Options {
   fmt::print(stderr,
              "usage: itinera_bench --db DSN [--workflows N] [--concurrency C] [--activity-threads T]\n"
              "         [--workflow-batch B] [--warmup N] [--starters S] [--top-statements K]\n"
-             "         [--timeout SECONDS] [--baseline-1conn TPS] [--baseline-64conn TPS]\n"
+             "         [--timeout SECONDS] [--baseline-1conn TPS] [--baseline-64conn TPS] [--two-step]\n"
              "The database named by --db is migrated and its engine tables are emptied.\n");
   std::exit(error.empty() ? 0 : 2);
 }
@@ -93,6 +94,10 @@ Options ParseFlags(int argc, char** argv) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i], value;
     if (flag == "-h" || flag == "--help") Usage("");
+    if (flag == "--two-step") {
+      o.two_step = true;
+      continue;
+    }
     if (auto eq = flag.find('='); eq != std::string::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
@@ -186,6 +191,14 @@ class Driver {
     if (Status s = Listen(); !s.ok()) return s;
     listener_thread_ = std::thread([this] { ListenLoop(); });
     return Status::Ok();
+  }
+
+  // Starts go through the in-process worker, which runs each run's first
+  // workflow task inline (eager start), as a serving process does.
+  void RouteStartsTo(Worker& worker) {
+    for (auto& c : clients_) {
+      c->RouteStarts([&worker](const store::StartWorkflowRequest& r) { return worker.StartWorkflow(r); });
+    }
   }
 
   void Close() {
@@ -496,12 +509,13 @@ StatusOr<std::vector<StatementRow>> ReadStatements(const std::string& dsn) {
 }
 
 struct Counts {
-  std::int64_t workflow_tasks = 0, sticky_hits = 0, sticky_misses = 0, activity_attempts = 0;
+  std::int64_t workflow_tasks = 0, sticky_hits = 0, sticky_misses = 0, activity_attempts = 0, merged_tasks = 0;
 };
 
 Counts WorkerCounts(const Worker& w) {
   const auto& s = w.stats();
-  return {s.workflow_tasks.load(), s.sticky_hits.load(), s.sticky_misses.load(), s.activity_attempts.load()};
+  return {s.workflow_tasks.load(), s.sticky_hits.load(), s.sticky_misses.load(), s.activity_attempts.load(),
+          s.merged_tasks.load()};
 }
 
 // Where a run's time goes, from the times the engine recorded on its events:
@@ -562,13 +576,16 @@ int Main(int argc, char** argv) {
   Worker worker(registry, WorkerOptions{.dsn = o.dsn,
                                         .task_queue = kTaskQueue,
                                         .activity_threads = o.activity_threads,
-                                        .workflow_batch = o.workflow_batch});
+                                        .workflow_batch = o.workflow_batch,
+                                        .merge_transitions = !o.two_step});
   if (Status s = worker.Start(); !s.ok()) return fail("starting the worker", s);
   Driver driver(o);
   if (Status s = driver.Connect(); !s.ok()) return fail("connecting the driver", s);
+  if (!o.two_step) driver.RouteStartsTo(worker);
   fmt::print("workflow: 3 sequential no-op activities; {} in flight, {} starter threads, {} activity threads, "
-             "workflow batch {}\n",
-             o.concurrency, o.starters, o.activity_threads, o.workflow_batch);
+             "workflow batch {}; {}\n",
+             o.concurrency, o.starters, o.activity_threads, o.workflow_batch,
+             o.two_step ? "two-step path (--two-step)" : "merged transitions and eager start");
 
   if (o.warmup > 0) {
     auto warm = driver.RunPhase(kWarmupPrefix, o.warmup);
@@ -639,10 +656,12 @@ int Main(int argc, char** argv) {
                100 * machine_busy / machine_total, sysconf(_SC_NPROCESSORS_ONLN),
                machine_busy > 0 ? 100 * (self_cpu_ms + server_cpu_ms) * n / machine_busy : 0.0);
   }
-  fmt::print("worker per workflow: {:.2f} workflow tasks ({} sticky hits, {} misses), {:.2f} activity attempts\n",
+  fmt::print("worker per workflow: {:.2f} workflow tasks ({} sticky hits, {} misses, {:.2f} per workflow committed "
+             "inline with their cause), {:.2f} activity attempts\n",
              static_cast<double>(worker_after.workflow_tasks - worker_before.workflow_tasks) / n,
              worker_after.sticky_hits - worker_before.sticky_hits,
              worker_after.sticky_misses - worker_before.sticky_misses,
+             static_cast<double>(worker_after.merged_tasks - worker_before.merged_tasks) / n,
              static_cast<double>(worker_after.activity_attempts - worker_before.activity_attempts) / n);
   if (r.closed_by_poll > 0) fmt::print("closes found by polling (notification missed): {}\n", r.closed_by_poll);
 
@@ -672,6 +691,7 @@ int Main(int argc, char** argv) {
   j["workflows_per_sec"] = Round3(wps);
   j["p50_ms"] = Round3(p50);
   j["p99_ms"] = Round3(p99);
+  j["path"] = o.two_step ? "two-step" : "merged";
   j["commits_per_workflow"] = Round3(commits);
   if (statements_per_workflow) j["statements_per_workflow"] = Round3(*statements_per_workflow);
   j["wal_syncs_per_workflow"] = Round3(wal_syncs);
