@@ -345,10 +345,11 @@ class Worker::Impl {
       if (active_.compare_exchange_weak(cur, cur + got)) return got;
     }
   }
-  void ReleaseSlots(int n) {
+  // `wake`: tell the activity poller, which waits for a free slot only when
+  // all were taken (never the poller itself, which would only wake itself).
+  void ReleaseSlots(int n, bool wake = true) {
     if (n <= 0) return;
-    // The poller waits for a free slot only when all were taken.
-    if (active_.fetch_sub(n) >= options_.activity_threads) signals_->activity.Notify();
+    if (active_.fetch_sub(n) >= options_.activity_threads && wake) signals_->activity.Notify();
   }
 
   void WorkflowLoop() {
@@ -733,11 +734,11 @@ class Worker::Impl {
       }
       auto leases = store->ClaimActivityTasks(options_.task_queue, slots, options_.identity);
       if (!leases.ok()) {
-        ReleaseSlots(slots);
+        ReleaseSlots(slots, /*wake=*/false);
         HandleStoreError(store, leases.status(), "claiming activity tasks");
         continue;
       }
-      ReleaseSlots(slots - static_cast<int>(leases->size()));
+      ReleaseSlots(slots - static_cast<int>(leases->size()), /*wake=*/false);
       if (leases->empty()) {
         signals_->activity.WaitFor(seen, 1000ms);
         continue;
