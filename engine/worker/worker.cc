@@ -218,12 +218,14 @@ class Worker::Impl {
     }
     if (options_.run_sweeper) threads_.emplace_back([this] { SweeperLoop(); });
     started_ = true;
+    accepting_starts_ = true;
     return Status::Ok();
   }
 
   void Stop() {
     if (!started_) return;
     started_ = false;
+    accepting_starts_ = false;
     stopping_ = true;
     signals_->All();
     for (auto& t : threads_) t.join();
@@ -643,7 +645,7 @@ class Worker::Impl {
   StatusOr<store::StartWorkflowResult> StartWorkflow(const store::StartWorkflowRequest& request) {
     auto store = TakeStartStore();
     if (!store.ok()) return store.status();
-    bool eager = options_.merge_transitions && options_.run_workflows && !stopping_ &&
+    bool eager = options_.merge_transitions && options_.run_workflows && accepting_starts_ &&
                  request.task_queue == options_.task_queue;
     std::unique_ptr<WorkflowExecutor> exec;
     store::WorkflowTaskCompletion completion;
@@ -1015,6 +1017,7 @@ class Worker::Impl {
   Stats stats_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> commits_done_{false};
+  std::atomic<bool> accepting_starts_{false};  // between Start() and Stop(): eager starts may use the pool
   bool started_ = false;
   std::vector<std::thread> threads_;
   std::thread commit_thread_;
