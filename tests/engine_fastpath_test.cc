@@ -345,7 +345,10 @@ TEST_F(FastPathTest, ABodyDoesNotStartAfterItsDeadline) {
 }
 
 // Eager hand-over and the activity poller share the worker's slots: bodies
-// never run more at once than activity_threads, however work arrives.
+// never run more at once than activity_threads, however work arrives. (A
+// guard, not a reproduction: before slots were reserved, the two read the
+// free count separately, and only a claim that overlapped a completion's
+// commit oversubscribed; this load did not hit that window in 10 runs.)
 TEST_F(FastPathTest, ActivitySlotsAreNeverOversubscribed) {
   constexpr int kThreads = 2;
   StartWorker(true, {}, kThreads);
