@@ -134,18 +134,20 @@ ExecutionRow ReadExecutionRow(const pqxx::row& row, const std::string& workflow_
   return e;
 }
 
-WorkflowTaskRow ReadTaskRow(const pqxx::row& w) {
+// `prefix`: "t_" for the task columns of run_lock_many.
+WorkflowTaskRow ReadTaskRow(const pqxx::row& w, const std::string& prefix = "") {
+  auto f = [&](const char* name) { return w[prefix + name]; };
   WorkflowTaskRow task;
-  task.scheduled_event_id = w["scheduled_event_id"].as<std::int64_t>();
-  task.attempt = w["attempt"].as<int>();
-  task.visible_us = w["visible_us"].as<std::int64_t>();
-  if (!w["lease_token"].is_null()) task.lease_token = w["lease_token"].as<std::int64_t>();
-  task.lease_owner = w["lease_owner"].is_null() ? "" : w["lease_owner"].as<std::string>();
-  task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
-  task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
-  task.timeout_us = w["timeout_us"].as<std::int64_t>();
-  task.sticky_owner = w["sticky_owner"].is_null() ? "" : w["sticky_owner"].as<std::string>();
-  task.sticky_until_us = w["sticky_until_us"].as<std::int64_t>();
+  task.scheduled_event_id = f("scheduled_event_id").as<std::int64_t>();
+  task.attempt = f("attempt").as<int>();
+  task.visible_us = f("visible_us").as<std::int64_t>();
+  if (!f("lease_token").is_null()) task.lease_token = f("lease_token").as<std::int64_t>();
+  task.lease_owner = f("lease_owner").is_null() ? "" : f("lease_owner").as<std::string>();
+  task.lease_expires_us = f("lease_expires_us").is_null() ? 0 : f("lease_expires_us").as<std::int64_t>();
+  task.started_us = f("started_us").is_null() ? 0 : f("started_us").as<std::int64_t>();
+  task.timeout_us = f("timeout_us").as<std::int64_t>();
+  task.sticky_owner = f("sticky_owner").is_null() ? "" : f("sticky_owner").as<std::string>();
+  task.sticky_until_us = f("sticky_until_us").as<std::int64_t>();
   return task;
 }
 
@@ -169,15 +171,12 @@ void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool 
     rids.push_back(r);
   }
   std::string w = TextArray(wfs), r = TextArray(rids);
-  for (const auto& row : tx.exec_prepared("exec_lock_many", w, r)) {
+  for (const auto& row : tx.exec_prepared("run_lock_many", w, r)) {
     RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
     executions_[key] = ReadExecutionRow(row, key.first, key.second);
     tasks_[key] = std::nullopt;
-  }
-  for (const auto& row : tx.exec_prepared("wft_lock_many", w, r)) {
-    RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
-    if (!executions_.count(key)) continue;
-    tasks_[key] = ReadTaskRow(row);
+    if (row["t_attempt"].is_null()) continue;
+    tasks_[key] = ReadTaskRow(row, "t_");
     stored_tasks_.insert(key);
   }
   if (!load_buffered) return;

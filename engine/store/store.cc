@@ -73,17 +73,24 @@ const std::pair<const char*, const char*> kStatements[] = {
      "task_failure_attempt, workflow_task_timeout_us FROM executions WHERE workflow_id = $1 AND run_id = $2 "
      "FOR UPDATE SKIP LOCKED"},
     {"exec_exists", "SELECT 1 FROM executions WHERE workflow_id = $1 AND run_id = $2"},
-    {"exec_lock_many",
-     "SELECT workflow_id, run_id, workflow_type, task_queue, status, next_event_id, start_request_id, started_us, "
-     "history_bytes, cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
-     "task_failure_attempt, workflow_task_timeout_us FROM executions "
+    // A batch's runs, locked in one round trip: the executions rows (in key
+    // order) before their workflow task rows, the order of every other
+    // transaction. Task columns are prefixed t_; a run
+    // without a task row has t_attempt NULL.
+    {"run_lock_many",
+     "WITH e AS (SELECT workflow_id, run_id, workflow_type, task_queue, status, next_event_id, start_request_id, "
+     "started_us, history_bytes, cancel_requested, sticky_owner, sticky_until_us, task_failure_code, "
+     "task_failure_message, task_failure_attempt, workflow_task_timeout_us FROM executions "
      "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-     "ORDER BY workflow_id, run_id FOR UPDATE"},
-    {"wft_lock_many",
-     "SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
+     "ORDER BY workflow_id, run_id FOR UPDATE), "
+     "t AS (SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
      "lease_expires_us, started_us, timeout_us, sticky_owner, sticky_until_us FROM workflow_tasks "
-     "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-     "ORDER BY workflow_id, run_id FOR UPDATE"},
+     "WHERE (workflow_id, run_id) IN (SELECT workflow_id, run_id FROM e) ORDER BY workflow_id, run_id FOR UPDATE) "
+     "SELECT e.*, t.scheduled_event_id AS t_scheduled_event_id, t.attempt AS t_attempt, t.visible_us AS t_visible_us, "
+     "t.lease_token AS t_lease_token, t.lease_owner AS t_lease_owner, t.lease_expires_us AS t_lease_expires_us, "
+     "t.started_us AS t_started_us, t.timeout_us AS t_timeout_us, t.sticky_owner AS t_sticky_owner, "
+     "t.sticky_until_us AS t_sticky_until_us FROM e LEFT JOIN t ON t.workflow_id = e.workflow_id "
+     "AND t.run_id = e.run_id ORDER BY e.workflow_id, e.run_id"},
     {"exec_update_many",
      "UPDATE executions e SET status = u.status, next_event_id = u.next, history_bytes = u.bytes, "
      "cancel_requested = u.cancel, sticky_owner = NULLIF(u.owner, ''), sticky_until_us = u.sticky_until, "
