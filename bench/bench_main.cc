@@ -30,13 +30,17 @@
 #include <unordered_map>
 #include <vector>
 
+#include "activities/booking_activities.h"
+#include "activities/booking_store.h"
 #include "client/client.h"
 #include "runtime/registry.h"
 #include "runtime/workflow_context.h"
 #include "store/migrator.h"
 #include "store/notification_listener.h"
 #include "store/sql_admin.h"
+#include "supplier/supplier_server.h"
 #include "worker/worker.h"
+#include "workflows/booking_workflows.h"
 
 namespace itinera::bench {
 namespace {
@@ -73,6 +77,8 @@ struct Options {
   int starters = 0;                // starter threads; 0: min(concurrency, 8)
   int top_statements = 12;         // statements listed by total time
   int timeout_s = 600;             // give up on a phase after this long
+  bool two_step = false;           // merged transitions and eager start off (WorkerOptions::merge_transitions)
+  std::string workload = "steps";  // "steps": 3 no-op activities; "booking": BookTrip via the supplier simulator
   std::optional<double> baseline_1conn;   // pgbench tps, 1 client
   std::optional<double> baseline_64conn;  // pgbench tps, 64 clients
 };
@@ -82,7 +88,8 @@ struct Options {
   fmt::print(stderr,
              "usage: itinera_bench --db DSN [--workflows N] [--concurrency C] [--activity-threads T]\n"
              "         [--workflow-batch B] [--warmup N] [--starters S] [--top-statements K]\n"
-             "         [--timeout SECONDS] [--baseline-1conn TPS] [--baseline-64conn TPS]\n"
+             "         [--timeout SECONDS] [--baseline-1conn TPS] [--baseline-64conn TPS] [--two-step]\n"
+             "         [--workload steps|booking]\n"
              "The database named by --db is migrated and its engine tables are emptied.\n");
   std::exit(error.empty() ? 0 : 2);
 }
@@ -93,6 +100,10 @@ Options ParseFlags(int argc, char** argv) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i], value;
     if (flag == "-h" || flag == "--help") Usage("");
+    if (flag == "--two-step") {
+      o.two_step = true;
+      continue;
+    }
     if (auto eq = flag.find('='); eq != std::string::npos) {
       value = flag.substr(eq + 1);
       flag = flag.substr(0, eq);
@@ -136,6 +147,9 @@ Options ParseFlags(int argc, char** argv) {
       o.baseline_1conn = as_double();
     } else if (flag == "--baseline-64conn") {
       o.baseline_64conn = as_double();
+    } else if (flag == "--workload") {
+      if (value != "steps" && value != "booking") Usage("--workload: expected steps or booking, got \"" + value + "\"");
+      o.workload = value;
     } else {
       Usage("unknown flag " + flag);
     }
@@ -165,12 +179,106 @@ struct PhaseResult {
   std::string first_error;
 };
 
+// What the driver starts: each run is named prefix-NNNNNN; workflow_id maps
+// the name to the run's workflow id, start starts it.
+struct Workload {
+  std::string description;
+  std::function<std::string(const std::string& name)> workflow_id;
+  std::function<StatusOr<store::StartWorkflowResult>(Client&, const std::string& name)> start;
+};
+
+Workload ThreeStepsWorkload() {
+  Workload w;
+  w.description = "3 sequential no-op activities";
+  w.workflow_id = [](const std::string& name) { return name; };
+  w.start = [](Client& client, const std::string& name) {
+    return client.Start(kThreeSteps, name, Empty(), StartOptions{.task_queue = kTaskQueue, .identity = "itinera_bench"});
+  };
+  return w;
+}
+
+// --workload booking: BookTrip end to end (re-price, hold flight and hotel,
+// authorize, confirm both, capture: 7 activities and the read model's) through
+// the supplier simulator, served in this process over loopback HTTP from the
+// same database, with no injected latency or faults.
+struct BookingSetup {
+  std::unique_ptr<supplier::SupplierService> service;
+  std::unique_ptr<supplier::SupplierServer> server;
+  Workload workload;
+  ~BookingSetup() {
+    if (server) server->Stop();
+    if (service) service->Stop();
+  }
+};
+
+StatusOr<std::unique_ptr<BookingSetup>> SetUpBooking(const std::string& dsn, Registry& registry) {
+  constexpr const char* kDay = "2027-03-01";
+  constexpr const char* kNextDay = "2027-03-02";
+  constexpr const char* kHotel = "HTL-ROM-1";
+  auto b = std::make_unique<BookingSetup>();
+  // Fares that do not move, so every run's quote stays within tolerance.
+  auto service = supplier::SupplierService::Create({.dsn = dsn, .fare_period_seconds = 0});
+  if (!service.ok()) return service.status();
+  b->service = std::move(service.value());
+  auto server = supplier::SupplierServer::Start(*b->service, supplier::ServerOptions{});
+  if (!server.ok()) return server.status();
+  b->server = std::move(server.value());
+  auto call = [&](const std::string& method, const std::string& target, const std::string& body = "") {
+    return b->service->Handle({.method = method, .target = target, .body = body});
+  };
+  auto offers = call("GET", fmt::format("/flights/search?origin=CDG&destination=FCO&date={}&passengers=1", kDay));
+  if (offers.status != 200 || offers.body["offers"].empty()) {
+    return Status::Internal("supplier flight search: " + offers.body.dump());
+  }
+  const auto& flight = offers.body["offers"][0];
+  auto rate = call("GET", fmt::format("/hotels/{}/rate?check_in={}&check_out={}&rooms=1", kHotel, kDay, kNextDay));
+  if (rate.status != 200) return Status::Internal("supplier hotel rate: " + rate.body.dump());
+  // Room for every booking of the run (each takes a seat and a room).
+  const std::string flight_id = flight["flight_id"].get<std::string>();
+  auto seats = call("PUT", "/admin/inventory/flights/" + flight_id, R"({"capacity": 100000})");
+  auto rooms = call("PUT", std::string("/admin/inventory/hotels/") + kHotel,
+                    fmt::format(R"({{"rooms": 100000, "night": "{}"}})", kDay));
+  if (seats.status != 200 || rooms.status != 200) {
+    return Status::Internal("supplier inventory: " + seats.body.dump() + " " + rooms.body.dump());
+  }
+  booking::RegisterBookingWorkflows(registry);
+  booking::RegisterBookingStoreActivities(registry, dsn);
+  booking::SupplierConfig sc;
+  sc.base_url = fmt::format("http://127.0.0.1:{}", b->server->port());
+  sc.max_in_flight = 256;
+  if (Status s = booking::RegisterBookingActivities(registry, sc); !s.ok()) return s;
+
+  booking::v1::BookTripRequest trip;
+  trip.set_tenant("bench");
+  trip.set_flight_id(flight_id);
+  trip.set_passengers(1);
+  trip.set_hotel_id(kHotel);
+  trip.set_check_in(kDay);
+  trip.set_check_out(kNextDay);
+  trip.set_rooms(1);
+  trip.set_card_token("tok_visa");
+  trip.mutable_quote()->set_flight_id(flight_id);
+  trip.mutable_quote()->set_fare_cents(flight["fare_cents"].get<std::int64_t>());
+  trip.mutable_quote()->set_hotel_id(kHotel);
+  trip.mutable_quote()->set_hotel_total_cents(rate.body["total_cents"].get<std::int64_t>());
+  trip.set_fare_tolerance_percent(5);
+  b->workload.description = "BookTrip through the supplier simulator (no injected latency)";
+  b->workload.workflow_id = [](const std::string& name) { return booking::BookTripWorkflowId(name); };
+  b->workload.start = [trip](Client& client, const std::string& name) {
+    booking::v1::BookTripRequest r = trip;
+    r.set_booking_id(name);
+    return client.Start(booking::kBookTrip, booking::BookTripWorkflowId(name), r,
+                        StartOptions{.task_queue = kTaskQueue, .identity = "itinera_bench"});
+  };
+  return b;
+}
+
 // Keeps a number of runs in flight: starter threads start runs (one Client
 // each, so starts commit in parallel and share WAL flushes), one listener
 // thread hears their close notifications. All phase state is under mu_.
 class Driver {
  public:
-  explicit Driver(const Options& options) : options_(options) {}
+  Driver(const Options& options, Workload workload) : options_(options), workload_(std::move(workload)) {}
   ~Driver() { Close(); }
 
   Status Connect() {
@@ -186,6 +294,14 @@ class Driver {
     if (Status s = Listen(); !s.ok()) return s;
     listener_thread_ = std::thread([this] { ListenLoop(); });
     return Status::Ok();
+  }
+
+  // Starts go through the in-process worker, which runs each run's first
+  // workflow task inline (eager start), as a serving process does.
+  void RouteStartsTo(Worker& worker) {
+    for (auto& c : clients_) {
+      c->RouteStarts([&worker](const store::StartWorkflowRequest& r) { return worker.StartWorkflow(r); });
+    }
   }
 
   void Close() {
@@ -312,21 +428,21 @@ class Driver {
   }
 
   void StartLoop(Client& client) {
-    const StartOptions start{.task_queue = kTaskQueue, .identity = "itinera_bench"};
     for (;;) {
-      std::string id;
+      std::string name, id;
       SteadyClock::time_point t0;
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return next_ >= total_ || in_flight_ < options_.concurrency; });
         if (next_ >= total_) return;
-        id = fmt::format("{}-{:06}", prefix_, next_++);
+        name = fmt::format("{}-{:06}", prefix_, next_++);
+        id = workload_.workflow_id(name);
         in_flight_++;
         t0 = SteadyClock::now();
         // Recorded before the call: the close may be heard before it returns.
         started_at_[id] = t0;
       }
-      auto r = client.Start(kThreeSteps, id, Empty(), start);
+      auto r = workload_.start(client, name);
       auto t1 = SteadyClock::now();
       {
         std::lock_guard lock(mu_);
@@ -343,6 +459,7 @@ class Driver {
   }
 
   const Options& options_;
+  const Workload workload_;
   std::vector<std::unique_ptr<Client>> clients_;
   std::unique_ptr<Client> poll_client_;  // listener thread only
   std::unique_ptr<store::NotificationListener> listener_;  // listener thread only, once started
@@ -496,29 +613,30 @@ StatusOr<std::vector<StatementRow>> ReadStatements(const std::string& dsn) {
 }
 
 struct Counts {
-  std::int64_t workflow_tasks = 0, sticky_hits = 0, sticky_misses = 0, activity_attempts = 0;
+  std::int64_t workflow_tasks = 0, sticky_hits = 0, sticky_misses = 0, activity_attempts = 0, merged_tasks = 0;
 };
 
 Counts WorkerCounts(const Worker& w) {
   const auto& s = w.stats();
-  return {s.workflow_tasks.load(), s.sticky_hits.load(), s.sticky_misses.load(), s.activity_attempts.load()};
+  return {s.workflow_tasks.load(), s.sticky_hits.load(), s.sticky_misses.load(), s.activity_attempts.load(),
+          s.merged_tasks.load()};
 }
 
 // Where a run's time goes, from the times the engine recorded on its events:
 // the average gap between each pair of consecutive event types.
-void PrintEventGaps(const std::string& dsn) {
+void PrintEventGaps(const std::string& dsn, const std::string& like) {
   auto rows = store::QueryText(
       dsn,
       "SELECT prev_type, event_type, count(*), avg(gap) / 1000.0, "
       "percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) / 1000.0 FROM ("
       " SELECT event_type, lag(event_type) OVER w AS prev_type, event_us - lag(event_us) OVER w AS gap"
-      " FROM history_events WHERE workflow_id LIKE 'run-%'"
+      " FROM history_events WHERE workflow_id LIKE " + store::SqlQuote(like) +
       " WINDOW w AS (PARTITION BY workflow_id, run_id ORDER BY event_id)) s "
       "WHERE prev_type IS NOT NULL GROUP BY 1, 2 HAVING avg(gap) > 0 ORDER BY sum(gap) DESC");
   auto life = store::QueryText(
       dsn,
       "SELECT avg(d) / 1000.0, percentile_cont(0.5) WITHIN GROUP (ORDER BY d) / 1000.0 FROM ("
-      " SELECT max(event_us) - min(event_us) AS d FROM history_events WHERE workflow_id LIKE 'run-%'"
+      " SELECT max(event_us) - min(event_us) AS d FROM history_events WHERE workflow_id LIKE " + store::SqlQuote(like) +
       " GROUP BY workflow_id, run_id) s");
   if (!rows.ok() || !life.ok() || life->empty()) return;
   auto name = [](const std::string& n) {
@@ -558,17 +676,27 @@ int Main(int argc, char** argv) {
   Registry registry;
   registry.Register(kThreeSteps, &ThreeSteps);
   registry.Register(kNoop, [](ActivityContext&, const Empty&) { return Empty(); });
+  Workload workload = ThreeStepsWorkload();
+  std::unique_ptr<BookingSetup> booking;
+  if (o.workload == "booking") {
+    auto b = SetUpBooking(o.dsn, registry);
+    if (!b.ok()) return fail("starting the supplier simulator", b.status());
+    booking = std::move(b.value());
+    workload = booking->workload;
+  }
 
   Worker worker(registry, WorkerOptions{.dsn = o.dsn,
                                         .task_queue = kTaskQueue,
                                         .activity_threads = o.activity_threads,
-                                        .workflow_batch = o.workflow_batch});
+                                        .workflow_batch = o.workflow_batch,
+                                        .merge_transitions = !o.two_step});
   if (Status s = worker.Start(); !s.ok()) return fail("starting the worker", s);
-  Driver driver(o);
+  Driver driver(o, workload);
   if (Status s = driver.Connect(); !s.ok()) return fail("connecting the driver", s);
-  fmt::print("workflow: 3 sequential no-op activities; {} in flight, {} starter threads, {} activity threads, "
-             "workflow batch {}\n",
-             o.concurrency, o.starters, o.activity_threads, o.workflow_batch);
+  if (!o.two_step) driver.RouteStartsTo(worker);
+  fmt::print("workflow: {}; {} in flight, {} starter threads, {} activity threads, workflow batch {}; {}\n",
+             workload.description, o.concurrency, o.starters, o.activity_threads, o.workflow_batch,
+             o.two_step ? "two-step path (--two-step)" : "merged transitions and eager start");
 
   if (o.warmup > 0) {
     auto warm = driver.RunPhase(kWarmupPrefix, o.warmup);
@@ -597,8 +725,9 @@ int Main(int argc, char** argv) {
     if (s.ok()) statements = std::move(s.value());
   }
   auto completed = store::QueryInt(
-      o.dsn, fmt::format("SELECT count(*) FROM executions WHERE workflow_id LIKE '{}-%' AND status = {}",
-                         kMeasuredPrefix, static_cast<int>(store::ExecutionStatus::kCompleted)));
+      o.dsn, fmt::format("SELECT count(*) FROM executions WHERE workflow_id LIKE {} AND status = {}",
+                         store::SqlQuote(workload.workflow_id(std::string(kMeasuredPrefix) + "-") + "%"),
+                         static_cast<int>(store::ExecutionStatus::kCompleted)));
   driver.Close();
   worker.Stop();
 
@@ -639,10 +768,12 @@ int Main(int argc, char** argv) {
                100 * machine_busy / machine_total, sysconf(_SC_NPROCESSORS_ONLN),
                machine_busy > 0 ? 100 * (self_cpu_ms + server_cpu_ms) * n / machine_busy : 0.0);
   }
-  fmt::print("worker per workflow: {:.2f} workflow tasks ({} sticky hits, {} misses), {:.2f} activity attempts\n",
+  fmt::print("worker per workflow: {:.2f} workflow tasks ({} sticky hits, {} misses, {:.2f} per workflow committed "
+             "inline with their cause), {:.2f} activity attempts\n",
              static_cast<double>(worker_after.workflow_tasks - worker_before.workflow_tasks) / n,
              worker_after.sticky_hits - worker_before.sticky_hits,
              worker_after.sticky_misses - worker_before.sticky_misses,
+             static_cast<double>(worker_after.merged_tasks - worker_before.merged_tasks) / n,
              static_cast<double>(worker_after.activity_attempts - worker_before.activity_attempts) / n);
   if (r.closed_by_poll > 0) fmt::print("closes found by polling (notification missed): {}\n", r.closed_by_poll);
 
@@ -664,14 +795,16 @@ int Main(int argc, char** argv) {
                  s.calls > 0 ? s.total_ms / static_cast<double>(s.calls) : 0.0, s.total_ms, s.query.substr(0, 110));
     }
   }
-  PrintEventGaps(o.dsn);
+  PrintEventGaps(o.dsn, workload.workflow_id(std::string(kMeasuredPrefix) + "-") + "%");
 
   nlohmann::ordered_json j;
+  j["workload"] = o.workload;
   j["workflows"] = o.workflows;
   j["concurrency"] = o.concurrency;
   j["workflows_per_sec"] = Round3(wps);
   j["p50_ms"] = Round3(p50);
   j["p99_ms"] = Round3(p99);
+  j["path"] = o.two_step ? "two-step" : "merged";
   j["commits_per_workflow"] = Round3(commits);
   if (statements_per_workflow) j["statements_per_workflow"] = Round3(*statements_per_workflow);
   j["wal_syncs_per_workflow"] = Round3(wal_syncs);

@@ -225,6 +225,14 @@ int Main(int argc, char** argv) {
   // Short, so another worker takes over a run soon after this one dies.
   options.sticky_timeout = 500ms;
   options.hooks = CrashHooks(flags, ids);
+  // These two points are windows of the two-step path: between an
+  // activity's result commit and the workflow task it causes, and inside
+  // that task's own commit. A merged transition (architecture §5) commits
+  // both at once and has neither window, so they are tested with it off;
+  // every other crash point runs the default, merged path.
+  if (flags.crash == CrashPoint::kAfterActivityCommit || flags.crash == CrashPoint::kDuringWorkflowTask) {
+    options.merge_transitions = false;
+  }
 
   Worker worker(registry, options);
   if (Status s = worker.Start(); !s.ok()) {

@@ -38,7 +38,7 @@ StatusOr<store::StartWorkflowResult> Client::StartPayload(const std::string& wor
   r.request_id = options.request_id;
   r.identity = options.identity.empty() ? DefaultIdentity("client") : options.identity;
   r.workflow_task_timeout = options.workflow_task_timeout.count();
-  return store_->StartWorkflow(r);
+  return starter_ ? starter_(r) : store_->StartWorkflow(r);
 }
 
 StatusOr<store::StartWorkflowResult> Client::StartJson(const std::string& workflow_type,

@@ -6,6 +6,7 @@
 #include <google/protobuf/message.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,13 @@ class Client {
   // registry: optional, needed only to start workflows from JSON input.
   static StatusOr<std::unique_ptr<Client>> Connect(const std::string& dsn, const Registry* registry = nullptr,
                                                    ClockPtr clock = nullptr);
+
+  // Sends this client's starts through `start` instead of its own
+  // connection: a Worker in this process that runs the first workflow task
+  // inline and commits it with the start (Worker::StartWorkflow, eager
+  // start). Set before the client is shared between threads.
+  using Starter = std::function<StatusOr<store::StartWorkflowResult>(const store::StartWorkflowRequest&)>;
+  void RouteStarts(Starter start) { starter_ = std::move(start); }
 
   template <class In, class Out>
   StatusOr<store::StartWorkflowResult> Start(WorkflowType<In, Out> type, const std::string& workflow_id,
@@ -89,6 +97,7 @@ class Client {
   static std::string CloseDescription(const v1::HistoryEvent& e);
 
   std::unique_ptr<store::Store> store_;
+  Starter starter_;  // empty: starts use store_
   std::string dsn_;
   const Registry* registry_;
 };

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "common/payload.h"
 
@@ -55,6 +56,25 @@ std::string HexArray(const std::vector<std::string>& values) {
   }
   out += '}';
   return out;
+}
+
+v1::HistoryEvent WorkflowTaskScheduledEvent(const std::string& task_queue, Micros timeout, int attempt) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  auto* a = e.mutable_workflow_task_scheduled_event_attributes();
+  a->set_task_queue(task_queue);
+  *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(timeout));
+  a->set_attempt(attempt);
+  return e;
+}
+
+v1::HistoryEvent WorkflowTaskStartedEvent(std::int64_t scheduled_event_id, const std::string& identity, Micros at) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+  *e.mutable_event_time() = ToTimestamp(at);
+  e.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled_event_id);
+  e.mutable_workflow_task_started_event_attributes()->set_identity(identity);
+  return e;
 }
 
 void Notifications::Send(pqxx::transaction_base& tx) const {
@@ -114,18 +134,20 @@ ExecutionRow ReadExecutionRow(const pqxx::row& row, const std::string& workflow_
   return e;
 }
 
-WorkflowTaskRow ReadTaskRow(const pqxx::row& w) {
+// `prefix`: "t_" for the task columns of run_lock_many.
+WorkflowTaskRow ReadTaskRow(const pqxx::row& w, const std::string& prefix = "") {
+  auto f = [&](const char* name) { return w[prefix + name]; };
   WorkflowTaskRow task;
-  task.scheduled_event_id = w["scheduled_event_id"].as<std::int64_t>();
-  task.attempt = w["attempt"].as<int>();
-  task.visible_us = w["visible_us"].as<std::int64_t>();
-  if (!w["lease_token"].is_null()) task.lease_token = w["lease_token"].as<std::int64_t>();
-  task.lease_owner = w["lease_owner"].is_null() ? "" : w["lease_owner"].as<std::string>();
-  task.lease_expires_us = w["lease_expires_us"].is_null() ? 0 : w["lease_expires_us"].as<std::int64_t>();
-  task.started_us = w["started_us"].is_null() ? 0 : w["started_us"].as<std::int64_t>();
-  task.timeout_us = w["timeout_us"].as<std::int64_t>();
-  task.sticky_owner = w["sticky_owner"].is_null() ? "" : w["sticky_owner"].as<std::string>();
-  task.sticky_until_us = w["sticky_until_us"].as<std::int64_t>();
+  task.scheduled_event_id = f("scheduled_event_id").as<std::int64_t>();
+  task.attempt = f("attempt").as<int>();
+  task.visible_us = f("visible_us").as<std::int64_t>();
+  if (!f("lease_token").is_null()) task.lease_token = f("lease_token").as<std::int64_t>();
+  task.lease_owner = f("lease_owner").is_null() ? "" : f("lease_owner").as<std::string>();
+  task.lease_expires_us = f("lease_expires_us").is_null() ? 0 : f("lease_expires_us").as<std::int64_t>();
+  task.started_us = f("started_us").is_null() ? 0 : f("started_us").as<std::int64_t>();
+  task.timeout_us = f("timeout_us").as<std::int64_t>();
+  task.sticky_owner = f("sticky_owner").is_null() ? "" : f("sticky_owner").as<std::string>();
+  task.sticky_until_us = f("sticky_until_us").as<std::int64_t>();
   return task;
 }
 
@@ -149,14 +171,13 @@ void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool 
     rids.push_back(r);
   }
   std::string w = TextArray(wfs), r = TextArray(rids);
-  for (const auto& row : tx.exec_prepared("exec_lock_many", w, r)) {
+  for (const auto& row : tx.exec_prepared("run_lock_many", w, r)) {
     RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
     executions_[key] = ReadExecutionRow(row, key.first, key.second);
     tasks_[key] = std::nullopt;
-  }
-  for (const auto& row : tx.exec_prepared("wft_lock_many", w, r)) {
-    RunKey key{row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>()};
-    if (executions_.count(key)) tasks_[key] = ReadTaskRow(row);
+    if (row["t_attempt"].is_null()) continue;
+    tasks_[key] = ReadTaskRow(row, "t_");
+    stored_tasks_.insert(key);
   }
   if (!load_buffered) return;
   buffered_loaded_ = true;
@@ -223,10 +244,15 @@ void BatchRows::FlushTasks(pqxx::transaction_base& tx) {
   for (const auto& key : dirty_tasks_) {
     const auto& t = tasks_[key];
     if (!t) {
-      dw.push_back(key.first);
-      dr.push_back(key.second);
+      // A task made and done within this batch (a merged transition) never
+      // reached the table.
+      if (stored_tasks_.count(key)) {
+        dw.push_back(key.first);
+        dr.push_back(key.second);
+      }
       continue;
     }
+    stored_tasks_.insert(key);
     w.push_back(key.first);
     r.push_back(key.second);
     q.push_back(executions_[key].task_queue);
@@ -257,6 +283,7 @@ Status RunTransaction::Load(const std::string& workflow_id, const std::string& r
       exec_ = it->second;
       wft_ = batch_->tasks_[key];
       from_batch_ = true;
+      may_have_buffered_ = task_leased();
       return Status::Ok();
     }
   }
@@ -273,6 +300,7 @@ Status RunTransaction::Load(const std::string& workflow_id, const std::string& r
   pqxx::result t = tx_.exec_prepared("wft_lock", workflow_id, run_id);
   wft_.reset();
   if (!t.empty()) wft_ = ReadTaskRow(t[0]);
+  may_have_buffered_ = task_leased();
   return Status::Ok();
 }
 
@@ -280,6 +308,7 @@ void RunTransaction::Create(ExecutionRow row) {
   exec_ = std::move(row);
   created_ = true;
   wft_.reset();
+  may_have_buffered_ = false;
 }
 
 std::int64_t RunTransaction::AddEvent(v1::HistoryEvent event) {
@@ -324,6 +353,7 @@ Status RunTransaction::AddExternalEvent(v1::HistoryEvent event) {
   }
   if (!event.has_event_time()) *event.mutable_event_time() = ToTimestamp(now_);
   if (task_leased()) {
+    may_have_buffered_ = true;
     tx_.exec_prepared("buffer_insert", exec_.workflow_id, exec_.run_id, static_cast<int>(event.event_type()),
                       Bin(event.SerializeAsString()));
     return Status::Ok();
@@ -342,6 +372,7 @@ std::vector<std::pair<std::int64_t, v1::HistoryEvent>>* RunTransaction::BatchBuf
 std::vector<std::pair<std::int64_t, v1::HistoryEvent>> RunTransaction::LoadBuffered() {
   if (auto* b = BatchBuffered()) return *b;
   std::vector<std::pair<std::int64_t, v1::HistoryEvent>> out;
+  if (!may_have_buffered_) return out;
   pqxx::result r = tx_.exec_prepared("buffer_load", exec_.workflow_id, exec_.run_id);
   for (const auto& row : r) {
     v1::HistoryEvent e;
@@ -365,7 +396,7 @@ int RunTransaction::FlushBuffered() {
   if (auto* b = BatchBuffered()) {
     events.swap(*b);
     for (const auto& [seq, e] : events) batch_->buffered_taken_.emplace_back(RunKey{exec_.workflow_id, exec_.run_id}, seq);
-  } else {
+  } else if (may_have_buffered_) {
     for (const auto& row : tx_.exec_prepared("buffer_take", exec_.workflow_id, exec_.run_id)) {
       v1::HistoryEvent e;
       e.ParseFromString(Bytes(row["data"]));
@@ -378,13 +409,7 @@ int RunTransaction::FlushBuffered() {
 }
 
 void RunTransaction::ScheduleWorkflowTask(const std::string& sticky_owner, Micros sticky_until) {
-  v1::HistoryEvent e;
-  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
-  auto* a = e.mutable_workflow_task_scheduled_event_attributes();
-  a->set_task_queue(exec_.task_queue);
-  *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(exec_.workflow_task_timeout));
-  a->set_attempt(1);
-  std::int64_t id = AddEvent(std::move(e));
+  std::int64_t id = AddEvent(WorkflowTaskScheduledEvent(exec_.task_queue, exec_.workflow_task_timeout, 1));
   WorkflowTaskRow task;
   task.scheduled_event_id = id;
   task.attempt = 1;
@@ -394,11 +419,58 @@ void RunTransaction::ScheduleWorkflowTask(const std::string& sticky_owner, Micro
   task.sticky_until_us = sticky_owner.empty() ? 0 : sticky_until;
   wft_ = task;
   WriteWorkflowTask();
-  notes_.workflow_queues.insert(exec_.task_queue);
+  notify_task_ = true;
+}
+
+std::pair<std::int64_t, std::int64_t> RunTransaction::AddWorkflowTaskStarted(const WorkflowTaskRow& task) {
+  std::int64_t scheduled = task.scheduled_event_id;
+  if (scheduled == 0) {
+    v1::HistoryEvent s = WorkflowTaskScheduledEvent(exec_.task_queue, task.timeout_us, task.attempt);
+    *s.mutable_event_time() = ToTimestamp(task.started_us);
+    scheduled = AddEvent(std::move(s));
+  }
+  return {scheduled, AddEvent(WorkflowTaskStartedEvent(scheduled, task.lease_owner, task.started_us))};
+}
+
+std::int64_t RunTransaction::AddWorkflowTaskCompleted(std::int64_t scheduled, std::int64_t started,
+                                                      const std::string& identity) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+  auto* a = e.mutable_workflow_task_completed_event_attributes();
+  a->set_scheduled_event_id(scheduled);
+  a->set_started_event_id(started);
+  a->set_identity(identity);
+  return AddEvent(std::move(e));
+}
+
+std::int64_t RunTransaction::AddWorkflowTaskFailed(std::int64_t scheduled, std::int64_t started,
+                                                   const std::string& cause, const v1::Failure& failure,
+                                                   const std::string& identity, const std::string& new_run_id) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
+  auto* a = e.mutable_workflow_task_failed_event_attributes();
+  a->set_scheduled_event_id(scheduled);
+  a->set_started_event_id(started);
+  a->set_cause(cause);
+  *a->mutable_failure() = failure;
+  a->set_identity(identity);
+  if (!new_run_id.empty()) a->set_new_run_id(new_run_id);
+  return AddEvent(std::move(e));
+}
+
+std::int64_t RunTransaction::AddWorkflowTaskTimedOut(std::int64_t scheduled, std::int64_t started) {
+  v1::HistoryEvent e;
+  e.set_event_type(v1::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
+  auto* a = e.mutable_workflow_task_timed_out_event_attributes();
+  a->set_scheduled_event_id(scheduled);
+  a->set_started_event_id(started);
+  a->set_timeout_type(v1::TIMEOUT_TYPE_START_TO_CLOSE);
+  return AddEvent(std::move(e));
 }
 
 void RunTransaction::WriteWorkflowTask() {
-  if (from_batch_) {
+  // A new run's task row is written once, by Save(), as it ends up.
+  if (from_batch_ || created_) {
     task_dirty_ = true;
     return;
   }
@@ -439,9 +511,7 @@ void RunTransaction::Close(ExecutionStatus status) {
   exec_.task_failure_message.clear();
   exec_.task_failure_attempt = 0;
   DeleteWorkflowTask();
-  tx_.exec_prepared("close_activities", exec_.workflow_id, exec_.run_id);
-  tx_.exec_prepared("close_timers", exec_.workflow_id, exec_.run_id);
-  tx_.exec_prepared("close_buffered", exec_.workflow_id, exec_.run_id);
+  tx_.exec_prepared("close_rows", exec_.workflow_id, exec_.run_id);
   if (auto* b = BatchBuffered()) b->clear();
   notes_.closed_workflows.push_back(exec_.workflow_id);
 }
@@ -459,13 +529,25 @@ void RunTransaction::LeaseWorkflowTask(std::int64_t token, const std::string& ow
   WriteWorkflowTask();
 }
 
+std::vector<v1::HistoryEvent> RunTransaction::TakeAppended() {
+  std::vector<v1::HistoryEvent> out = std::move(saved_events_);
+  saved_events_.clear();
+  for (const auto& e : new_events_) out.push_back(e);
+  return out;
+}
+
 void RunTransaction::Save() {
   ScheduleNeededWorkflowTask();
+  // Pollers hear of a new task only if it is still there to claim: one
+  // leased eagerly or completed inline in this transition is not.
+  if (notify_task_ && wft_ && !wft_->lease_token) notes_.workflow_queues.insert(exec_.task_queue);
+  notify_task_ = false;
   for (const auto& e : new_events_) {
     std::string data = e.SerializeAsString();
     exec_.history_bytes += static_cast<std::int64_t>(data.size());
     events_.Add(exec_.workflow_id, exec_.run_id, e, data);
   }
+  std::move(new_events_.begin(), new_events_.end(), std::back_inserter(saved_events_));
   new_events_.clear();
   const char* sticky = exec_.sticky_owner.empty() ? nullptr : exec_.sticky_owner.c_str();
   const char* fcode = exec_.task_failure_code.empty() ? nullptr : exec_.task_failure_code.c_str();
@@ -481,7 +563,22 @@ void RunTransaction::Save() {
   if (created_) {
     tx_.exec_prepared("exec_insert", exec_.workflow_id, exec_.run_id, exec_.workflow_type, exec_.task_queue,
                       static_cast<int>(exec_.status), exec_.next_event_id, exec_.start_request_id, exec_.started_us,
-                      exec_.history_bytes, exec_.workflow_task_timeout);
+                      exec_.history_bytes, exec_.workflow_task_timeout, sticky, exec_.sticky_until_us,
+                      exec_.closed_us != 0 ? std::to_string(exec_.closed_us).c_str() : nullptr);
+    if (task_dirty_ && wft_) {
+      const WorkflowTaskRow& t = *wft_;
+      std::optional<std::int64_t> expires, started;
+      if (t.lease_token) {
+        expires = t.lease_expires_us;
+        started = t.started_us;
+      }
+      tx_.exec_prepared("wft_upsert_many", TextArray({exec_.workflow_id}), TextArray({exec_.run_id}),
+                        TextArray({exec_.task_queue}), IntArray({t.scheduled_event_id}), IntArray({t.attempt}),
+                        IntArray({t.visible_us}), IntArray({t.timeout_us}), TextArray({t.sticky_owner}),
+                        IntArray({t.sticky_until_us}), NullableIntArray({t.lease_token}), TextArray({t.lease_owner}),
+                        NullableIntArray({expires}), NullableIntArray({started}));
+    }
+    task_dirty_ = false;
     created_ = false;
   } else {
     tx_.exec_prepared("exec_update", exec_.workflow_id, exec_.run_id, static_cast<int>(exec_.status),

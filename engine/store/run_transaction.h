@@ -99,6 +99,7 @@ class BatchRows {
   std::map<RunKey, std::optional<WorkflowTaskRow>> tasks_;
   std::map<RunKey, ExecutionRow> dirty_;
   std::set<RunKey> dirty_tasks_;
+  std::set<RunKey> stored_tasks_;  // runs whose task row exists in the table
   bool buffered_loaded_ = false;
   std::map<RunKey, std::vector<std::pair<std::int64_t, v1::HistoryEvent>>> buffered_;  // by seq
   std::vector<std::pair<RunKey, std::int64_t>> buffered_taken_;  // deleted at Flush
@@ -113,6 +114,11 @@ std::string IntArray(const std::vector<std::int64_t>& values);
 std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& values);
 // A bytea[] literal (hex format).
 std::string HexArray(const std::vector<std::string>& values);
+
+// Workflow task events, built here only: the store writes them and hands
+// them to workers (a lease's not yet stored started event) from these.
+v1::HistoryEvent WorkflowTaskScheduledEvent(const std::string& task_queue, Micros timeout, int attempt);
+v1::HistoryEvent WorkflowTaskStartedEvent(std::int64_t scheduled_event_id, const std::string& identity, Micros at);
 
 class RunTransaction {
  public:
@@ -152,6 +158,18 @@ class RunTransaction {
   void LeaseWorkflowTask(std::int64_t token, const std::string& owner);
   // Appends WorkflowTaskScheduled and (re)writes the task row, unleased.
   void ScheduleWorkflowTask(const std::string& sticky_owner = "", Micros sticky_until = 0);
+  // The workflow task events; every writer of them goes through these.
+  // AddWorkflowTaskStarted appends the started event of the leased `task`
+  // (after its scheduled event when it is a transient retry, which history
+  // has not seen yet) and returns {scheduled, started} event ids.
+  std::pair<std::int64_t, std::int64_t> AddWorkflowTaskStarted(const WorkflowTaskRow& task);
+  std::int64_t AddWorkflowTaskCompleted(std::int64_t scheduled, std::int64_t started, const std::string& identity);
+  // `new_run_id` is set only by reset: the run whose id seeds the draws after
+  // the reset point.
+  std::int64_t AddWorkflowTaskFailed(std::int64_t scheduled, std::int64_t started, const std::string& cause,
+                                     const v1::Failure& failure, const std::string& identity,
+                                     const std::string& new_run_id = "");
+  std::int64_t AddWorkflowTaskTimedOut(std::int64_t scheduled, std::int64_t started);
   void DeleteWorkflowTask();
   // Writes the task row as it is in workflow_task().
   void SaveWorkflowTask();
@@ -161,6 +179,10 @@ class RunTransaction {
 
   // Writes the execution row and queues the events for insertion.
   void Save();
+  // The events this transition appended and Save() has not queued yet.
+  const std::vector<v1::HistoryEvent>& new_events() const { return new_events_; }
+  // Every event this transition appended, in order (Save() keeps them here).
+  std::vector<v1::HistoryEvent> TakeAppended();
 
  private:
   pqxx::transaction_base& tx_;
@@ -178,7 +200,13 @@ class RunTransaction {
   std::optional<WorkflowTaskRow> wft_;
   bool created_ = false;
   bool needs_task_ = false;  // an event was appended that the code must see
+  bool notify_task_ = false;  // a workflow task was scheduled: announce it at Save() if unleased
+  // Events are buffered only while a workflow task is leased, and a task's
+  // end (completion, failure, expiry) or the run's close takes them all: a
+  // run loaded without a leased task has none, and needs no read to know.
+  bool may_have_buffered_ = true;
   std::vector<v1::HistoryEvent> new_events_;
+  std::vector<v1::HistoryEvent> saved_events_;  // queued by Save(), for TakeAppended
   std::map<std::int64_t, std::int64_t> started_by_scheduled_;  // activity started ids in this transition
 };
 

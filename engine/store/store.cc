@@ -73,17 +73,24 @@ const std::pair<const char*, const char*> kStatements[] = {
      "task_failure_attempt, workflow_task_timeout_us FROM executions WHERE workflow_id = $1 AND run_id = $2 "
      "FOR UPDATE SKIP LOCKED"},
     {"exec_exists", "SELECT 1 FROM executions WHERE workflow_id = $1 AND run_id = $2"},
-    {"exec_lock_many",
-     "SELECT workflow_id, run_id, workflow_type, task_queue, status, next_event_id, start_request_id, started_us, "
-     "history_bytes, cancel_requested, sticky_owner, sticky_until_us, task_failure_code, task_failure_message, "
-     "task_failure_attempt, workflow_task_timeout_us FROM executions "
+    // A batch's runs, locked in one round trip: the executions rows (in key
+    // order) before their workflow task rows, the order of every other
+    // transaction. Task columns are prefixed t_; a run
+    // without a task row has t_attempt NULL.
+    {"run_lock_many",
+     "WITH e AS (SELECT workflow_id, run_id, workflow_type, task_queue, status, next_event_id, start_request_id, "
+     "started_us, history_bytes, cancel_requested, sticky_owner, sticky_until_us, task_failure_code, "
+     "task_failure_message, task_failure_attempt, workflow_task_timeout_us FROM executions "
      "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-     "ORDER BY workflow_id, run_id FOR UPDATE"},
-    {"wft_lock_many",
-     "SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
+     "ORDER BY workflow_id, run_id FOR UPDATE), "
+     "t AS (SELECT workflow_id, run_id, scheduled_event_id, attempt, visible_us, lease_token, lease_owner, "
      "lease_expires_us, started_us, timeout_us, sticky_owner, sticky_until_us FROM workflow_tasks "
-     "WHERE (workflow_id, run_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) "
-     "ORDER BY workflow_id, run_id FOR UPDATE"},
+     "WHERE (workflow_id, run_id) IN (SELECT workflow_id, run_id FROM e) ORDER BY workflow_id, run_id FOR UPDATE) "
+     "SELECT e.*, t.scheduled_event_id AS t_scheduled_event_id, t.attempt AS t_attempt, t.visible_us AS t_visible_us, "
+     "t.lease_token AS t_lease_token, t.lease_owner AS t_lease_owner, t.lease_expires_us AS t_lease_expires_us, "
+     "t.started_us AS t_started_us, t.timeout_us AS t_timeout_us, t.sticky_owner AS t_sticky_owner, "
+     "t.sticky_until_us AS t_sticky_until_us FROM e LEFT JOIN t ON t.workflow_id = e.workflow_id "
+     "AND t.run_id = e.run_id ORDER BY e.workflow_id, e.run_id"},
     {"exec_update_many",
      "UPDATE executions e SET status = u.status, next_event_id = u.next, history_bytes = u.bytes, "
      "cancel_requested = u.cancel, sticky_owner = NULLIF(u.owner, ''), sticky_until_us = u.sticky_until, "
@@ -95,8 +102,8 @@ const std::pair<const char*, const char*> kStatements[] = {
      "WHERE e.workflow_id = u.w AND e.run_id = u.r"},
     {"exec_insert",
      "INSERT INTO executions (workflow_id, run_id, workflow_type, task_queue, status, next_event_id, "
-     "start_request_id, started_us, history_bytes, workflow_task_timeout_us) "
-     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"},
+     "start_request_id, started_us, history_bytes, workflow_task_timeout_us, sticky_owner, sticky_until_us, "
+     "closed_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::bigint)"},
     {"exec_update",
      "UPDATE executions SET status = $3, next_event_id = $4, history_bytes = $5, cancel_requested = $6, "
      "sticky_owner = $7, sticky_until_us = $8, task_failure_code = $9, task_failure_message = $10, "
@@ -142,9 +149,11 @@ const std::pair<const char*, const char*> kStatements[] = {
      "(SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]))"},
     {"buffer_take", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 RETURNING seq, data"},
     {"buffer_delete_one", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 AND seq = $3"},
-    {"close_activities", "DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2"},
-    {"close_timers", "DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2"},
-    {"close_buffered", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2"},
+    // A closing run's task rows, in one round trip (each WITH part runs).
+    {"close_rows",
+     "WITH a AS (DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2), "
+     "t AS (DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2) "
+     "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2"},
     {"events_insert",
      "INSERT INTO history_events (workflow_id, run_id, event_id, event_type, event_us, data) "
      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[], $6::bytea[])"},
@@ -329,11 +338,13 @@ Status ValidateCommands(const std::vector<v1::Command>& commands) {
   return Status::Ok();
 }
 
-// Creates a run with its started event and first workflow task.
+// Creates a run with its started event and first workflow task. With
+// instead_of_save, that is called to finish (and save) the new run.
 void CreateRun(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n,
                const std::string& workflow_id, const std::string& run_id, const std::string& workflow_type,
                const std::string& task_queue, const v1::Payload& input, const std::string& request_id,
-               const std::string& identity, Micros workflow_task_timeout, const std::string& continued_from) {
+               const std::string& identity, Micros workflow_task_timeout, const std::string& continued_from,
+               const std::function<void(RunTransaction&)>& instead_of_save = nullptr) {
   RunTransaction run(tx, now, pe, n);
   internal::ExecutionRow row;
   row.workflow_id = workflow_id;
@@ -358,7 +369,11 @@ void CreateRun(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifi
   a->set_attempt(1);
   run.AddEvent(std::move(started));
   run.ScheduleWorkflowTask();
-  run.Save();
+  if (instead_of_save) {
+    instead_of_save(run);  // takes the first task further; saves the run
+  } else {
+    run.Save();
+  }
 }
 
 struct RetryDecision {
@@ -670,13 +685,24 @@ auto Store::Run(const char* what, Fn&& fn) -> decltype(fn()) {
   }
 }
 
-StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& req) {
+namespace {
+// Offers a new run's first workflow task to `t` (eager start) and saves the
+// run, with the task completed or, failing that, waiting in its queue.
+void StartInline(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
+                 InlineWorkflowTask& t);
+}  // namespace
+
+StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& req, InlineWorkflowTask* inline_task) {
   if (req.workflow_id.empty()) return Status::InvalidArgument("workflow_id: must not be empty");
   if (req.workflow_id.size() > 255) return Status::InvalidArgument("workflow_id: longer than 255 characters");
   if (req.workflow_type.empty()) return Status::InvalidArgument("workflow_type: must not be empty");
   if (req.task_queue.empty()) return Status::InvalidArgument("task_queue: must not be empty");
   std::string request_id = req.request_id.empty() ? NewUuid() : req.request_id;
   return Run("start workflow", [&]() -> StatusOr<StartWorkflowResult> {
+    if (inline_task) {
+      inline_task->done.assign(1, std::nullopt);
+      inline_task->eager_activities.clear();
+    }
     Micros now = clock_->Now();
     pqxx::work tx(conn_->c);
     PendingEvents pe;
@@ -703,8 +729,10 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
       }
       tx.exec_prepared("current_set", req.workflow_id, run_id);
     }
+    std::function<void(RunTransaction&)> first_task;
+    if (inline_task) first_task = [&](RunTransaction& run) { StartInline(tx, now, pe, n, run, *inline_task); };
     CreateRun(tx, now, pe, n, req.workflow_id, run_id, req.workflow_type, req.task_queue, req.input, request_id,
-              req.identity, req.workflow_task_timeout, "");
+              req.identity, req.workflow_task_timeout, "", first_task);
     pe.Flush(tx);
     n.Send(tx);
     tx.commit();
@@ -994,21 +1022,14 @@ Status FillHistory(pqxx::transaction_base& tx, std::vector<WorkflowTaskLease>& l
     std::int64_t next = l.next_event_id;
     std::int64_t scheduled = l.scheduled_event_id;
     if (scheduled == 0) {
-      v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+      v1::HistoryEvent s = internal::WorkflowTaskScheduledEvent(l.task_queue, l.task_timeout, l.attempt);
       s.set_event_id(next++);
       *s.mutable_event_time() = ToTimestamp(l.started_us);
-      auto* a = s.mutable_workflow_task_scheduled_event_attributes();
-      a->set_task_queue(l.task_queue);
-      *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(l.task_timeout));
-      a->set_attempt(l.attempt);
       scheduled = s.event_id();
       l.events.push_back(std::move(s));
     }
-    v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
+    v1::HistoryEvent st = internal::WorkflowTaskStartedEvent(scheduled, l.identity, l.started_us);
     st.set_event_id(next);
-    *st.mutable_event_time() = ToTimestamp(l.started_us);
-    st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
-    st.mutable_workflow_task_started_event_attributes()->set_identity(l.identity);
     l.started_event_id = next;
     l.events.push_back(std::move(st));
   }
@@ -1082,13 +1103,224 @@ std::vector<internal::RunKey> RunKeys(const std::vector<Entry>& batch) {
   return keys;
 }
 
-StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, const WorkflowTaskCompletion& c,
-                                       PendingEvents& pe, Notifications& n, internal::BatchRows& rows,
-                                       ActivityWrites& activities, std::int64_t eager_token,
-                                       std::vector<ActivityTaskLease>* eager_out) {
-  int eager_budget = eager_out ? c.eager_activities : 0;
-  RunTransaction run(tx, now, pe, n, &rows);
-  if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
+// What the completions of one batch share: the transaction, the rows they
+// write at its end, and where activities leased eagerly go.
+struct CompletionWriters {
+  pqxx::transaction_base& tx;
+  Micros now;
+  PendingEvents& pe;
+  Notifications& n;
+  ActivityWrites& activities;
+  std::int64_t eager_token = 0;
+  std::vector<ActivityTaskLease>* eager_out = nullptr;  // null: no eager dispatch
+};
+
+// One workflow task's commands being turned into events and rows, one
+// handler per command kind (below); what the handlers share.
+struct CommandScope {
+  CompletionWriters& w;
+  RunTransaction& run;
+  const WorkflowTaskCompletion& c;
+  std::int64_t completed = 0;  // the WorkflowTaskCompleted event the commands follow
+  int eager_budget = 0;        // activities that may still be leased to the completing worker
+  bool need_task = false;      // a command's effect is already in history: the code runs again
+  bool closed = false;
+};
+
+void ScheduleActivity(CommandScope& s, const v1::ScheduleActivityTaskCommand& a) {
+  const auto& ex = s.run.exec();
+  Micros now = s.w.now;
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
+  auto* attrs = e.mutable_activity_task_scheduled_event_attributes();
+  attrs->set_activity_id(a.activity_id());
+  attrs->set_activity_type(a.activity_type());
+  attrs->set_task_queue(a.task_queue().empty() ? ex.task_queue : a.task_queue());
+  *attrs->mutable_input() = a.input();
+  attrs->set_input_digest(PayloadDigest(a.input()));
+  *attrs->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
+  *attrs->mutable_start_to_close_timeout() = a.start_to_close_timeout();
+  *attrs->mutable_heartbeat_timeout() = a.heartbeat_timeout();
+  *attrs->mutable_retry_policy() = a.retry_policy();
+  attrs->set_workflow_task_completed_event_id(s.completed);
+  std::string serialized = attrs->SerializeAsString();
+  std::string queue = attrs->task_queue();
+  Micros s2c = FromDuration(a.schedule_to_close_timeout()).count();
+  Micros stc = FromDuration(a.start_to_close_timeout()).count();
+  if (stc <= 0) stc = s2c;
+  Micros hb = FromDuration(a.heartbeat_timeout()).count();
+  std::int64_t id = s.run.AddEvent(std::move(e));
+  ActivityWrites::Insert row{ex.workflow_id, ex.run_id, queue, a.activity_type(), a.activity_id(), serialized,
+                             id, now, stc, s2c, hb, std::nullopt, "", std::nullopt};
+  if (s.eager_budget <= 0 || queue != s.c.eager_queue) {
+    s.w.activities.inserts.push_back(std::move(row));
+    s.w.n.activity_queues.insert(queue);
+    return;
+  }
+  // Eager dispatch: the completing worker has a free slot, so the activity
+  // starts there without a claim round trip.
+  --s.eager_budget;
+  Micros expires = now + stc;
+  if (hb > 0) expires = std::min(expires, now + hb);
+  if (s2c > 0) expires = std::min(expires, now + s2c);
+  row.token = s.w.eager_token;
+  row.owner = s.c.identity;
+  row.lease_expires = expires;
+  s.w.activities.inserts.push_back(std::move(row));
+  ActivityTaskLease l;
+  l.workflow_id = ex.workflow_id;
+  l.run_id = ex.run_id;
+  l.scheduled_event_id = id;
+  l.activity_type = a.activity_type();
+  l.activity_id = a.activity_id();
+  l.input = a.input();
+  l.attempt = 1;
+  l.lease_token = s.w.eager_token;
+  l.deadline = s2c > 0 ? std::min(now + stc, now + s2c) : now + stc;
+  l.heartbeat_timeout = hb;
+  s.w.eager_out->push_back(std::move(l));
+}
+
+void StartTimer(CommandScope& s, const v1::StartTimerCommand& a) {
+  const auto& ex = s.run.exec();
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_STARTED);
+  auto* attrs = e.mutable_timer_started_event_attributes();
+  attrs->set_timer_id(a.timer_id());
+  *attrs->mutable_start_to_fire_timeout() = a.start_to_fire_timeout();
+  attrs->set_workflow_task_completed_event_id(s.completed);
+  std::int64_t id = s.run.AddEvent(std::move(e));
+  s.w.tx.exec_prepared("timer_insert", ex.workflow_id, ex.run_id, id, a.timer_id(),
+                       s.w.now + FromDuration(a.start_to_fire_timeout()).count());
+}
+
+void CancelTimer(CommandScope& s, const v1::CancelTimerCommand& a) {
+  const auto& ex = s.run.exec();
+  const std::string& timer_id = a.timer_id();
+  std::int64_t started_event_id = 0;
+  pqxx::result r = s.w.tx.exec_prepared("timer_cancel", ex.workflow_id, ex.run_id, timer_id);
+  if (!r.empty()) {
+    started_event_id = r[0][0].as<std::int64_t>();
+  } else {
+    // Fired while this task ran: the firing is dropped with the timer.
+    for (auto& [seq, b] : s.run.LoadBuffered()) {
+      if (b.event_type() == v1::EVENT_TYPE_TIMER_FIRED && b.timer_fired_event_attributes().timer_id() == timer_id) {
+        started_event_id = b.timer_fired_event_attributes().started_event_id();
+        s.run.DeleteBuffered(seq);
+        break;
+      }
+    }
+  }
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_CANCELED);
+  auto* attrs = e.mutable_timer_canceled_event_attributes();
+  attrs->set_timer_id(timer_id);
+  attrs->set_started_event_id(started_event_id);
+  attrs->set_workflow_task_completed_event_id(s.completed);
+  s.run.AddEvent(std::move(e));
+}
+
+void RequestCancelActivity(CommandScope& s, const v1::RequestCancelActivityTaskCommand& a) {
+  const auto& ex = s.run.exec();
+  std::int64_t sched = a.scheduled_event_id();
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED);
+  e.mutable_activity_task_cancel_requested_event_attributes()->set_scheduled_event_id(sched);
+  e.mutable_activity_task_cancel_requested_event_attributes()->set_workflow_task_completed_event_id(s.completed);
+  std::int64_t req = s.run.AddEvent(std::move(e));
+  auto row = LockActivity(s.w.tx, ex.workflow_id, ex.run_id, sched);
+  if (!row) return;
+  if (row->lease_token) {
+    // Running: its worker learns of the request with its next heartbeat.
+    s.w.tx.exec_prepared("act_cancel_flag", ex.workflow_id, ex.run_id, sched);
+    return;
+  }
+  v1::HistoryEvent ce = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED);
+  ce.mutable_activity_task_canceled_event_attributes()->set_scheduled_event_id(sched);
+  ce.mutable_activity_task_canceled_event_attributes()->set_latest_cancel_requested_event_id(req);
+  s.run.AddEvent(std::move(ce));
+  s.w.tx.exec_prepared("act_delete", ex.workflow_id, ex.run_id, sched);
+  s.need_task = true;
+}
+
+void RecordMarker(CommandScope& s, const v1::RecordMarkerCommand& a) {
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_MARKER_RECORDED);
+  auto* attrs = e.mutable_marker_recorded_event_attributes();
+  attrs->set_marker_name(a.marker_name());
+  *attrs->mutable_details() = a.details();
+  attrs->set_workflow_task_completed_event_id(s.completed);
+  s.run.AddEvent(std::move(e));
+}
+
+// Appends the run's closing event and closes it. Activities scheduled by
+// this same task are not inserted yet (the batch inserts its rows at the
+// end): they are dropped here, as Close() deletes those already stored,
+// so no task of a closed run is left for a worker to run.
+void CloseRun(CommandScope& s, v1::HistoryEvent closing, ExecutionStatus status) {
+  const auto& ex = s.run.exec();
+  s.run.AddEvent(std::move(closing));
+  s.run.Close(status);
+  auto of_this_run = [&](const auto& x) { return x.workflow_id == ex.workflow_id && x.run_id == ex.run_id; };
+  std::erase_if(s.w.activities.inserts, of_this_run);
+  if (s.w.eager_out) std::erase_if(*s.w.eager_out, of_this_run);
+  s.closed = true;
+}
+
+void CompleteRun(CommandScope& s, const v1::CompleteWorkflowExecutionCommand& a) {
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  *e.mutable_workflow_execution_completed_event_attributes()->mutable_result() = a.result();
+  e.mutable_workflow_execution_completed_event_attributes()->set_workflow_task_completed_event_id(s.completed);
+  CloseRun(s, std::move(e), ExecutionStatus::kCompleted);
+}
+
+void FailRun(CommandScope& s, const v1::FailWorkflowExecutionCommand& a) {
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
+  *e.mutable_workflow_execution_failed_event_attributes()->mutable_failure() = a.failure();
+  e.mutable_workflow_execution_failed_event_attributes()->set_workflow_task_completed_event_id(s.completed);
+  CloseRun(s, std::move(e), ExecutionStatus::kFailed);
+}
+
+void CancelRun(CommandScope& s, const v1::CancelWorkflowExecutionCommand& a) {
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED);
+  *e.mutable_workflow_execution_canceled_event_attributes()->mutable_details() = a.details();
+  e.mutable_workflow_execution_canceled_event_attributes()->set_workflow_task_completed_event_id(s.completed);
+  CloseRun(s, std::move(e), ExecutionStatus::kCanceled);
+}
+
+void ContinueAsNew(CommandScope& s, const v1::ContinueAsNewWorkflowExecutionCommand& a) {
+  const internal::ExecutionRow ex = s.run.exec();
+  std::string new_run = NewUuid();
+  std::string type = a.workflow_type().empty() ? ex.workflow_type : a.workflow_type();
+  std::string queue = a.task_queue().empty() ? ex.task_queue : a.task_queue();
+  v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  auto* attrs = e.mutable_workflow_execution_continued_as_new_event_attributes();
+  attrs->set_new_execution_run_id(new_run);
+  attrs->set_workflow_type(type);
+  attrs->set_task_queue(queue);
+  *attrs->mutable_input() = a.input();
+  attrs->set_workflow_task_completed_event_id(s.completed);
+  CloseRun(s, std::move(e), ExecutionStatus::kContinuedAsNew);
+  CreateRun(s.w.tx, s.w.now, s.w.pe, s.w.n, ex.workflow_id, new_run, type, queue, a.input(), NewUuid(),
+            s.c.identity, ex.workflow_task_timeout, ex.run_id);
+  s.w.tx.exec_prepared("current_set", ex.workflow_id, new_run);
+}
+
+void ApplyCommand(CommandScope& s, const v1::Command& cmd) {
+  switch (cmd.attributes_case()) {
+    case v1::Command::kScheduleActivityTask: return ScheduleActivity(s, cmd.schedule_activity_task());
+    case v1::Command::kStartTimer: return StartTimer(s, cmd.start_timer());
+    case v1::Command::kCancelTimer: return CancelTimer(s, cmd.cancel_timer());
+    case v1::Command::kRequestCancelActivityTask: return RequestCancelActivity(s, cmd.request_cancel_activity_task());
+    case v1::Command::kRecordMarker: return RecordMarker(s, cmd.record_marker());
+    case v1::Command::kCompleteWorkflowExecution: return CompleteRun(s, cmd.complete_workflow_execution());
+    case v1::Command::kFailWorkflowExecution: return FailRun(s, cmd.fail_workflow_execution());
+    case v1::Command::kCancelWorkflowExecution: return CancelRun(s, cmd.cancel_workflow_execution());
+    case v1::Command::kContinueAsNewWorkflowExecution:
+      return ContinueAsNew(s, cmd.continue_as_new_workflow_execution());
+    default:
+      return;  // ValidateCommands refused empty commands
+  }
+}
+
+// Whether the caller still holds the run's workflow task, and history has
+// not moved since the task was handed out.
+Status CheckTaskLease(RunTransaction& run, const WorkflowTaskCompletion& c) {
   if (!run.running()) {
     return Status::FailedPrecondition(fmt::format("workflow \"{}\" is already {}; the task's result is discarded",
                                                   c.workflow_id, ExecutionStatusName(run.exec().status)));
@@ -1105,249 +1337,119 @@ StatusOr<CompletionResult> CompleteOne(pqxx::transaction_base& tx, Micros now, c
     return Status::Aborted(fmt::format("workflow \"{}\": history moved to event {} while the task expected {}",
                                        c.workflow_id, run.exec().next_event_id, expected_next));
   }
+  return Status::Ok();
+}
+
+// Records the completion of the run's workflow task, which the caller
+// holds (CheckTaskLease): its started event, WorkflowTaskCompleted and the
+// commands' events and rows; then the next task if something is already
+// waiting for the code. Refuses (kRejected) a task that closes the run while
+// events wait in the buffer: it fails, and runs again with them. Changes
+// nothing when the commands are invalid.
+StatusOr<CompletionResult> CompleteWorkflowTask(CompletionWriters& w, RunTransaction& run,
+                                                const WorkflowTaskCompletion& c) {
   if (Status s = ValidateCommands(c.commands); !s.ok()) return s;
-
-  WorkflowTaskRow task = *wft;
-  std::int64_t scheduled = task.scheduled_event_id;
-  if (transient) {
-    v1::HistoryEvent s = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
-    *s.mutable_event_time() = ToTimestamp(task.started_us);
-    auto* a = s.mutable_workflow_task_scheduled_event_attributes();
-    a->set_task_queue(run.exec().task_queue);
-    *a->mutable_start_to_close_timeout() = ToDuration(std::chrono::microseconds(task.timeout_us));
-    a->set_attempt(task.attempt);
-    scheduled = run.AddEvent(std::move(s));
-  }
-  v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
-  *st.mutable_event_time() = ToTimestamp(task.started_us);
-  st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(scheduled);
-  st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
-  std::int64_t started = run.AddEvent(std::move(st));
-
+  auto [scheduled, started] = run.AddWorkflowTaskStarted(*run.workflow_task());
   bool closes = !c.commands.empty() && IsCloseCommand(c.commands.back());
   if (closes && !run.LoadBuffered().empty()) {
     // Something arrived (a signal, say) while the code decided to finish:
     // it must see it first. Temporal does the same.
-    v1::HistoryEvent f = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
-    auto* a = f.mutable_workflow_task_failed_event_attributes();
-    a->set_scheduled_event_id(scheduled);
-    a->set_started_event_id(started);
-    a->set_cause("UnhandledCommand");
-    a->mutable_failure()->set_type("UnhandledCommand");
-    a->mutable_failure()->set_message("new events arrived while the workflow was closing; the task runs again");
-    a->set_identity(c.identity);
-    run.AddEvent(std::move(f));
+    v1::Failure f;
+    f.set_type("UnhandledCommand");
+    f.set_message("new events arrived while the workflow was closing; the task runs again");
+    run.AddWorkflowTaskFailed(scheduled, started, "UnhandledCommand", f, c.identity);
     run.FlushBuffered();
     run.ScheduleWorkflowTask();
     run.Save();
     return CompletionResult::kRejected;
   }
 
-  v1::HistoryEvent done = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
-  done.mutable_workflow_task_completed_event_attributes()->set_scheduled_event_id(scheduled);
-  done.mutable_workflow_task_completed_event_attributes()->set_started_event_id(started);
-  done.mutable_workflow_task_completed_event_attributes()->set_identity(c.identity);
-  std::int64_t completed = run.AddEvent(std::move(done));
+  CommandScope s{w, run, c, run.AddWorkflowTaskCompleted(scheduled, started, c.identity),
+                 w.eager_out ? c.eager_activities : 0};
+  for (const auto& cmd : c.commands) ApplyCommand(s, cmd);
 
-  const auto& ex = run.exec();
-  bool need_task = false;
-  bool closed = false;
-  for (const auto& cmd : c.commands) {
-    switch (cmd.attributes_case()) {
-      case v1::Command::kScheduleActivityTask: {
-        const auto& a = cmd.schedule_activity_task();
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED);
-        auto* s = e.mutable_activity_task_scheduled_event_attributes();
-        s->set_activity_id(a.activity_id());
-        s->set_activity_type(a.activity_type());
-        s->set_task_queue(a.task_queue().empty() ? ex.task_queue : a.task_queue());
-        *s->mutable_input() = a.input();
-        s->set_input_digest(PayloadDigest(a.input()));
-        *s->mutable_schedule_to_close_timeout() = a.schedule_to_close_timeout();
-        *s->mutable_start_to_close_timeout() = a.start_to_close_timeout();
-        *s->mutable_heartbeat_timeout() = a.heartbeat_timeout();
-        *s->mutable_retry_policy() = a.retry_policy();
-        s->set_workflow_task_completed_event_id(completed);
-        std::string attrs = s->SerializeAsString();
-        std::string queue = s->task_queue();
-        Micros s2c = FromDuration(a.schedule_to_close_timeout()).count();
-        Micros stc = FromDuration(a.start_to_close_timeout()).count();
-        if (stc <= 0) stc = s2c;
-        std::int64_t id = run.AddEvent(std::move(e));
-        Micros hb = FromDuration(a.heartbeat_timeout()).count();
-        ActivityWrites::Insert row{ex.workflow_id, ex.run_id, queue, a.activity_type(), a.activity_id(), attrs,
-                                   id, now, stc, s2c, hb, std::nullopt, "", std::nullopt};
-        if (eager_budget > 0 && queue == c.eager_queue) {
-          // Eager dispatch: the completing worker has a free slot, so the
-          // activity starts there without a claim round trip.
-          --eager_budget;
-          Micros expires = now + stc;
-          if (hb > 0) expires = std::min(expires, now + hb);
-          if (s2c > 0) expires = std::min(expires, now + s2c);
-          row.token = eager_token;
-          row.owner = c.identity;
-          row.lease_expires = expires;
-          activities.inserts.push_back(std::move(row));
-          ActivityTaskLease l;
-          l.workflow_id = ex.workflow_id;
-          l.run_id = ex.run_id;
-          l.scheduled_event_id = id;
-          l.activity_type = a.activity_type();
-          l.activity_id = a.activity_id();
-          l.input = a.input();
-          l.attempt = 1;
-          l.lease_token = eager_token;
-          l.deadline = s2c > 0 ? std::min(now + stc, now + s2c) : now + stc;
-          l.heartbeat_timeout = hb;
-          eager_out->push_back(std::move(l));
-        } else {
-          activities.inserts.push_back(std::move(row));
-          n.activity_queues.insert(queue);
-        }
-        break;
-      }
-      case v1::Command::kStartTimer: {
-        const auto& a = cmd.start_timer();
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_STARTED);
-        auto* s = e.mutable_timer_started_event_attributes();
-        s->set_timer_id(a.timer_id());
-        *s->mutable_start_to_fire_timeout() = a.start_to_fire_timeout();
-        s->set_workflow_task_completed_event_id(completed);
-        std::int64_t id = run.AddEvent(std::move(e));
-        tx.exec_prepared("timer_insert", ex.workflow_id, ex.run_id, id, a.timer_id(),
-                         now + FromDuration(a.start_to_fire_timeout()).count());
-        break;
-      }
-      case v1::Command::kCancelTimer: {
-        const std::string& timer_id = cmd.cancel_timer().timer_id();
-        std::int64_t started_event_id = 0;
-        pqxx::result r = tx.exec_prepared("timer_cancel", ex.workflow_id, ex.run_id, timer_id);
-        if (!r.empty()) {
-          started_event_id = r[0][0].as<std::int64_t>();
-        } else {
-          // Fired while this task ran: the firing is dropped with the timer.
-          for (auto& [seq, b] : run.LoadBuffered()) {
-            if (b.event_type() == v1::EVENT_TYPE_TIMER_FIRED && b.timer_fired_event_attributes().timer_id() == timer_id) {
-              started_event_id = b.timer_fired_event_attributes().started_event_id();
-              run.DeleteBuffered(seq);
-              break;
-            }
-          }
-        }
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_TIMER_CANCELED);
-        auto* s = e.mutable_timer_canceled_event_attributes();
-        s->set_timer_id(timer_id);
-        s->set_started_event_id(started_event_id);
-        s->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        break;
-      }
-      case v1::Command::kRequestCancelActivityTask: {
-        std::int64_t sched = cmd.request_cancel_activity_task().scheduled_event_id();
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED);
-        e.mutable_activity_task_cancel_requested_event_attributes()->set_scheduled_event_id(sched);
-        e.mutable_activity_task_cancel_requested_event_attributes()->set_workflow_task_completed_event_id(completed);
-        std::int64_t req = run.AddEvent(std::move(e));
-        if (auto a = LockActivity(tx, ex.workflow_id, ex.run_id, sched)) {
-          if (!a->lease_token) {
-            v1::HistoryEvent ce = NewEvent(v1::EVENT_TYPE_ACTIVITY_TASK_CANCELED);
-            ce.mutable_activity_task_canceled_event_attributes()->set_scheduled_event_id(sched);
-            ce.mutable_activity_task_canceled_event_attributes()->set_latest_cancel_requested_event_id(req);
-            run.AddEvent(std::move(ce));
-            tx.exec_prepared("act_delete", ex.workflow_id, ex.run_id, sched);
-            need_task = true;
-          } else {
-            tx.exec_prepared("act_cancel_flag", ex.workflow_id, ex.run_id, sched);
-          }
-        }
-        break;
-      }
-      case v1::Command::kRecordMarker: {
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_MARKER_RECORDED);
-        auto* s = e.mutable_marker_recorded_event_attributes();
-        s->set_marker_name(cmd.record_marker().marker_name());
-        *s->mutable_details() = cmd.record_marker().details();
-        s->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        break;
-      }
-      case v1::Command::kCompleteWorkflowExecution: {
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
-        *e.mutable_workflow_execution_completed_event_attributes()->mutable_result() =
-            cmd.complete_workflow_execution().result();
-        e.mutable_workflow_execution_completed_event_attributes()->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        run.Close(ExecutionStatus::kCompleted);
-        closed = true;
-        break;
-      }
-      case v1::Command::kFailWorkflowExecution: {
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED);
-        *e.mutable_workflow_execution_failed_event_attributes()->mutable_failure() =
-            cmd.fail_workflow_execution().failure();
-        e.mutable_workflow_execution_failed_event_attributes()->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        run.Close(ExecutionStatus::kFailed);
-        closed = true;
-        break;
-      }
-      case v1::Command::kCancelWorkflowExecution: {
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED);
-        *e.mutable_workflow_execution_canceled_event_attributes()->mutable_details() =
-            cmd.cancel_workflow_execution().details();
-        e.mutable_workflow_execution_canceled_event_attributes()->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        run.Close(ExecutionStatus::kCanceled);
-        closed = true;
-        break;
-      }
-      case v1::Command::kContinueAsNewWorkflowExecution: {
-        const auto& a = cmd.continue_as_new_workflow_execution();
-        std::string new_run = NewUuid();
-        std::string type = a.workflow_type().empty() ? ex.workflow_type : a.workflow_type();
-        std::string queue = a.task_queue().empty() ? ex.task_queue : a.task_queue();
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
-        auto* s = e.mutable_workflow_execution_continued_as_new_event_attributes();
-        s->set_new_execution_run_id(new_run);
-        s->set_workflow_type(type);
-        s->set_task_queue(queue);
-        *s->mutable_input() = a.input();
-        s->set_workflow_task_completed_event_id(completed);
-        run.AddEvent(std::move(e));
-        run.Close(ExecutionStatus::kContinuedAsNew);
-        closed = true;
-        CreateRun(tx, now, pe, n, ex.workflow_id, new_run, type, queue, a.input(), NewUuid(), c.identity,
-                  ex.workflow_task_timeout, ex.run_id);
-        tx.exec_prepared("current_set", ex.workflow_id, new_run);
-        break;
-      }
-      default:
-        break;
-    }
+  auto& ex = run.exec();
+  ex.task_failure_code.clear();
+  ex.task_failure_message.clear();
+  ex.task_failure_attempt = 0;
+  if (s.closed) {
+    run.Save();
+    return CompletionResult::kClosed;
   }
-  auto& mex = run.exec();
-  mex.task_failure_code.clear();
-  mex.task_failure_message.clear();
-  mex.task_failure_attempt = 0;
-  if (!closed) {
-    mex.sticky_owner = c.sticky_timeout > 0 ? c.identity : "";
-    mex.sticky_until_us = c.sticky_timeout > 0 ? now + c.sticky_timeout : 0;
-    int flushed = run.FlushBuffered();
-    if (flushed > 0 || need_task) {
-      run.ScheduleWorkflowTask(mex.sticky_owner, mex.sticky_until_us);
-      run.Save();
-      return CompletionResult::kAcceptedWithNewTask;
-    }
-    run.DeleteWorkflowTask();
+  ex.sticky_owner = c.sticky_timeout > 0 ? c.identity : "";
+  ex.sticky_until_us = c.sticky_timeout > 0 ? w.now + c.sticky_timeout : 0;
+  if (run.FlushBuffered() > 0 || s.need_task) {
+    run.ScheduleWorkflowTask(ex.sticky_owner, ex.sticky_until_us);
+    run.Save();
+    return CompletionResult::kAcceptedWithNewTask;
   }
+  run.DeleteWorkflowTask();
   run.Save();
-  return closed ? CompletionResult::kClosed : CompletionResult::kAccepted;
+  return CompletionResult::kAccepted;
+}
+
+StatusOr<CompletionResult> CompleteOne(CompletionWriters& w, internal::BatchRows& rows,
+                                       const WorkflowTaskCompletion& c, std::vector<v1::HistoryEvent>* appended) {
+  RunTransaction run(w.tx, w.now, w.pe, w.n, &rows);
+  if (Status s = run.Load(c.workflow_id, c.run_id); !s.ok()) return s;
+  if (Status s = CheckTaskLease(run, c); !s.ok()) return s;
+  auto result = CompleteWorkflowTask(w, run, c);
+  if (result.ok() && appended) *appended = run.TakeAppended();
+  return result;
+}
+
+// The merged transition (architecture §7), once the run's new workflow task
+// is leased to the caller in this transaction: the caller's code runs to its
+// next suspension on `events` (what the transaction appended, then the task's
+// started event), and its completion is recorded here too. nullopt when the
+// code declines or its commands are refused: the run is then as the lease
+// left it, and the task goes the ordinary way.
+std::optional<InlineWorkflowTask::Done> RunInline(CompletionWriters& w, RunTransaction& run, InlineWorkflowTask& t,
+                                                  size_t index) {
+  const WorkflowTaskRow task = *run.workflow_task();
+  const auto& appended = run.new_events();
+  // Only a task scheduled by this very transaction: the caller's code has
+  // seen everything before the events it is given.
+  if (task.scheduled_event_id == 0 || appended.empty() || task.scheduled_event_id < appended.front().event_id()) {
+    return std::nullopt;
+  }
+  std::vector<v1::HistoryEvent> events = appended;
+  events.push_back(internal::WorkflowTaskStartedEvent(task.scheduled_event_id, task.lease_owner, task.started_us));
+  events.back().set_event_id(run.exec().next_event_id);
+  std::optional<WorkflowTaskCompletion> c = t.run(index, run.exec().run_id, events);
+  if (!c) return std::nullopt;
+  c->workflow_id = run.exec().workflow_id;
+  c->run_id = run.exec().run_id;
+  c->lease_token = *task.lease_token;
+  c->started_event_id = events.back().event_id();
+  auto result = CompleteWorkflowTask(w, run, *c);
+  if (!result.ok()) return std::nullopt;  // refused commands change nothing
+  return InlineWorkflowTask::Done{*result, run.TakeAppended()};
+}
+
+void StartInline(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
+                 InlineWorkflowTask& t) {
+  ActivityWrites activities;
+  CompletionWriters w{tx, now, pe, n, activities, NewLeaseToken(), &t.eager_activities};
+  run.LeaseWorkflowTask(w.eager_token, t.identity);
+  t.done[0] = RunInline(w, run, t, 0);
+  if (!t.done[0]) {
+    // Not taken inline: the task waits in its queue, as after any start.
+    auto& wft = run.workflow_task();
+    wft->lease_token.reset();
+    wft->lease_owner.clear();
+    wft->lease_expires_us = 0;
+    wft->started_us = 0;
+    run.Save();
+  }
+  activities.Flush(tx);
 }
 
 }  // namespace
 
-std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::vector<WorkflowTaskCompletion>& batch,
-                                                                     std::vector<ActivityTaskLease>* eager_activities) {
+std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(
+    const std::vector<WorkflowTaskCompletion>& batch, std::vector<ActivityTaskLease>* eager_activities,
+    std::vector<std::vector<v1::HistoryEvent>>* appended) {
   std::vector<StatusOr<CompletionResult>> out;
   if (batch.empty()) return out;
   Status whole = Run("complete workflow tasks", [&]() -> Status {
@@ -1363,9 +1465,9 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(const std::
     rows.Lock(tx, RunKeys(batch), /*load_buffered=*/true);
     std::vector<std::optional<StatusOr<CompletionResult>>> results(batch.size());
     ActivityWrites activities;
-    for (size_t i : order) {
-      results[i] = CompleteOne(tx, now, batch[i], pe, n, rows, activities, eager_token, &eager);
-    }
+    CompletionWriters w{tx, now, pe, n, activities, eager_token, &eager};
+    if (appended) appended->assign(batch.size(), {});
+    for (size_t i : order) results[i] = CompleteOne(w, rows, batch[i], appended ? &(*appended)[i] : nullptr);
     for (auto& r : results) out.push_back(std::move(*r));
     activities.Flush(tx);
     rows.Flush(tx);
@@ -1395,19 +1497,8 @@ Status Store::FailWorkflowTask(const WorkflowTaskFailure& f) {
       if (task.scheduled_event_id != 0) {
         // First failure: recorded. Later attempts stay out of history, so a
         // run stuck for days does not grow it (Temporal does the same).
-        v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
-        *st.mutable_event_time() = ToTimestamp(task.started_us);
-        st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(task.scheduled_event_id);
-        st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
-        std::int64_t started = run.AddEvent(std::move(st));
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
-        auto* a = e.mutable_workflow_task_failed_event_attributes();
-        a->set_scheduled_event_id(task.scheduled_event_id);
-        a->set_started_event_id(started);
-        a->set_cause(f.cause);
-        *a->mutable_failure() = f.failure;
-        a->set_identity(f.identity);
-        run.AddEvent(std::move(e));
+        auto [scheduled, started] = run.AddWorkflowTaskStarted(task);
+        run.AddWorkflowTaskFailed(scheduled, started, f.cause, f.failure, f.identity);
       }
       run.FlushBuffered();
       WorkflowTaskRow next = task;
@@ -1595,17 +1686,11 @@ StatusOr<std::string> Store::ResetWorkflow(const std::string& workflow_id, const
     if (origin->original_execution_run_id().empty()) origin->set_original_execution_run_id(run_id);
     for (const auto& e : prefix) fresh.AddEvent(e);
     const v1::HistoryEvent& started = prefix.back();  // the task's WorkflowTaskStarted (CheckResetPoint)
-    v1::HistoryEvent failed = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_FAILED);
-    auto* f = failed.mutable_workflow_task_failed_event_attributes();
-    f->set_scheduled_event_id(started.workflow_task_started_event_attributes().scheduled_event_id());
-    f->set_started_event_id(started.event_id());
-    f->set_cause("ResetWorkflow");
-    f->mutable_failure()->set_type("ResetWorkflow");
-    f->mutable_failure()->set_message(fmt::format("reset from run {} at event {}{}", run_id, event_id,
-                                                  reason.empty() ? "" : ": " + reason));
-    f->set_identity(identity);
-    f->set_new_run_id(new_run);
-    fresh.AddEvent(std::move(failed));
+    v1::Failure why;
+    why.set_type("ResetWorkflow");
+    why.set_message(fmt::format("reset from run {} at event {}{}", run_id, event_id, reason.empty() ? "" : ": " + reason));
+    fresh.AddWorkflowTaskFailed(started.workflow_task_started_event_attributes().scheduled_event_id(),
+                                started.event_id(), "ResetWorkflow", why, identity, new_run);
     fresh.ScheduleWorkflowTask();
 
     PendingAtResetPoint pending = FindPending(prefix);
@@ -1683,10 +1768,16 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
 
 namespace {
 
-Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const ActivityOutcome& o, PendingEvents& pe,
-                           Notifications& n, internal::BatchRows& rows, ActivityWrites& activities,
-                           std::int64_t eager_token, std::vector<WorkflowTaskLease>* eager_out) {
-  RunTransaction run(tx, now, pe, n, &rows);
+// Records one activity result; with eager dispatch, leases the workflow task
+// it causes to the same worker and, with `inline_task`, completes that task
+// in the same transaction (the merged transition).
+Status CompleteActivityOne(CompletionWriters& w, const ActivityOutcome& o, internal::BatchRows& rows,
+                           std::vector<WorkflowTaskLease>* eager_out, InlineWorkflowTask* inline_task,
+                           size_t index) {
+  pqxx::transaction_base& tx = w.tx;
+  const Micros now = w.now;
+  ActivityWrites& activities = w.activities;
+  RunTransaction run(tx, now, w.pe, w.n, &rows);
   if (Status s = run.Load(o.workflow_id, o.run_id); !s.ok()) return s;
   if (!run.running()) return Status::FailedPrecondition("workflow already closed; activity result discarded");
   ActivityKey key{o.workflow_id, o.run_id, o.scheduled_event_id};
@@ -1722,7 +1813,7 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
     case ActivityOutcome::Kind::kFailed:
       if (Status s = RetryOrFail(tx, run, *a, o.scheduled_event_id, o.failure, false, o.identity); !s.ok()) return s;
       activities.locked.erase(key);
-      n.activity_queues.insert(a->task_queue);
+      w.n.activity_queues.insert(a->task_queue);
       break;
   }
   if (o.eager_workflow_task && eager_out != nullptr) {
@@ -1733,12 +1824,18 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
     bool sticky_elsewhere = !ex.sticky_owner.empty() && ex.sticky_owner != o.identity && ex.sticky_until_us > now;
     auto& wft = run.workflow_task();
     if (wft && !wft->lease_token && wft->visible_us <= now && !sticky_elsewhere) {
-      run.LeaseWorkflowTask(eager_token, o.identity);
+      run.LeaseWorkflowTask(w.eager_token, o.identity);
+      if (inline_task) {
+        if (auto done = RunInline(w, run, *inline_task, index)) {
+          inline_task->done[index] = std::move(done);
+          return Status::Ok();  // saved with the completion
+        }
+      }
       WorkflowTaskLease l;
       l.workflow_id = ex.workflow_id;
       l.run_id = ex.run_id;
       l.workflow_type = ex.workflow_type;
-      l.lease_token = eager_token;
+      l.lease_token = w.eager_token;
       l.attempt = wft->attempt;
       l.scheduled_event_id = wft->scheduled_event_id;
       l.next_event_id = ex.next_event_id;
@@ -1756,7 +1853,8 @@ Status CompleteActivityOne(pqxx::transaction_base& tx, Micros now, const Activit
 }  // namespace
 
 std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutcome>& batch,
-                                                std::vector<WorkflowTaskLease>* eager_workflow_tasks) {
+                                                std::vector<WorkflowTaskLease>* eager_workflow_tasks,
+                                                InlineWorkflowTask* inline_task) {
   std::vector<Status> out;
   if (batch.empty()) return out;
   Status whole = Run("complete activity tasks", [&]() -> Status {
@@ -1775,9 +1873,12 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     std::vector<ActivityKey> activity_keys;
     for (const auto& o : batch) activity_keys.emplace_back(o.workflow_id, o.run_id, o.scheduled_event_id);
     activities.Lock(tx, activity_keys);
-    for (size_t i : order) {
-      out[i] = CompleteActivityOne(tx, now, batch[i], pe, n, rows, activities, eager_token, &eager);
+    if (inline_task) {
+      inline_task->done.assign(batch.size(), std::nullopt);
+      inline_task->eager_activities.clear();
     }
+    CompletionWriters w{tx, now, pe, n, activities, eager_token, inline_task ? &inline_task->eager_activities : nullptr};
+    for (size_t i : order) out[i] = CompleteActivityOne(w, batch[i], rows, &eager, inline_task, i);
     activities.Flush(tx);
     rows.Flush(tx);
     pe.Flush(tx);
@@ -1788,7 +1889,13 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     }
     return Status::Ok();
   });
-  if (!whole.ok()) out.assign(batch.size(), whole);
+  if (!whole.ok()) {
+    out.assign(batch.size(), whole);
+    if (inline_task) {
+      inline_task->done.assign(batch.size(), std::nullopt);
+      inline_task->eager_activities.clear();
+    }
+  }
   return out;
 }
 
@@ -1880,17 +1987,8 @@ StatusOr<int> Store::ExpireLeases(int max) {
         run.exec().task_failure_attempt = task.attempt;
       }
       if (task.scheduled_event_id != 0) {
-        v1::HistoryEvent st = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_STARTED);
-        *st.mutable_event_time() = ToTimestamp(task.started_us);
-        st.mutable_workflow_task_started_event_attributes()->set_scheduled_event_id(task.scheduled_event_id);
-        st.mutable_workflow_task_started_event_attributes()->set_identity(task.lease_owner);
-        std::int64_t started = run.AddEvent(std::move(st));
-        v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
-        auto* a = e.mutable_workflow_task_timed_out_event_attributes();
-        a->set_scheduled_event_id(task.scheduled_event_id);
-        a->set_started_event_id(started);
-        a->set_timeout_type(v1::TIMEOUT_TYPE_START_TO_CLOSE);
-        run.AddEvent(std::move(e));
+        auto [scheduled, started] = run.AddWorkflowTaskStarted(task);
+        run.AddWorkflowTaskTimedOut(scheduled, started);
       }
       // The first retry runs at once (its worker most likely died); later
       // ones back off and stay out of history, as failed tasks do.

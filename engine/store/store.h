@@ -215,13 +215,41 @@ enum class CompletionResult {
   kRejected,        // new signals arrived before the close: task must run again
 };
 
+// A workflow task run inline, inside the transaction that creates it
+// (merged transitions, architecture §7): a start, or an activity result on
+// the worker whose sticky cache holds the run, and the workflow task they
+// cause commit together, with the history event for event what the
+// unmerged path writes. The caller holds the run's workflow code.
+struct InlineWorkflowTask {
+  // Called with the run locked, for a task the store has just leased to
+  // `identity`: `events` are the events this transaction appended to the
+  // run, ending with the task's (not yet stored) WorkflowTaskStarted.
+  // Returns the task's completion (the store fills in its lease token and
+  // started event id), or nullopt to fall back: the task then stays leased
+  // to the caller (an activity result) or waits in its queue (a start).
+  std::function<std::optional<WorkflowTaskCompletion>(size_t index, const std::string& run_id,
+                                                      const std::vector<v1::HistoryEvent>& events)>
+      run;
+  std::string identity;  // the worker the task is leased to
+  struct Done {
+    CompletionResult result = CompletionResult::kAccepted;
+    std::vector<v1::HistoryEvent> appended;  // every event the transaction appended to the run
+  };
+  // Outputs, per entry of the batch: set where the task was committed inline.
+  std::vector<std::optional<Done>> done;
+  std::vector<ActivityTaskLease> eager_activities;  // leased by those completions
+};
+
 class Store {
  public:
   static StatusOr<std::unique_ptr<Store>> Connect(const std::string& dsn, ClockPtr clock);
   ~Store();
 
   // Client.
-  StatusOr<StartWorkflowResult> StartWorkflow(const StartWorkflowRequest& request);
+  // With `inline_task`, the run's first workflow task is offered to it and,
+  // when it completes the task, committed with the start (eager start).
+  StatusOr<StartWorkflowResult> StartWorkflow(const StartWorkflowRequest& request,
+                                              InlineWorkflowTask* inline_task = nullptr);
   Status SignalWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& signal_name,
                         const v1::Payload& input, const std::string& identity);
   Status RequestCancelWorkflow(const std::string& workflow_id, const std::string& run_id, const std::string& reason,
@@ -263,9 +291,12 @@ class Store {
       const std::function<std::int64_t(const std::string& run_id)>& cached_upto);
   // One transaction for the whole batch; each entry gets its own outcome.
   // Activities leased eagerly are appended to *eager_activities.
+  // With `appended`, each entry's events as stored (empty when refused),
+  // so a sticky cache can follow its run's history without reading it.
   std::vector<StatusOr<CompletionResult>> CompleteWorkflowTasks(
       const std::vector<WorkflowTaskCompletion>& batch,
-      std::vector<ActivityTaskLease>* eager_activities = nullptr);
+      std::vector<ActivityTaskLease>* eager_activities = nullptr,
+      std::vector<std::vector<v1::HistoryEvent>>* appended = nullptr);
   // Reads the history of leases handed out without it (eager dispatch).
   Status LoadWorkflowTaskHistory(std::vector<WorkflowTaskLease>& leases,
                                  const std::function<std::int64_t(const std::string& run_id)>& cached_upto);
@@ -276,8 +307,11 @@ class Store {
                                                               const std::string& identity);
   // Workflow tasks leased eagerly are appended to *eager_workflow_tasks,
   // without their history (see LoadWorkflowTaskHistory).
+  // With `inline_task`, a result whose workflow task is leased eagerly has
+  // that task offered to it, and completed in the same transaction.
   std::vector<Status> CompleteActivityTasks(const std::vector<ActivityOutcome>& batch,
-                                            std::vector<WorkflowTaskLease>* eager_workflow_tasks = nullptr);
+                                            std::vector<WorkflowTaskLease>* eager_workflow_tasks = nullptr,
+                                            InlineWorkflowTask* inline_task = nullptr);
   StatusOr<std::vector<HeartbeatReply>> RecordHeartbeats(const std::vector<Heartbeat>& batch);
 
   // Time-driven work: fire due timers, reclaim expired leases (retrying the

@@ -72,20 +72,18 @@ struct Signals {
 };
 
 // Runs kept in memory between their workflow tasks, least recently used
-// evicted first. Touched only by the workflow poller thread.
+// evicted first. An executor is used by whoever took it out: the workflow
+// poller, or a thread starting a run inline (Worker::StartWorkflow).
 class StickyCache {
  public:
   explicit StickyCache(std::size_t capacity) : capacity_(capacity) {}
   std::unique_ptr<WorkflowExecutor> Take(const std::string& run_id) {
-    auto it = map_.find(run_id);
-    if (it == map_.end()) return nullptr;
-    auto exec = std::move(it->second.first);
-    order_.erase(it->second.second);
-    map_.erase(it);
-    return exec;
+    std::lock_guard lock(mu_);
+    return TakeLocked(run_id);
   }
   void Put(const std::string& run_id, std::unique_ptr<WorkflowExecutor> exec) {
-    Take(run_id);
+    std::lock_guard lock(mu_);
+    TakeLocked(run_id);
     order_.push_front(run_id);
     map_.emplace(run_id, std::make_pair(std::move(exec), order_.begin()));
     while (map_.size() > capacity_) {
@@ -93,12 +91,23 @@ class StickyCache {
       order_.pop_back();
     }
   }
-  std::int64_t LastEventId(const std::string& run_id) const {
+  std::int64_t LastEventId(const std::string& run_id) {
+    std::lock_guard lock(mu_);
     auto it = map_.find(run_id);
     return it == map_.end() ? 0 : it->second.first->last_event_id();
   }
 
  private:
+  std::unique_ptr<WorkflowExecutor> TakeLocked(const std::string& run_id) {
+    auto it = map_.find(run_id);
+    if (it == map_.end()) return nullptr;
+    auto exec = std::move(it->second.first);
+    order_.erase(it->second.second);
+    map_.erase(it);
+    return exec;
+  }
+
+  std::mutex mu_;  // guards the members below
   std::size_t capacity_;
   std::list<std::string> order_;
   std::unordered_map<std::string, std::pair<std::unique_ptr<WorkflowExecutor>, std::list<std::string>::iterator>> map_;
@@ -156,6 +165,17 @@ WorkerMetrics& Metrics() {
 
 double Seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// Brings a cached run up to what its completion stored (the commands'
+// events, and whatever followed them), so its next workflow task reads
+// nothing it already has. False when the executor cannot follow: drop it.
+bool CatchUp(WorkflowExecutor& exec, const std::vector<v1::HistoryEvent>& appended) {
+  std::vector<v1::HistoryEvent> rest;
+  for (const auto& e : appended) {
+    if (e.event_id() > exec.last_event_id()) rest.push_back(e);
+  }
+  return rest.empty() || exec.Apply(rest).ok();
+}
+
 std::string ExceptionTypeName(const std::type_info& t) {
   int status = 0;
   char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
@@ -198,21 +218,33 @@ class Worker::Impl {
     }
     if (options_.run_sweeper) threads_.emplace_back([this] { SweeperLoop(); });
     started_ = true;
+    accepting_starts_ = true;
     return Status::Ok();
   }
 
   void Stop() {
     if (!started_) return;
     started_ = false;
+    accepting_starts_ = false;
     stopping_ = true;
     signals_->All();
     for (auto& t : threads_) t.join();
     threads_.clear();
     if (pool_) pool_->join();  // running activities finish and queue their results
+    {
+      // Results queued for merging after the workflow poller stopped.
+      std::scoped_lock lock(eager_mu_, commit_mu_);
+      for (auto& o : merge_outcomes_) outcomes_.push_back(std::move(o));
+      merge_outcomes_.clear();
+    }
     commits_done_ = true;
     signals_->commit.Notify();
     if (commit_thread_.joinable()) commit_thread_.join();
     pool_.reset();
+    {
+      std::lock_guard lock(start_mu_);
+      start_stores_.clear();
+    }
     if (options_.run_workflows) {
       if (auto s = store::Store::Connect(options_.dsn, options_.clock); s.ok()) {
         (void)(*s)->ReleaseSticky(options_.identity);
@@ -301,7 +333,25 @@ class Worker::Impl {
 
   bool HasEagerWorkflowTasks() {
     std::lock_guard lock(eager_mu_);
-    return !eager_workflow_tasks_.empty();
+    return !eager_workflow_tasks_.empty() || !merge_outcomes_.empty();
+  }
+
+  // Activity slots: one per activity running here or handed to this worker
+  // to run. Claims and eager hand-overs reserve their slots before they
+  // ask the store, so together they never exceed activity_threads.
+  int ReserveSlots(int want) {
+    int cur = active_.load();
+    for (;;) {
+      int got = std::min(want, options_.activity_threads - cur);
+      if (got <= 0) return 0;
+      if (active_.compare_exchange_weak(cur, cur + got)) return got;
+    }
+  }
+  // `wake`: tell the activity poller, which waits for a free slot only when
+  // all were taken (never the poller itself, which would only wake itself).
+  void ReleaseSlots(int n, bool wake = true) {
+    if (n <= 0) return;
+    if (active_.fetch_sub(n) >= options_.activity_threads && wake) signals_->activity.Notify();
   }
 
   void WorkflowLoop() {
@@ -315,9 +365,19 @@ class Worker::Impl {
       std::uint64_t seen = signals_->workflow.generation();
       auto cached = [this](const std::string& run_id) { return cache_.LastEventId(run_id); };
       std::vector<store::WorkflowTaskLease> eager;
+      std::vector<store::ActivityOutcome> results;
       {
         std::lock_guard lock(eager_mu_);
         eager.swap(eager_workflow_tasks_);
+        results.swap(merge_outcomes_);
+      }
+      if (!results.empty()) {
+        if (!eager.empty()) {
+          std::lock_guard lock(eager_mu_);  // handled on the next turn
+          for (auto& l : eager) eager_workflow_tasks_.push_back(std::move(l));
+        }
+        if (CommitMerged(store, results)) drained = kNotDrained;
+        continue;
       }
       if (!eager.empty()) {
         // Handed over by our own activity commits: no claim needed.
@@ -368,9 +428,7 @@ class Worker::Impl {
   // (or refused one), which this worker should claim next.
   bool ProcessWorkflowTasks(store::Store& store, std::vector<store::WorkflowTaskLease>& leases) {
     std::vector<store::WorkflowTaskCompletion> completions;
-    // Free activity slots, offered for eager dispatch of the activities
-    // these tasks schedule.
-    int eager_budget = std::max(0, options_.activity_threads - active_.load());
+    int reserved = 0;  // activity slots reserved for eager dispatch
     std::vector<std::unique_ptr<WorkflowExecutor>> executors;
     // Per completion: the run's type, and whether this is its first task.
     std::vector<std::pair<std::string, bool>> kinds;
@@ -418,25 +476,12 @@ class Worker::Impl {
         FailTask(store, lease.workflow_type, lease.workflow_id, lease.run_id, lease.lease_token, exec->failure());
         continue;
       }
-      store::WorkflowTaskCompletion c;
+      store::WorkflowTaskCompletion c = CompletionOf(*exec);
+      reserved += c.eager_activities;
       c.workflow_id = lease.workflow_id;
       c.run_id = lease.run_id;
       c.lease_token = lease.lease_token;
       c.started_event_id = lease.started_event_id;
-      c.commands = exec->NewCommands();
-      c.identity = options_.identity;
-      c.sticky_timeout = options_.sticky_timeout.count();
-      if (options_.run_activities) {
-        int wanted = 0;
-        for (const auto& cmd : c.commands) {
-          wanted += cmd.has_schedule_activity_task() &&
-                    (cmd.schedule_activity_task().task_queue().empty() ||
-                     cmd.schedule_activity_task().task_queue() == options_.task_queue);
-        }
-        c.eager_activities = std::min(wanted, eager_budget);
-        eager_budget -= c.eager_activities;
-        c.eager_queue = options_.task_queue;
-      }
       completions.push_back(std::move(c));
       executors.push_back(std::move(exec));
       kinds.emplace_back(lease.workflow_type, first_task);
@@ -445,8 +490,10 @@ class Worker::Impl {
     if (completions.empty()) return false;
     if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
     std::vector<store::ActivityTaskLease> eager;
-    auto results = store.CompleteWorkflowTasks(completions, options_.run_activities ? &eager : nullptr);
+    std::vector<std::vector<v1::HistoryEvent>> appended;
+    auto results = store.CompleteWorkflowTasks(completions, options_.run_activities ? &eager : nullptr, &appended);
     size_t dispatched = eager.size();
+    ReleaseSlots(reserved - static_cast<int>(dispatched));
     for (auto& lease : eager) Dispatch(std::move(lease));
     size_t scheduled_activities = 0;
     bool more_work = false;
@@ -459,7 +506,7 @@ class Worker::Impl {
       if (results[i].ok() && (results[i].value() == store::CompletionResult::kAccepted ||
                               results[i].value() == store::CompletionResult::kAcceptedWithNewTask)) {
         more_work |= results[i].value() == store::CompletionResult::kAcceptedWithNewTask;
-        cache_.Put(completions[i].run_id, std::move(executors[i]));
+        if (CatchUp(*executors[i], appended[i])) cache_.Put(completions[i].run_id, std::move(executors[i]));
       } else if (results[i].ok() && results[i].value() == store::CompletionResult::kRejected) {
         more_work = true;
       } else if (!results[i].ok() && results[i].status().code() == StatusCode::kInvalidArgument) {
@@ -488,6 +535,177 @@ class Worker::Impl {
     return more_work;
   }
 
+  // The completion of the workflow task `exec` just ran (ids and lease left
+  // to the caller). Reserves activity slots for the activities it schedules
+  // on this worker's queue, to be leased to it eagerly with the commit; the
+  // caller releases those not used.
+  store::WorkflowTaskCompletion CompletionOf(const WorkflowExecutor& exec) {
+    store::WorkflowTaskCompletion c;
+    c.commands = exec.NewCommands();
+    c.identity = options_.identity;
+    c.sticky_timeout = options_.sticky_timeout.count();
+    if (options_.run_activities) {
+      int wanted = 0;
+      for (const auto& cmd : c.commands) {
+        wanted += cmd.has_schedule_activity_task() && (cmd.schedule_activity_task().task_queue().empty() ||
+                                                       cmd.schedule_activity_task().task_queue() == options_.task_queue);
+      }
+      c.eager_activities = ReserveSlots(wanted);
+      c.eager_queue = options_.task_queue;
+    }
+    return c;
+  }
+
+  // Commits results of activities that ran here. Where this worker holds
+  // the run in its sticky cache, the workflow task the result causes runs
+  // inside the same transaction (the merged transition, architecture §7):
+  // the cached code resumes on the result, and its commands commit with it.
+  // Other results leave their task leased to us (handled on the next turn)
+  // or to the worker holding the run. Returns true when a run got a new task.
+  bool CommitMerged(std::unique_ptr<store::Store>& store, std::vector<store::ActivityOutcome>& batch) {
+    stats_.merge_attempts += static_cast<std::int64_t>(batch.size());
+    std::unordered_map<std::string, std::unique_ptr<WorkflowExecutor>> taken;  // by run id, for this batch
+    std::map<size_t, store::WorkflowTaskCompletion> completions;  // by batch index, as offered
+    int reserved = 0;
+    bool hook_called = false;
+    auto held_since = std::chrono::steady_clock::now();
+    store::InlineWorkflowTask inline_task;
+    inline_task.identity = options_.identity;
+    inline_task.run = [&](size_t i, const std::string& run_id,
+                          const std::vector<v1::HistoryEvent>& events) -> std::optional<store::WorkflowTaskCompletion> {
+      auto& exec = taken[run_id];
+      if (!exec) exec = cache_.Take(run_id);
+      // Not cached here, or cached but not where these events continue
+      // (an earlier attempt of this transaction already ran it): the
+      // ordinary path replays it.
+      if (!exec || events.front().event_id() != exec->last_event_id() + 1) return std::nullopt;
+      if (!exec->Apply(events).ok()) {
+        exec.reset();  // the ordinary path replays it and records the failure
+        return std::nullopt;
+      }
+      if (!hook_called && options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
+      hook_called = true;
+      store::WorkflowTaskCompletion c = CompletionOf(*exec);
+      reserved += c.eager_activities;
+      completions[i] = c;
+      return c;
+    };
+    std::vector<store::WorkflowTaskLease> eager_tasks;
+    auto statuses = store->CompleteActivityTasks(batch, &eager_tasks, &inline_task);
+    ReleaseSlots(reserved - static_cast<int>(inline_task.eager_activities.size()));
+    bool unavailable = !statuses.empty() && !statuses[0].ok() && statuses[0].code() == StatusCode::kUnavailable;
+    if (unavailable) {
+      // The committer keeps trying (without merging) while the database is away.
+      DropStore(store);
+      {
+        std::lock_guard lock(commit_mu_);
+        for (auto& o : batch) outcomes_.push_back(std::move(o));
+      }
+      signals_->commit.Notify();
+      return false;
+    }
+    for (auto& lease : inline_task.eager_activities) Dispatch(std::move(lease));
+    bool more_work = !eager_tasks.empty();
+    if (more_work) {
+      std::lock_guard lock(eager_mu_);
+      for (auto& l : eager_tasks) eager_workflow_tasks_.push_back(std::move(l));
+    }
+    double held_seconds = Seconds(std::chrono::steady_clock::now() - held_since);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!statuses[i].ok()) {
+        LogLine(LogLevel::kInfo, fmt::format("activity result not recorded: {}", statuses[i].ToString()),
+                batch[i].workflow_id, batch[i].run_id);
+        continue;
+      }
+      if (options_.hooks.after_activity_commit) options_.hooks.after_activity_commit(batch[i]);
+      const auto& done = inline_task.done[i];
+      if (!done) continue;
+      auto& exec = taken[batch[i].run_id];
+      stats_.workflow_tasks++;
+      stats_.sticky_hits++;
+      stats_.merged_tasks++;
+      Metrics().sticky_hits.With({}).Inc();
+      RecordCompletion(exec->workflow_type(), false, completions[i], done->result, held_seconds,
+                       store->Now() - exec->started_us());
+      more_work |= done->result == store::CompletionResult::kAcceptedWithNewTask ||
+                   done->result == store::CompletionResult::kRejected;
+      for (const auto& cmd : completions[i].commands) more_work |= cmd.has_continue_as_new_workflow_execution();
+      if ((done->result == store::CompletionResult::kAccepted ||
+           done->result == store::CompletionResult::kAcceptedWithNewTask) &&
+          CatchUp(*exec, done->appended)) {
+        cache_.Put(batch[i].run_id, std::move(exec));
+      }
+    }
+    // Executors given to the code but not committed inline are dropped (the
+    // transaction may have been retried after they ran); their runs replay.
+    return more_work;
+  }
+
+ public:
+  StatusOr<store::StartWorkflowResult> StartWorkflow(const store::StartWorkflowRequest& request) {
+    auto store = TakeStartStore();
+    if (!store.ok()) return store.status();
+    bool eager = options_.merge_transitions && options_.run_workflows && accepting_starts_ &&
+                 request.task_queue == options_.task_queue;
+    std::unique_ptr<WorkflowExecutor> exec;
+    store::WorkflowTaskCompletion completion;
+    int reserved = 0;
+    store::InlineWorkflowTask inline_task;
+    inline_task.identity = options_.identity;
+    inline_task.run = [&](size_t, const std::string& run_id,
+                          const std::vector<v1::HistoryEvent>& events) -> std::optional<store::WorkflowTaskCompletion> {
+      exec = std::make_unique<WorkflowExecutor>(registry_, request.workflow_id, run_id);
+      if (!exec->Apply(events).ok()) {
+        exec.reset();  // a poller runs the task and records why it fails
+        return std::nullopt;
+      }
+      if (options_.hooks.before_workflow_task_commit) options_.hooks.before_workflow_task_commit();
+      completion = CompletionOf(*exec);
+      reserved += completion.eager_activities;
+      return completion;
+    };
+    auto held_since = std::chrono::steady_clock::now();
+    auto started = (*store)->StartWorkflow(request, eager ? &inline_task : nullptr);
+    ReleaseSlots(reserved - static_cast<int>(inline_task.eager_activities.size()));
+    if (!started.ok()) {
+      if (started.status().code() != StatusCode::kUnavailable) GiveBackStartStore(std::move(*store));
+      return started;
+    }
+    const auto* done = eager && !inline_task.done.empty() && inline_task.done[0] ? &*inline_task.done[0] : nullptr;
+    if (done != nullptr) {
+      stats_.workflow_tasks++;
+      stats_.merged_tasks++;
+      RecordCompletion(exec->workflow_type(), true, completion, done->result,
+                       Seconds(std::chrono::steady_clock::now() - held_since), 0);
+      if (done->result == store::CompletionResult::kAccepted ||
+          done->result == store::CompletionResult::kAcceptedWithNewTask) {
+        if (CatchUp(*exec, done->appended)) cache_.Put(started->run_id, std::move(exec));
+      }
+      if (done->result != store::CompletionResult::kAccepted) signals_->workflow.Notify();
+      for (auto& lease : inline_task.eager_activities) Dispatch(std::move(lease));
+    }
+    GiveBackStartStore(std::move(*store));
+    return started;
+  }
+
+ private:
+  // Connections for StartWorkflow, which any thread may call.
+  StatusOr<std::unique_ptr<store::Store>> TakeStartStore() {
+    {
+      std::lock_guard lock(start_mu_);
+      if (!start_stores_.empty()) {
+        auto s = std::move(start_stores_.back());
+        start_stores_.pop_back();
+        return s;
+      }
+    }
+    return store::Store::Connect(options_.dsn, options_.clock);
+  }
+  void GiveBackStartStore(std::unique_ptr<store::Store> s) {
+    std::lock_guard lock(start_mu_);
+    if (!stopping_ && start_stores_.size() < 16) start_stores_.push_back(std::move(s));
+  }
+
   // Counts a committed workflow task, the run's start (its first task) and
   // how the code closed it.
   static void RecordCompletion(const std::string& type, bool first_task, const store::WorkflowTaskCompletion& c,
@@ -511,16 +729,18 @@ class Worker::Impl {
     while (!stopping_) {
       if (!EnsureStore(store)) break;
       std::uint64_t seen = signals_->activity.generation();
-      int free = options_.activity_threads - active_.load();
-      if (free <= 0) {
+      int slots = ReserveSlots(options_.activity_threads);
+      if (slots <= 0) {
         signals_->activity.WaitFor(seen, 1000ms);
         continue;
       }
-      auto leases = store->ClaimActivityTasks(options_.task_queue, free, options_.identity);
+      auto leases = store->ClaimActivityTasks(options_.task_queue, slots, options_.identity);
       if (!leases.ok()) {
+        ReleaseSlots(slots, /*wake=*/false);
         HandleStoreError(store, leases.status(), "claiming activity tasks");
         continue;
       }
+      ReleaseSlots(slots - static_cast<int>(leases->size()), /*wake=*/false);
       if (leases->empty()) {
         signals_->activity.WaitFor(seen, 1000ms);
         continue;
@@ -529,10 +749,10 @@ class Worker::Impl {
     }
   }
 
+  // Runs a leased activity on the pool, in a slot the caller reserved.
   void Dispatch(store::ActivityTaskLease lease) {
     Metrics().schedule_to_start.With({options_.task_queue})
         .Observe(static_cast<double>(lease.schedule_to_start) / 1e6);
-    active_++;
     boost::asio::post(*pool_, [this, lease = std::move(lease)]() mutable { RunActivity(std::move(lease)); });
   }
 
@@ -562,6 +782,19 @@ class Worker::Impl {
       running_[key] = Running{lease, ctx};
     }
     if (options_.hooks.before_activity) options_.hooks.before_activity(info);
+    if (info.deadline > 0 && options_.clock->Now() >= info.deadline) {
+      // Its time ran out before it could start (its lease has expired too):
+      // the sweeper times the attempt out and schedules the next one.
+      LogLine(LogLevel::kWarn, fmt::format("activity {} attempt {} not started: its deadline passed while it waited",
+                                           lease.activity_type, lease.attempt),
+              lease.workflow_id, lease.run_id);
+      {
+        std::lock_guard lock(running_mu_);
+        running_.erase(key);
+      }
+      ReleaseSlots(1);
+      return;
+    }
 
     store::ActivityOutcome o;
     o.workflow_id = lease.workflow_id;
@@ -615,13 +848,22 @@ class Worker::Impl {
       std::lock_guard lock(running_mu_);
       running_.erase(key);
     }
+    // Freed before the result is committed, so the workflow task it causes
+    // can hand its next activity straight back to this slot.
+    ReleaseSlots(1);
+    if (o.eager_workflow_task && options_.merge_transitions) {
+      {
+        std::lock_guard lock(eager_mu_);
+        merge_outcomes_.push_back(std::move(o));
+      }
+      signals_->workflow.Wake();
+      return;
+    }
     {
       std::lock_guard lock(commit_mu_);
       outcomes_.push_back(std::move(o));
     }
     signals_->commit.Notify();
-    // The poller waits for a free slot only when all were busy.
-    if (active_-- == options_.activity_threads) signals_->activity.Notify();
   }
 
   void CommitLoop() {
@@ -775,6 +1017,7 @@ class Worker::Impl {
   Stats stats_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> commits_done_{false};
+  std::atomic<bool> accepting_starts_{false};  // between Start() and Stop(): eager starts may use the pool
   bool started_ = false;
   std::vector<std::thread> threads_;
   std::thread commit_thread_;
@@ -785,6 +1028,9 @@ class Worker::Impl {
   std::map<std::uint64_t, Running> running_;  // guarded by running_mu_
   std::mutex eager_mu_;
   std::vector<store::WorkflowTaskLease> eager_workflow_tasks_;  // guarded by eager_mu_
+  std::vector<store::ActivityOutcome> merge_outcomes_;  // for CommitMerged; guarded by eager_mu_
+  std::mutex start_mu_;
+  std::vector<std::unique_ptr<store::Store>> start_stores_;  // idle StartWorkflow connections; guarded by start_mu_
   std::mutex pids_mu_;
   std::map<const store::Store*, int> own_pids_;  // server pid of each of our connections; guarded by pids_mu_
   std::mutex commit_mu_;
@@ -799,5 +1045,8 @@ void Worker::Stop() { impl_->Stop(); }
 void Worker::Wake() { impl_->Wake(); }
 const std::string& Worker::identity() const { return impl_->identity(); }
 const Worker::Stats& Worker::stats() const { return impl_->stats(); }
+StatusOr<store::StartWorkflowResult> Worker::StartWorkflow(const store::StartWorkflowRequest& request) {
+  return impl_->StartWorkflow(request);
+}
 
 }  // namespace itinera

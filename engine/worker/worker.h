@@ -5,9 +5,11 @@
 // the sticky cache, which is an optimization.
 //
 // Threads it owns: a workflow poller (claims tasks in batches, replays or
-// resumes cached runs, commits the batch in one transaction), an activity
-// poller feeding a thread pool, an activity committer (batches results), a
-// heartbeat sender, a sweeper and a LISTEN connection that wakes them all.
+// resumes cached runs, commits the batch in one transaction, and commits the
+// results of activities whose runs it holds together with the workflow task
+// they cause), an activity poller feeding a thread pool, an activity
+// committer (batches the other results), a heartbeat sender, a sweeper and a
+// LISTEN connection that wakes them all.
 // Start() and Stop() from one thread; the registry must outlive the Worker.
 #pragma once
 
@@ -46,6 +48,10 @@ struct WorkerOptions {
   bool run_workflows = true;                   // poll workflow tasks
   bool run_activities = true;                  // poll activity tasks
   bool run_sweeper = true;                     // fire timers, expire leases
+  // Merged transitions (docs/architecture.md §7): an activity result on the
+  // worker that holds its run is committed with the workflow task it causes,
+  // and StartWorkflow runs the first task inline. Off: the two-step path.
+  bool merge_transitions = true;
   ClockPtr clock;                              // default: the system clock
   WorkerHooks hooks;
 };
@@ -64,6 +70,13 @@ class Worker {
   // Wakes every poller (tests call it after moving a ManualClock).
   void Wake();
 
+  // Starts a run (as Store::StartWorkflow does) and, when it is on this
+  // worker's task queue and merge_transitions is on, runs its first
+  // workflow task here and commits it with the start (eager start); the run
+  // then stays in this worker's sticky cache. Thread-safe; call between
+  // Start() and Stop().
+  StatusOr<store::StartWorkflowResult> StartWorkflow(const store::StartWorkflowRequest& request);
+
   const std::string& identity() const;
 
   struct Stats {
@@ -73,6 +86,10 @@ class Worker {
     std::atomic<std::int64_t> sticky_misses{0};
     std::atomic<std::int64_t> activity_attempts{0};
     std::atomic<std::int64_t> activity_failures{0};
+    // Workflow tasks committed inline with their cause (a start, an
+    // activity result), and activity results offered for that.
+    std::atomic<std::int64_t> merged_tasks{0};
+    std::atomic<std::int64_t> merge_attempts{0};
   };
   const Stats& stats() const;
 
