@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "activities/http_client.h"
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::booking {
@@ -61,8 +62,9 @@ std::optional<Supplier> SupplierOf(std::string_view target) {
 bool IsSupplierFailure(int status) { return status >= 500 || status == 429; }
 
 ApplicationError MapHttpError(std::string_view what, int status, std::string_view body) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_object()) parsed = json::object();
+  // A supplier is another system: its bodies get the same limits as requests.
+  auto read = ParseJson(body);
+  json parsed = read.ok() && read->is_object() ? std::move(read.value()) : json::object();
   std::string code = StringField(parsed, "error");
   std::string message = StringField(parsed, "message");
   std::string text = fmt::format("{}: {} {}{}{}", what, status, code.empty() ? "error" : code,
@@ -162,12 +164,13 @@ json SupplierClient::Call(std::string_view method, const std::string& target,
     throw MapHttpError(what, response->status, response->body);
   }
   if (response->body.empty()) return json::object();
-  json parsed = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
+  auto parsed = ParseJson(response->body);
+  if (!parsed.ok()) {
     report.set(CircuitBreaker::Outcome::kFailure);
-    throw ApplicationError("SupplierUnavailable", what + ": the supplier answered with malformed JSON");
+    throw ApplicationError("SupplierUnavailable",
+                           what + ": the supplier answered with malformed JSON: " + parsed.status().message());
   }
-  return parsed;
+  return std::move(parsed.value());
 }
 
 json SupplierClient::SearchFlights(const std::string& origin, const std::string& destination,

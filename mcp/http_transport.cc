@@ -7,12 +7,13 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <variant>
 
 #include <fmt/ranges.h>
 
+#include "common/ids.h"
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::mcp {
@@ -41,13 +42,12 @@ HttpResponse RpcErrorReply(int status, int code, std::string message) {
   json body = {{"jsonrpc", "2.0"},
                {"id", nullptr},
                {"error", {{"code", code}, {"message", std::move(message)}}}};
-  return HttpResponse{.status = status, .body = body.dump()};
+  return HttpResponse{.status = status, .body = DumpJson(body)};  // it may quote a header's bytes
 }
 
-std::string NewSessionId() {
-  thread_local std::mt19937_64 rng(std::random_device{}() ^ (std::uint64_t{std::random_device{}()} << 32));
-  return fmt::format("{:016x}{:016x}", rng(), rng());
-}
+// A session id is the session's only credential besides the token, so it
+// must not be predictable from ids seen before: 128 bits from a CSPRNG.
+std::string NewSessionId() { return NewSecretId(16); }
 
 // "host", "host:port", "[v6]", "[v6]:port" -> the host part, lower case.
 std::string HostName(std::string_view authority) {
@@ -232,16 +232,19 @@ struct SessionEntry {
 };
 
 // Whether the message (or any message of a batch) is a request of `method`.
+// A batch is one level deep: an array inside it is no message.
 bool HasRequest(const json& message, std::string_view method) {
-  if (message.is_array()) {
-    return std::any_of(message.begin(), message.end(), [&](const json& m) { return HasRequest(m, method); });
-  }
-  return message.is_object() && message.contains("id") && message.value("method", "") == method;
+  auto is = [&](const json& m) {
+    if (!m.is_object() || !m.contains("id")) return false;
+    auto it = m.find("method");
+    return it != m.end() && it->is_string() && it->get_ref<const std::string&>() == method;
+  };
+  return message.is_array() ? std::any_of(message.begin(), message.end(), is) : is(message);
 }
 
 bool HasAnyRequest(const json& message) {
-  if (message.is_array()) return std::any_of(message.begin(), message.end(), HasAnyRequest);
-  return message.is_object() && message.contains("method") && message.contains("id");
+  auto is = [](const json& m) { return m.is_object() && m.contains("method") && m.contains("id"); };
+  return message.is_array() ? std::any_of(message.begin(), message.end(), is) : is(message);
 }
 
 }  // namespace
@@ -514,8 +517,9 @@ struct HttpTransport::Impl {
       return RpcErrorReply(406, code::kInvalidRequest,
                            "Not Acceptable: Accept must include application/json and text/event-stream");
     }
-    json message = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (message.is_discarded()) return RpcErrorReply(400, code::kParseError, "Parse error: the body is not JSON");
+    auto parsed = ParseJson(req.body);
+    if (!parsed.ok()) return RpcErrorReply(400, code::kParseError, "Parse error: " + parsed.status().message());
+    json message = std::move(parsed.value());
     if (auto scope = MissingScope(message, principal)) return InsufficientScope(*scope, principal);
 
     std::shared_ptr<SessionEntry> entry;
@@ -559,7 +563,7 @@ struct HttpTransport::Impl {
       sessions.erase(entry->session.id());
       headers.clear();
     }
-    return HttpResponse{.status = 200, .headers = std::move(headers), .body = answer.dump()};
+    return HttpResponse{.status = 200, .headers = std::move(headers), .body = DumpJson(answer)};
   }
 
   // Runs one request with its own event stream: a priming event, whatever

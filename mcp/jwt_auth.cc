@@ -12,6 +12,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::mcp {
@@ -340,7 +341,8 @@ struct JwtValidator::Impl {
         tried += fmt::format("; {}", body.status().message());
         continue;
       }
-      auto doc = json::parse(*body, nullptr, false);
+      auto parsed = ParseJson(*body);
+      json doc = parsed.ok() ? std::move(parsed.value()) : json();
       if (!doc.is_object()) return Status::Unavailable(fmt::format("{}: not a JSON object", url));
       // RFC 8414 section 3.3: the metadata must be the issuer's own.
       std::string issuer = StringField(doc, "issuer");
@@ -360,7 +362,8 @@ struct JwtValidator::Impl {
     if (!url.ok()) return url.status();
     auto body = options.fetch(*url);
     if (!body.ok()) return body.status();
-    auto doc = json::parse(*body, nullptr, false);
+    auto parsed = ParseJson(*body);
+    json doc = parsed.ok() ? std::move(parsed.value()) : json();
     if (!doc.is_object() || !doc.contains("keys") || !doc["keys"].is_array()) {
       return Status::Unavailable(fmt::format("{}: not a JSON Web Key Set", *url));
     }

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "mcp/server.h"
 
 namespace itinera::mcp {
@@ -16,8 +18,11 @@ bool HasType(const json& value, const std::string& type) {
   if (type == "number") return value.is_number();
   if (type == "integer") {
     if (value.is_number_integer()) return true;
-    // JSON has one number type: 3.0 is an integer, 3.5 is not.
-    return value.is_number_float() && value.get<double>() == static_cast<double>(static_cast<long long>(value.get<double>()));
+    // JSON has one number type: 3.0 is an integer, 3.5 is not (and 1e300 is,
+    // which the bounds then judge; casting it to a long long would be UB).
+    if (!value.is_number_float()) return false;
+    double d = value.get<double>();
+    return std::isfinite(d) && d == std::floor(d);
   }
   return true;  // an unknown type name constrains nothing
 }

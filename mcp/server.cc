@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <limits>
 
+#include "common/json_limits.h"
 #include "common/log.h"
 #include "mcp/schema_check.h"
 
@@ -35,9 +37,18 @@ json ResultResponse(const json& id, json result) {
 
 bool IsValidId(const json& id) { return id.is_string() || id.is_number_integer(); }
 
+// An integer that an int holds (a number such as 1e300 or 2^63 does not).
+bool FitsInt(const json& v) {
+  constexpr auto kMin = std::numeric_limits<int>::min();
+  constexpr auto kMax = std::numeric_limits<int>::max();
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(kMax);
+  return v.is_number_integer() && v.get<std::int64_t>() >= kMin && v.get<std::int64_t>() <= kMax;
+}
+
 // params must be an object when present; an absent params reads as {}.
-json ObjectParams(const json& message) {
-  if (!message.contains("params")) return json::object();
+const json& ObjectParams(const json& message) {
+  static const json empty = json::object();
+  if (!message.contains("params")) return empty;
   const json& params = message["params"];
   if (!params.is_object()) throw RpcError::InvalidParams("params", "must be an object");
   return params;
@@ -186,7 +197,7 @@ json TextResult(std::string text, bool is_error) {
 }
 
 json StructuredResult(const json& value, bool is_error) {
-  json result = TextResult(value.dump(), is_error);
+  json result = TextResult(DumpJson(value), is_error);
   result["structuredContent"] = value;
   return result;
 }
@@ -308,15 +319,15 @@ bool Session::LogEnabled(std::string_view level) const {
 
 bool Session::IsCancelled(const json& request_id) const {
   if (closed_) return true;
-  std::string key = request_id.dump();
+  std::string key = DumpJson(request_id);
   std::lock_guard lock(mu_);
   return std::find(cancelled_ids_.begin(), cancelled_ids_.end(), key) != cancelled_ids_.end();
 }
 
 json Session::HandleText(std::string_view text, Outbound& out) {
-  json message = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (message.is_discarded()) return ErrorResponse(nullptr, code::kParseError, "parse error: the message is not JSON");
-  return Handle(message, out);
+  auto message = ParseJson(text);
+  if (!message.ok()) return ErrorResponse(nullptr, code::kParseError, "parse error: " + message.status().message());
+  return Handle(*message, out);
 }
 
 json Session::Handle(const json& message, Outbound& out) {
@@ -329,7 +340,10 @@ json Session::Handle(const json& message, Outbound& out) {
     if (message.empty()) return ErrorResponse(nullptr, code::kInvalidRequest, "invalid request: empty batch");
     json answers = json::array();
     for (const auto& item : message) {
-      json answer = Handle(item, out);
+      // A batch holds messages; an array in it is not one (nor a batch).
+      json answer = item.is_array() ? ErrorResponse(nullptr, code::kInvalidRequest,
+                                                    "invalid request: a batch's elements must be JSON objects")
+                                    : Handle(item, out);
       if (!answer.is_null()) answers.push_back(std::move(answer));
     }
     return answers.empty() ? json(nullptr) : answers;
@@ -370,14 +384,14 @@ json Session::Handle(const json& message, Outbound& out) {
 json Session::HandleRequest(const json& message, Outbound& out) {
   const json& id = message["id"];
   const std::string method = message["method"].get<std::string>();
-  std::string key = id.dump();
+  std::string key = DumpJson(id);
   {
     std::lock_guard lock(mu_);
     in_flight_.push_back(key);
   }
   json answer;
   try {
-    json params = ObjectParams(message);
+    const json& params = ObjectParams(message);
     json meta = params.contains("_meta") ? params["_meta"] : json::object();
     if (!meta.is_object()) throw RpcError::InvalidParams("_meta", "must be an object");
     RequestContext ctx(*this, out, id, std::move(meta));
@@ -385,8 +399,11 @@ json Session::HandleRequest(const json& message, Outbound& out) {
   } catch (const RpcError& e) {
     answer = ErrorResponse(id, e.code(), e.what(), e.data());
   } catch (const std::exception& e) {
-    LogError("mcp {}: {}", method, e.what());
-    answer = ErrorResponse(id, code::kInternalError, fmt::format("internal error: {}", e.what()));
+    // Our failure, not the client's: its text (a database error, a bug)
+    // stays in the log, under an id the client can quote.
+    std::string correlation = LogInternalError(fmt::format("mcp {}", method), e.what());
+    answer = ErrorResponse(id, code::kInternalError, fmt::format("internal error (correlation id {})", correlation),
+                           {{"correlation_id", correlation}});
   }
   std::lock_guard lock(mu_);
   std::erase(in_flight_, key);
@@ -402,7 +419,7 @@ void Session::HandleNotification(const json& message) {
   if (method == "notifications/cancelled") {
     auto id = params.find("requestId");
     if (id == params.end() || !IsValidId(*id)) return;
-    std::string key = id->dump();
+    std::string key = DumpJson(*id);
     std::lock_guard lock(mu_);
     // Only requests still running can be cancelled; a late notice is ignored.
     if (std::find(in_flight_.begin(), in_flight_.end(), key) != in_flight_.end()) cancelled_ids_.push_back(key);
@@ -448,13 +465,20 @@ json Session::RequestClient(Outbound& out, const std::string& method, const json
                                                      !sent ? "the stream is closed" : closed_ ? "session closed" : "timed out"));
   }
   const json& response = pending->response;
-  if (response.contains("error")) {
-    const json& error = response["error"];
-    throw RpcError(error.value("code", code::kInternalError),
-                   fmt::format("the client refused {}: {}", method, error.value("message", std::string("no message"))),
-                   error.value("data", json(nullptr)));
+  if (auto error = response.find("error"); error != response.end()) {
+    // The client's error, taken only as far as it is well-formed.
+    int error_code = code::kInternalError;
+    std::string message = "no message";
+    json data = nullptr;
+    if (error->is_object()) {
+      if (auto c = error->find("code"); c != error->end() && FitsInt(*c)) error_code = c->get<int>();
+      if (auto m = error->find("message"); m != error->end() && m->is_string()) message = m->get<std::string>();
+      if (auto d = error->find("data"); d != error->end()) data = *d;
+    }
+    throw RpcError(error_code, fmt::format("the client refused {}: {}", method, message), std::move(data));
   }
-  return response.value("result", json::object());
+  auto result = response.find("result");
+  return result != response.end() ? *result : json::object();
 }
 
 json Session::Dispatch(const std::string& method, const json& params, RequestContext& ctx) {

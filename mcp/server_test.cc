@@ -2,9 +2,12 @@
 // every method's answers and errors as a client sees them.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 
+#include "common/json_limits.h"
 #include "common/secure_compare.h"
 #include "mcp/auth.h"
 #include "mcp/http_transport.h"
@@ -525,6 +528,134 @@ TEST_F(HttpTransportTest, AStreamClosedMidCallResumesWithLastEventId) {
   EXPECT_NE(rest.find("after the close"), std::string::npos) << rest;
   EXPECT_NE(rest.find("resumed"), std::string::npos) << rest;
   EXPECT_LT(rest.find("after the close"), rest.find(R"("result")"));
+}
+
+// ---------------------------------------------------------------- hostile input
+
+std::string NestedArrays(std::size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+TEST_F(SessionTest, NestingTooDeepIsAParseErrorNamingTheLimit) {
+  Init();
+  // The issue's request: arguments 100,000 arrays deep. Refused by the
+  // parser, so no walk over it (copies, schema checks) ever runs.
+  std::string text = R"({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":)" +
+                     NestedArrays(100'000) + "}}";
+  json answer = session.HandleText(text, out);
+  EXPECT_EQ(ErrorCode(answer), -32700) << answer;
+  EXPECT_NE(answer["error"]["message"].get<std::string>().find("nested deeper than the limit of 64 levels"),
+            std::string::npos)
+      << answer;
+  answer = session.HandleText(R"({"jsonrpc":"2.0","id":6,"method":"ping","id":7})", out);
+  EXPECT_NE(answer["error"]["message"].get<std::string>().find("duplicate key \"id\""), std::string::npos) << answer;
+  EXPECT_EQ(session.HandleText(R"({"jsonrpc":"2.0","id":8,"method":"ping"})", out)["result"], json::object());
+}
+
+TEST_F(SessionTest, AnArrayInsideABatchIsAnInvalidElementNotANestedBatch) {
+  Init("2025-03-26");
+  json batch = json::array({json::array({Request(1, "ping")}), Request(2, "ping")});
+  json answers = session.Handle(batch, out);
+  ASSERT_TRUE(answers.is_array()) << answers;
+  ASSERT_EQ(answers.size(), 2u) << answers;
+  EXPECT_EQ(ErrorCode(answers[0]), -32600) << "the inner array is not run as a batch";
+  EXPECT_EQ(answers[1]["result"], json::object());
+  // As deep as the parser allows: still one answer, nothing recursed into.
+  auto deep = ParseJson(std::string(60, '[') + R"({"jsonrpc":"2.0","id":3,"method":"ping"})" + std::string(60, ']'));
+  ASSERT_TRUE(deep.ok()) << deep.status().message();
+  answers = session.Handle(*deep, out);
+  ASSERT_EQ(answers.size(), 1u) << answers;
+  EXPECT_EQ(ErrorCode(answers[0]), -32600);
+}
+
+TEST(SessionErrorsTest, InternalErrorsSayOnlyACorrelationId) {
+  Server server({.name = "t", .version = "1"});
+  server.AddTool({.name = "broken",
+                  .input_schema = {{"type", "object"}},
+                  .call = [](RequestContext&, const json&, const std::optional<json>&) -> json {
+                    throw std::runtime_error("connection to server at \"db.internal\" failed: password=hunter2");
+                  }});
+  Session session(server, {.tenant = "t"});
+  Recorder out;
+  session.Handle(Request(0, "initialize", InitializeParams()), out);
+  json answer = session.Handle(Request(1, "tools/call", {{"name", "broken"}}), out);
+  ASSERT_TRUE(answer.contains("error")) << answer;
+  EXPECT_EQ(answer["error"]["code"], -32603);
+  const std::string message = answer["error"]["message"];
+  EXPECT_EQ(message.find("hunter2"), std::string::npos) << message;
+  EXPECT_EQ(message.find("db.internal"), std::string::npos) << message;
+  const std::string id = answer["error"]["data"]["correlation_id"];
+  EXPECT_EQ(id.size(), 16u);
+  EXPECT_EQ(message, "internal error (correlation id " + id + ")");
+  json again = session.Handle(Request(2, "tools/call", {{"name", "broken"}}), out);
+  EXPECT_NE(again["error"]["data"]["correlation_id"], id) << "one id per failure";
+}
+
+TEST_F(SessionTest, AClientErrorWithMalformedFieldsIsReadSafely) {
+  Session s(TestServer(), {.tenant = "t1"});
+  s.Handle(Request(0, "initialize", InitializeParams("2025-11-25", {{"sampling", json::object()}})), out);
+  json answer;
+  std::thread call([&] { answer = s.Handle(Request(1, "tools/call", {{"name", "ask"}}), out); });
+  json request = out.WaitFor("sampling/createMessage");
+  ASSERT_FALSE(request.is_null());
+  // A code no int holds (casting it would be undefined) and a message that
+  // is not a string.
+  s.Handle({{"jsonrpc", "2.0"}, {"id", request["id"]}, {"error", {{"code", 1e300}, {"message", 5}}}}, out);
+  call.join();
+  EXPECT_EQ(ErrorCode(answer), -32603) << answer;
+  EXPECT_EQ(answer["error"]["message"], "the client refused sampling/createMessage: no message");
+}
+
+TEST_F(SessionTest, IntegersBeyondTheirTypeAreOutOfRangeNotUndefined) {
+  Init();
+  for (json passengers : {json(1e300), json(-1e300), json(9.3e18), json(18446744073709551615ULL)}) {
+    json answer = Call(1, "tools/call", {{"name", "echo"}, {"arguments", {{"text", "x"}, {"count", passengers}}}});
+    EXPECT_EQ(ErrorCode(answer), -32602) << passengers;
+    EXPECT_EQ(ErrorField(answer), "arguments.count") << passengers;
+  }
+}
+
+TEST_F(HttpTransportTest, HostileBodiesAre400AndTheSessionGoesOn) {
+  Initialize();
+  auto deep = Post(json(nullptr));
+  deep.body = R"({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":)" +
+              NestedArrays(100'000) + "}}";
+  auto refused = Answer(deep);
+  EXPECT_EQ(refused.status, 400);
+  json error = json::parse(refused.body)["error"];
+  EXPECT_EQ(error["code"], -32700);
+  EXPECT_NE(error["message"].get<std::string>().find("nested deeper than the limit of 64 levels"), std::string::npos)
+      << error;
+
+  // An initialize inside arrays inside a batch is no request: it makes no
+  // session and is not looked for at any depth.
+  auto nested = Post(json(nullptr));
+  nested.body = "[[[" + Request(3, "initialize", InitializeParams()).dump() + "]]]";
+  EXPECT_EQ(Answer(nested).status, 202) << "nothing in it is a request";
+  EXPECT_EQ(transport.session_count(), 1u);
+
+  // A method that is not a string cannot throw out of the request check.
+  auto odd = Post({{"jsonrpc", "2.0"}, {"id", 4}, {"method", 5}});
+  EXPECT_EQ(json::parse(Answer(odd).body)["error"]["code"], -32600);
+
+  // Header bytes that are not UTF-8, echoed in the refusal, come back as
+  // U+FFFD in valid JSON instead of throwing.
+  auto bad_version = Post(Request(5, "ping"));
+  bad_version.headers.emplace_back("MCP-Protocol-Version", "\xff\xfe");
+  auto version_reply = Answer(bad_version);
+  EXPECT_EQ(version_reply.status, 400);
+  EXPECT_NE(json::parse(version_reply.body)["error"]["message"].get<std::string>().find("\uFFFD"), std::string::npos);
+
+  EXPECT_EQ(json::parse(Answer(Post(Request(6, "ping"))).body)["result"], json::object());
+}
+
+TEST_F(HttpTransportTest, SessionIdsAre128BitsOfHexAndNeverRepeat) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 200; ++i) {
+    Initialize();
+    EXPECT_EQ(session_id.size(), 32u) << session_id;
+    EXPECT_EQ(session_id.find_first_not_of("0123456789abcdef"), std::string::npos) << session_id;
+    ids.insert(session_id);
+  }
+  EXPECT_EQ(ids.size(), 200u);
 }
 
 }  // namespace

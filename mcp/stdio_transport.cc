@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "common/json_limits.h"
+
 namespace itinera::mcp {
 namespace {
 
@@ -17,7 +19,7 @@ class LineWriter : public Outbound {
 
   bool Send(const json& message) override {
     // Replace invalid UTF-8 rather than throw: the line must still go out.
-    std::string line = message.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string line = DumpJson(message);
     std::lock_guard lock(mu_);
     out_ << line << '\n';
     out_.flush();
@@ -100,11 +102,12 @@ int RunStdio(const Server& server, const Principal& principal, std::istream& in,
       continue;
     }
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (message.is_discarded()) {
-      writer.Send(session.HandleText(line, writer));
+    auto parsed = ParseJson(line);
+    if (!parsed.ok()) {
+      writer.Send(session.HandleText(line, writer));  // -32700 saying what is wrong
       continue;
     }
+    json message = std::move(parsed.value());
     // Initialize runs inline so that what follows it sees the negotiated
     // session; other requests run on their own threads.
     if (!IsRequest(message) || message["method"] == "initialize") {

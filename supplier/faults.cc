@@ -17,6 +17,16 @@ Status Bad(const std::string& field, const std::string& what) {
   return Status::InvalidArgument(fmt::format("{}: {}", field, what));
 }
 
+// Whether `v` is an integer in [lo, hi], compared as a JSON number (a large
+// unsigned one is not -1, 4294967696 is not 400).
+bool IntBetween(const json& v, std::int64_t lo, std::int64_t hi) {  // hi >= 0
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    return u <= static_cast<std::uint64_t>(hi) && static_cast<std::int64_t>(u) >= lo;
+  }
+  return v.is_number_integer() && v.get<std::int64_t>() >= lo && v.get<std::int64_t>() <= hi;
+}
+
 Status ReadRate(const json& rule, const char* name, const std::string& prefix, double* out) {
   if (!rule.contains(name)) return Status::Ok();
   const json& v = rule[name];
@@ -100,7 +110,7 @@ StatusOr<FaultPlan> ParseFaultPlan(const json& body, const std::vector<std::stri
       if (Status s = ReadRate(r, "reject_rate", prefix, &rule.reject_rate); !s.ok()) return s;
       if (r.contains("reject_status")) {
         const json& v = r["reject_status"];
-        if (!v.is_number_integer() || v.get<int>() < 400 || v.get<int>() > 499) {
+        if (!IntBetween(v, 400, 499)) {
           return Bad(prefix + "reject_status", "must be an HTTP status from 400 to 499");
         }
         rule.reject_status = v.get<int>();
@@ -119,7 +129,7 @@ StatusOr<FaultPlan> ParseFaultPlan(const json& body, const std::vector<std::stri
     if (!j.is_object()) return Bad("fare_jump_percent", "must be an object of id → percent");
     for (const auto& [id, v] : j.items()) {
       std::string field = fmt::format("fare_jump_percent.{}", id);
-      if (!v.is_number_integer() || v.get<std::int64_t>() < -90 || v.get<std::int64_t>() > 1000) {
+      if (!IntBetween(v, -90, 1000)) {
         return Bad(field, "must be an integer between -90 and 1000");
       }
       plan.fare_jump_percent[id] = v.get<int>();

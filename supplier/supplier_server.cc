@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::supplier {
@@ -16,7 +17,8 @@ StatusOr<std::unique_ptr<SupplierServer>> SupplierServer::Start(SupplierService&
     Reply reply = service.Handle(request);
     LogDebug("supplier {} {} -> {}{}", request.method, request.target, reply.status,
              reply.replayed ? " (replayed)" : "");
-    http::HttpResponse res{.status = reply.status, .body = reply.body.dump()};
+    // A message may quote the target's bytes, which need not be UTF-8.
+    http::HttpResponse res{.status = reply.status, .body = DumpJson(reply.body)};
     if (reply.replayed) res.headers.emplace_back("Idempotent-Replayed", "true");
     return res;
   };

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::supplier {
@@ -392,7 +393,7 @@ Reply SupplierService::Handle(const ServiceRequest& request) {
     return ErrorReply(503, "unavailable", fmt::format("injected fault: the response of {} was lost", route.name));
   }
   if (reply.status >= 500)
-    LogWarn("supplier {} {}: {} {}", request.method, request.target, reply.status, reply.body.dump());
+    LogWarn("supplier {} {}: {} {}", request.method, request.target, reply.status, DumpJson(reply.body));
   return reply;
 }
 
@@ -497,11 +498,11 @@ Reply SupplierService::RunPost(const Route& route, const ServiceRequest& request
   std::string parse_error;
   std::string canonical = request.body;
   if (!request.body.empty()) {
-    try {
-      body = json::parse(request.body);
-      canonical = body.dump();
-    } catch (const json::parse_error& e) {
-      parse_error = e.what();
+    if (auto parsed = ParseJson(request.body); parsed.ok()) {
+      body = std::move(parsed.value());
+      canonical = body.dump();  // strings parsed are valid UTF-8
+    } else {
+      parse_error = parsed.status().message();
     }
   } else {
     canonical = "{}";
@@ -625,10 +626,12 @@ Reply SupplierService::RunPost(const Route& route, const ServiceRequest& request
 Reply SupplierService::Admin(const Route& route, const ServiceRequest& request) {
   json body = json::object();
   if (request.method == "PUT") {
-    try {
-      body = request.body.empty() ? json::object() : json::parse(request.body);
-    } catch (const json::parse_error& e) {
-      return ErrorReply(400, "invalid_request", std::string("malformed JSON body: ") + e.what(), "body");
+    if (!request.body.empty()) {
+      auto parsed = ParseJson(request.body);
+      if (!parsed.ok()) {
+        return ErrorReply(400, "invalid_request", "malformed JSON body: " + parsed.status().message(), "body");
+      }
+      body = std::move(parsed.value());
     }
     if (!body.is_object()) return ErrorReply(400, "invalid_request", "the body must be a JSON object", "body");
   }

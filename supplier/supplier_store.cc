@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace itinera::supplier {
@@ -249,8 +250,8 @@ Reply GuardDatabase(const char* what, F&& f) {
       LogWarn("supplier {}: database connection lost: {}", what, e.what());
       return ErrorReply(503, "unavailable", "database unavailable, retry");
     } catch (const std::exception& e) {
-      LogError("supplier {}: {}", what, e.what());
-      return ErrorReply(500, "internal", fmt::format("internal error: {}", e.what()));
+      std::string id = LogInternalError(fmt::format("supplier {}", what), e.what());
+      return ErrorReply(500, "internal", fmt::format("internal error (correlation id {})", id));
     }
   }
 }
@@ -380,7 +381,7 @@ Reply SupplierStore::RunIdempotent(const IdempotentRequest& request, const std::
       w.abort();
       return reply;
     }
-    w.exec_prepared("key_store", request.key, reply.status, reply.body.dump());
+    w.exec_prepared("key_store", request.key, reply.status, DumpJson(reply.body));
     w.commit();
     return reply;
   });

@@ -1,9 +1,12 @@
 #include "common/ids.h"
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 #include <unistd.h>
 
 #include <random>
+#include <stdexcept>
+#include <vector>
 
 namespace itinera {
 
@@ -26,6 +29,17 @@ std::string NewUuid() { return FormatUuid(Rng()(), Rng()()); }
 
 std::int64_t NewLeaseToken() {
   return static_cast<std::int64_t>(Rng()() & 0x7fffffffffffffffULL);
+}
+
+std::string NewSecretId(std::size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) {
+    throw std::runtime_error("the system's random number generator failed");
+  }
+  std::string hex;
+  hex.reserve(2 * bytes);
+  for (unsigned char b : buf) hex += fmt::format("{:02x}", b);
+  return hex;
 }
 
 std::string DefaultIdentity(const std::string& suffix) {

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "common/clock.h"
+#include "common/ids.h"
 
 namespace itinera {
 
@@ -61,6 +62,12 @@ std::string TraceIdOf(std::string_view t) { return ValidTraceparent(t) ? std::st
 
 bool LogEnabled(LogLevel level) { return level >= ConfiguredLevel(); }
 
+std::string LogInternalError(std::string_view where, std::string_view what) {
+  std::string id = NewSecretId(8);
+  LogLine(LogLevel::kError, fmt::format("{} failed (correlation id {}): {}", where, id, what));
+  return id;
+}
+
 void LogLine(LogLevel level, std::string_view message, std::string_view workflow_id, std::string_view run_id) {
   nlohmann::json j;
   j["ts"] = FormatMicros(SystemClock().Now());
@@ -73,7 +80,9 @@ void LogLine(LogLevel level, std::string_view message, std::string_view workflow
   if (!run_id.empty()) j["run_id"] = run_id;
   if (std::string trace = TraceIdOf(context.traceparent); !trace.empty()) j["trace_id"] = trace;
   static std::mutex mu;
-  std::string line = j.dump() + "\n";
+  // Messages quote request bytes (targets, keys) that need not be UTF-8; a
+  // log line must never throw.
+  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::lock_guard lock(mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
 }

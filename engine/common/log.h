@@ -59,4 +59,10 @@ void LogDebug(fmt::format_string<Args...> f, Args&&... args) {
   if (LogEnabled(LogLevel::kDebug)) LogLine(LogLevel::kDebug, fmt::format(f, std::forward<Args>(args)...));
 }
 
+// For an error whose text is ours, not the caller's (a database failure, a
+// bug): logs `what` with `where` and a fresh correlation id, and returns the
+// id. Endpoints answer such errors with "internal error" and the id only, so
+// clients learn nothing of the inside and operators find the log line.
+std::string LogInternalError(std::string_view where, std::string_view what);
+
 }  // namespace itinera

@@ -9,6 +9,8 @@
 
 #include <memory>
 
+#include "common/json_limits.h"
+
 namespace itinera {
 
 namespace pb = google::protobuf;
@@ -71,6 +73,11 @@ Status JsonToMessage(std::string_view json, pb::Message* message, std::string_vi
   options.ignore_unknown_fields = false;
   std::string input(json);
   if (input.find_first_not_of(" \t\r\n") == std::string::npos) input = "{}";
+  // The limits all outside JSON gets (common/json_limits.h) first:
+  // protobuf's parser takes arrays nested to any depth in a repeated field.
+  if (auto checked = ParseJson(input); !checked.ok()) {
+    return Status::InvalidArgument(fmt::format("{}: {}", what, checked.status().message()));
+  }
   auto status = pb::util::JsonStringToMessage(input, message, options);
   if (!status.ok()) {
     std::string msg(status.message());

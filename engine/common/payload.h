@@ -26,7 +26,8 @@ v1::Payload EncodePayload(const google::protobuf::Message& message);
 Status DecodePayload(const v1::Payload& payload, google::protobuf::Message* message);
 
 // Parses JSON into `message`, refusing unknown fields and wrong types with a
-// message that names the field: `input: unknown field "destinaton"`.
+// message that names the field: `input: unknown field "destinaton"`, and
+// JSON past the limits of ParseJson (common/json_limits.h).
 Status JsonToMessage(std::string_view json, google::protobuf::Message* message,
                      std::string_view what = "input");
 std::string MessageToJson(const google::protobuf::Message& message, bool multiline = false);

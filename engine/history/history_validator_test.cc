@@ -77,6 +77,19 @@ TEST(PayloadTest, JsonErrorsNameTheField) {
   EXPECT_TRUE(JsonToMessage("", &m).ok()) << "empty input is an empty message";
 }
 
+TEST(PayloadTest, JsonPastTheLimitsIsRefusedBeforeProtobufReadsIt) {
+  // Arrays nested in a repeated message field: protobuf's parser alone
+  // accepted them at any depth (`itinera workflow start --input`).
+  v1::History h;
+  const std::string deep = std::string(50'000, '[') + std::string(50'000, ']');
+  Status s = JsonToMessage(R"({"events":)" + deep + "}", &h);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("input: JSON nested deeper than the limit of 64 levels"), std::string::npos)
+      << s.message();
+  s = JsonToMessage(R"({"workflow_id":"a","workflow_id":"b"})", &h);
+  EXPECT_NE(s.message().find("duplicate key \"workflow_id\""), std::string::npos) << s.message();
+}
+
 TEST(PayloadTest, DecodeRefusesAnotherType) {
   example::v1::TripRequest in;
   v1::Payload p = EncodePayload(in);

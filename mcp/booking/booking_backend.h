@@ -56,8 +56,8 @@ class BookingBackend {
   // Throws kInternalError when no supplier is configured.
   ::itinera::booking::SupplierClient& supplier();
 
-  // Connections for one call. Throws kInternalError when the database is
-  // unreachable.
+  // Connections for one call. Throws (ThrowInternal) when the database is
+  // unreachable; the client gets -32603 with a correlation id.
   Lease Connect();
 
   // The tenant a workflow was started for (from its input); immutable, so

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <thread>
 
 #include "common/clock.h"
@@ -39,7 +40,7 @@ std::string CloseMessage(Client& client, const Snapshot& s) {
 }  // namespace
 
 void ThrowInternal(const std::string& what, const Status& status) {
-  throw RpcError(code::kInternalError, fmt::format("{}: {}", what, status.ToString()));
+  throw std::runtime_error(fmt::format("{}: {}", what, status.ToString()));
 }
 
 std::optional<WorkflowRef> ParseWorkflowId(const std::string& id) {

@@ -18,7 +18,9 @@
 
 namespace itinera::mcp::booking {
 
-// Throws RpcError kInternalError "<what>: <status>" (the database failed us).
+// Throws std::runtime_error "<what>: <status>" (the database failed us). Not
+// an RpcError: the session logs the text and answers -32603 with a
+// correlation id only, so database errors do not reach clients.
 [[noreturn]] void ThrowInternal(const std::string& what, const Status& status);
 
 // Which saga a workflow (= task) id belongs to, and on which booking:

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 #include <stdexcept>
@@ -180,7 +181,10 @@ T Integer(const json& v, const std::string& path) {
   }
   const double d = v.get<double>();
   if (!std::isfinite(d) || d != std::floor(d)) throw RpcError::InvalidParams(path, "must be of type integer");
-  if (d < static_cast<double>(std::numeric_limits<T>::min()) || d > static_cast<double>(std::numeric_limits<T>::max())) {
+  // max() + 1 is a power of two, exact as a double (max() itself may round
+  // up to it, and casting that to T would be undefined).
+  const double above = static_cast<double>(std::numeric_limits<T>::max() / 2 + 1) * 2.0;
+  if (d < static_cast<double>(std::numeric_limits<T>::min()) || d >= above) {
     throw RpcError::InvalidParams(path, "is out of range");
   }
   return static_cast<T>(d);
@@ -245,6 +249,9 @@ void ParseValue(const json& v, Message& message, const FieldDescriptor& f, const
       if (!v.is_number()) throw RpcError::InvalidParams(path, "must be of type number");
       const double x = v.get<double>();
       if (!std::isfinite(x)) throw RpcError::InvalidParams(path, "must be a finite number");
+      if (f.cpp_type() == FieldDescriptor::CPPTYPE_FLOAT && std::abs(x) > std::numeric_limits<float>::max()) {
+        throw RpcError::InvalidParams(path, "is out of range");
+      }
       CheckRange(doc, x, path);
       if (f.cpp_type() == FieldDescriptor::CPPTYPE_DOUBLE) {
         rep ? r.AddDouble(&message, &f, x) : r.SetDouble(&message, &f, x);
@@ -346,28 +353,43 @@ json ValueToJson(const Message& m, const FieldDescriptor& f, int index) {
   return nullptr;
 }
 
-// Lenient: a value of the wrong kind is skipped rather than thrown on.
+// `v` when it is an integer that T holds; nothing for anything else (a
+// cast of 1e300 or of -1 would be undefined or wrong).
+template <class T>
+std::optional<T> LenientInteger(const json& v) {
+  try {
+    return Integer<T>(v, "");
+  } catch (const RpcError&) {
+    return std::nullopt;
+  }
+}
+
+// Lenient: a value of the wrong kind, or out of the field's range, is
+// skipped rather than thrown on.
 void LenientValue(const json& v, Message& m, const FieldDescriptor& f) {
   const Reflection& r = *m.GetReflection();
   const bool rep = f.is_repeated();
   switch (f.cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
-      if (v.is_number()) rep ? r.AddInt32(&m, &f, v.get<std::int32_t>()) : r.SetInt32(&m, &f, v.get<std::int32_t>());
+      if (auto x = LenientInteger<std::int32_t>(v)) rep ? r.AddInt32(&m, &f, *x) : r.SetInt32(&m, &f, *x);
       break;
     case FieldDescriptor::CPPTYPE_INT64:
-      if (v.is_number()) rep ? r.AddInt64(&m, &f, v.get<std::int64_t>()) : r.SetInt64(&m, &f, v.get<std::int64_t>());
+      if (auto x = LenientInteger<std::int64_t>(v)) rep ? r.AddInt64(&m, &f, *x) : r.SetInt64(&m, &f, *x);
       break;
     case FieldDescriptor::CPPTYPE_UINT32:
-      if (v.is_number()) rep ? r.AddUInt32(&m, &f, v.get<std::uint32_t>()) : r.SetUInt32(&m, &f, v.get<std::uint32_t>());
+      if (auto x = LenientInteger<std::uint32_t>(v)) rep ? r.AddUInt32(&m, &f, *x) : r.SetUInt32(&m, &f, *x);
       break;
     case FieldDescriptor::CPPTYPE_UINT64:
-      if (v.is_number()) rep ? r.AddUInt64(&m, &f, v.get<std::uint64_t>()) : r.SetUInt64(&m, &f, v.get<std::uint64_t>());
+      if (auto x = LenientInteger<std::uint64_t>(v)) rep ? r.AddUInt64(&m, &f, *x) : r.SetUInt64(&m, &f, *x);
       break;
     case FieldDescriptor::CPPTYPE_DOUBLE:
       if (v.is_number()) rep ? r.AddDouble(&m, &f, v.get<double>()) : r.SetDouble(&m, &f, v.get<double>());
       break;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      if (v.is_number()) rep ? r.AddFloat(&m, &f, v.get<float>()) : r.SetFloat(&m, &f, v.get<float>());
+      if (v.is_number() && std::abs(v.get<double>()) <= std::numeric_limits<float>::max()) {
+        const auto x = static_cast<float>(v.get<double>());
+        rep ? r.AddFloat(&m, &f, x) : r.SetFloat(&m, &f, x);
+      }
       break;
     case FieldDescriptor::CPPTYPE_BOOL:
       if (v.is_boolean()) rep ? r.AddBool(&m, &f, v.get<bool>()) : r.SetBool(&m, &f, v.get<bool>());

@@ -14,6 +14,7 @@
 
 #include "cli/operator_read.h"
 #include "client/client.h"
+#include "common/json_limits.h"
 #include "common/log.h"
 #include "common/payload.h"
 #include "common/secure_compare.h"
@@ -46,7 +47,9 @@ struct Reply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-Reply JsonReply(int status, const json& body) { return {.status = status, .body = body.dump()}; }
+// Messages may quote the request's bytes (a path, a query key), which need
+// not be UTF-8: replaced, never thrown on.
+Reply JsonReply(int status, const json& body) { return {.status = status, .body = DumpJson(body)}; }
 
 // {"error", "message", "field"}: field is the input the message is about,
 // taken from messages of the form "field: what is wrong" (the engine's and
@@ -54,6 +57,15 @@ Reply JsonReply(int status, const json& body) { return {.status = status, .body 
 Reply ErrorReply(int status, const std::string& error, const std::string& message, std::string field = "") {
   json j{{"error", error}, {"message", message}, {"field", field.empty() ? json(nullptr) : json(field)}};
   return JsonReply(status, j);
+}
+
+// A 500 whose text stays in the log: the caller gets a correlation id.
+Reply InternalErrorReply(std::string_view what) {
+  std::string id = LogInternalError("admin API", what);
+  return JsonReply(500, {{"error", "internal"},
+                         {"message", fmt::format("internal error (correlation id {})", id)},
+                         {"field", nullptr},
+                         {"correlation_id", id}});
 }
 
 std::string FieldOf(const std::string& message) {
@@ -76,7 +88,7 @@ Reply StatusReply(const Status& s) {
     case StatusCode::kFailedPrecondition: return ErrorReply(409, "failed_precondition", s.message());
     case StatusCode::kAborted: return ErrorReply(409, "aborted", s.message());
     case StatusCode::kUnavailable: return ErrorReply(503, "unavailable", s.message());
-    default: return ErrorReply(500, "internal", s.message());
+    default: return InternalErrorReply(s.message());
   }
 }
 
@@ -166,8 +178,13 @@ StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view q)
 
 // A POST body: a JSON object (empty body: {}) whose keys are all in `allowed`.
 StatusOr<json> ParseBody(const std::string& body, const std::set<std::string>& allowed) {
-  json j = body.empty() ? json::object() : json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("body: not a JSON object");
+  json j = json::object();
+  if (!body.empty()) {
+    auto parsed = ParseJson(body);
+    if (!parsed.ok()) return Status::InvalidArgument("body: " + parsed.status().message());
+    j = std::move(parsed.value());
+  }
+  if (!j.is_object()) return Status::InvalidArgument("body: not a JSON object");
   for (const auto& [key, value] : j.items()) {
     if (!allowed.contains(key)) return Status::InvalidArgument(fmt::format("{}: unknown field", key));
   }
@@ -394,7 +411,7 @@ struct AdminServer::Impl {
     try {
       return Route(c, r);
     } catch (const std::exception& e) {
-      return ErrorReply(500, "internal", e.what());
+      return InternalErrorReply(e.what());
     }
   }
 
