@@ -24,6 +24,10 @@ struct McpFlags {
   std::string resource_url;
   std::vector<std::string> authorization_servers;
   std::vector<std::string> allowed_hosts;
+  // Limits (flags of serve and dev: AddLimitFlags in server_commands.cc).
+  mcp::TenantLimitsOptions tenant_limits;
+  int tool_threads = 32;             // streamed tool calls running at once, all tenants
+  std::size_t db_connections = 32;   // the booking tools' database connections
 };
 
 struct McpEndpoint {
