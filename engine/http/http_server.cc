@@ -260,10 +260,15 @@ struct HttpServer::Impl {
         if (!co_await Stream(conn, std::move(reply), version, keep_alive)) co_return;
         continue;
       }
+      const auto hold = reply.hold_connection;
       auto res = ToBeast(std::move(reply), version, keep_alive && !stopping);
       c.stream.expires_after(kWriteTimeout);
       co_await bhttp::async_write(c.stream, res, Redirect(ec));
       if (ec || !res.keep_alive()) co_return;
+      if (hold.count() > 0 && !stopping) {
+        c.wake_timer.expires_after(hold);
+        co_await c.wake_timer.async_wait(Redirect(ec));
+      }
     }
   }
 

@@ -74,6 +74,11 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   std::string body;
+  // When set, the server reads this connection's next request only after
+  // this long (Stop() ends the wait). It enforces a refusal's Retry-After
+  // on clients that ignore it, holding a timer, not a thread: a flooding
+  // client is served once per hold on each of its connections.
+  std::chrono::milliseconds hold_connection{0};
 
   // Set for a streamed answer: the headers go out with chunked encoding,
   // then the body as the stream yields it; `body` is ignored. The

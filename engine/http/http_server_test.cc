@@ -165,6 +165,33 @@ TEST(HttpServerTest, ConnectionsOverTheCapGet503AndTheServerGoesOn) {
   EXPECT_EQ(Get(second, b2, "/").result_int(), 200) << "the admitted connection kept working";
 }
 
+TEST(HttpServerTest, AHeldConnectionIsNotReadUntilTheHoldEnds) {
+  std::atomic<int> handled{0};
+  auto server = HttpServer::Start(
+      [&handled](const HttpRequest& req) {
+        ++handled;
+        HttpResponse reply{.status = req.target == "/refuse" ? 429 : 200};
+        if (req.target == "/refuse") reply.hold_connection = std::chrono::hours(1);
+        return reply;
+      },
+      ServerOptions{.name = "test"});
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  asio::io_context ioc;
+  auto held = Connect(ioc, (*server)->port());
+  boost::beast::flat_buffer b1, b2;
+  EXPECT_EQ(Get(held, b1, "/refuse").result_int(), 429);
+  // The held connection's next request is sent first, yet only the other
+  // connection's is answered: the server does not read the held one.
+  bhttp::request<bhttp::empty_body> next{bhttp::verb::get, "/again", 11};
+  next.set(bhttp::field::host, "127.0.0.1");
+  bhttp::write(held, next);
+  auto other = Connect(ioc, (*server)->port());
+  EXPECT_EQ(Get(other, b2, "/").result_int(), 200);
+  EXPECT_EQ(handled, 2);
+  (*server)->Stop();  // ends the hold
+  EXPECT_EQ(handled, 2);
+}
+
 TEST(HttpServerTest, OversizedHeadersGet431) {
   auto server = HttpServer::Start([](const HttpRequest&) { return HttpResponse{.body = "ok"}; },
                                   ServerOptions{.header_limit = 1024, .name = "test"});
