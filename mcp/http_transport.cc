@@ -360,13 +360,14 @@ HttpResponse LimitReply(const json& id, std::string_view limit, std::chrono::mil
                 {{"code", code::kRateLimited},
                  {"message", std::move(message)},
                  {"data", {{"limit", limit}, {"retryAfterSeconds", seconds}}}}}};
-  // The connection is read again only after Retry-After (at most a
-  // second): an agent that ignores it cannot make the server refuse it
-  // thousands of times a second.
+  // The connection is read again only after the Retry-After it was told
+  // (at most a second): an agent that ignores it cannot make the server
+  // refuse it thousands of times a second.
   return HttpResponse{.status = 429,
                       .headers = {{"Retry-After", std::to_string(seconds)}},
                       .body = body.dump(),
-                      .hold_connection = std::min<std::chrono::milliseconds>(retry_after, std::chrono::seconds(1))};
+                      .hold_connection = std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds),
+                                                                             std::chrono::seconds(1))};
 }
 
 // One connection's view of a request's EventStream: the priming event (for

@@ -595,6 +595,7 @@ class TenantLimitsTest : public ::testing::Test {
   static void ExpectRefusedBy(const http::HttpResponse& reply, const std::string& limit) {
     EXPECT_EQ(reply.status, 429) << reply.body;
     EXPECT_GE(std::atoi(HeaderOf(reply, "Retry-After").c_str()), 1) << "Retry-After: " << HeaderOf(reply, "Retry-After");
+    EXPECT_EQ(reply.hold_connection, std::chrono::seconds(1)) << "the connection is held for its Retry-After";
     json body = json::parse(reply.body);
     EXPECT_EQ(body["error"]["code"], code::kRateLimited) << reply.body;
     EXPECT_EQ(body["error"]["data"]["limit"], limit) << reply.body;
