@@ -1,5 +1,7 @@
 #include "mcp/http_transport.h"
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <random>
 #include <variant>
 
 #include <fmt/ranges.h>
@@ -26,6 +29,8 @@ constexpr std::string_view kPath = "/mcp";
 constexpr std::string_view kMetadataPath = "/.well-known/oauth-protected-resource";
 // How long a client waits before reconnecting a closed stream (SSE retry).
 constexpr int kRetryMillis = 1000;
+// Request streams a session keeps for resumption (Last-Event-ID).
+constexpr std::size_t kMaxKeptStreams = 64;
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -68,20 +73,40 @@ std::string_view OriginAuthority(std::string_view origin) {
 
 // The session's standalone GET stream. This server sends nothing outside a
 // request (its lists never change and its resources are static), so the
-// stream carries only keep-alive comments until the session ends.
-class IdleStream {
+// stream carries only keep-alive comments until the session ends. Pulled by
+// the HTTP server's I/O threads: it holds no thread while it waits.
+class StandaloneStream : public http::BodyStream {
  public:
-  // Waits up to `wait`; false once the stream is closed.
-  bool Wait(std::chrono::milliseconds wait) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, wait, [&] { return closed_; });
-    return !closed_;
+  StandaloneStream(std::string priming, std::chrono::milliseconds keepalive, TenantLimits::Slot slot,
+                   std::function<void(StandaloneStream*)> on_detach)
+      : priming_(std::move(priming)), keepalive_(keepalive), slot_(std::move(slot)), on_detach_(std::move(on_detach)) {}
+
+  void Attach(std::function<void()> wake) override {
+    std::lock_guard lock(mu_);
+    wake_ = std::move(wake);
   }
+  State Pull(std::string& out, bool idle) override {
+    std::lock_guard lock(mu_);
+    if (!priming_.empty()) out += std::exchange(priming_, "");
+    if (closed_) return State::kEnd;
+    if (idle) out += ": keep-alive\n\n";
+    return State::kMore;
+  }
+  void Detach(bool) override {
+    {
+      std::lock_guard lock(mu_);
+      wake_ = nullptr;
+      closed_ = true;
+    }
+    slot_.Release();
+    if (on_detach_) std::exchange(on_detach_, nullptr)(this);
+  }
+  std::chrono::milliseconds idle_interval() const override { return keepalive_; }
 
   void Close() {
     std::lock_guard lock(mu_);
     closed_ = true;
-    cv_.notify_all();
+    if (wake_) wake_();
   }
   bool closed() const {
     std::lock_guard lock(mu_);
@@ -90,8 +115,50 @@ class IdleStream {
 
  private:
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool closed_ = false;
+  std::string priming_;  // guarded by mu_
+  const std::chrono::milliseconds keepalive_;
+  TenantLimits::Slot slot_;  // the tenant's stream slot, until Detach
+  std::function<void(StandaloneStream*)> on_detach_;
+  std::function<void()> wake_;  // guarded by mu_
+  bool closed_ = false;         // guarded by mu_
+};
+
+// A JSON answer computed on the tool pool and written when it is ready (as
+// a chunked body), so that a long call from a client that takes no event
+// stream holds no handler thread while it runs. Notifications are dropped:
+// a JSON answer has nowhere to put them.
+class PendingAnswer : public http::BodyStream, public Outbound {
+ public:
+  bool Send(const json&) override { return false; }
+
+  void Finish(const json& answer) {
+    std::lock_guard lock(mu_);
+    body_ = answer.dump(-1, ' ', false, json::error_handler_t::replace);
+    ready_ = true;
+    if (wake_) wake_();
+  }
+
+  void Attach(std::function<void()> wake) override {
+    std::lock_guard lock(mu_);
+    wake_ = std::move(wake);
+  }
+  State Pull(std::string& out, bool) override {
+    std::lock_guard lock(mu_);
+    if (!ready_) return State::kMore;
+    out += body_;
+    return State::kEnd;
+  }
+  void Detach(bool) override {
+    std::lock_guard lock(mu_);
+    wake_ = nullptr;
+  }
+  std::chrono::milliseconds idle_interval() const override { return std::chrono::minutes(1); }
+
+ private:
+  std::mutex mu_;
+  std::function<void()> wake_;  // guarded by mu_
+  std::string body_;            // guarded by mu_
+  bool ready_ = false;          // guarded by mu_
 };
 
 // Drops what is sent: a JSON answer has nowhere to put notifications.
@@ -100,15 +167,15 @@ class DiscardOutbound : public Outbound {
   bool Send(const json&) override { return false; }
 };
 
-// One request's event stream. The request runs on its own thread and sends
-// here; whichever connection is attached (the POST that started it, or a
-// GET resuming it with Last-Event-ID) writes the events out. Events are kept
-// until the answer has been written, so a client that lost the connection
-// resumes without losing any. Event ids are "<stream>-<seq>"; the priming
-// event is seq 0.
+// One request's event stream. The request runs on the tool pool and sends
+// here; whichever connection is attached (the POST that started it, or a GET
+// resuming it with Last-Event-ID) pulls the events out through an
+// EventCursor. Events are kept until the answer has been written, so a
+// client that lost the connection resumes without losing any. Event ids are
+// "<stream>-<seq>"; the priming event is seq 0.
 class EventStream : public Outbound {
  public:
-  enum class Outcome { kAnswered, kDisconnected, kClosedByServer, kSessionEnded };
+  enum class Step { kMore, kAnswered, kClosedByServer, kSessionEnded };
 
   explicit EventStream(long number) : number_(number) {}
   long number() const { return number_; }
@@ -117,7 +184,7 @@ class EventStream : public Outbound {
     std::lock_guard lock(mu_);
     if (closed_) return false;
     events_.push_back(message.dump(-1, ' ', false, json::error_handler_t::replace));
-    cv_.notify_all();
+    WakeLocked();
     return true;
   }
 
@@ -126,7 +193,7 @@ class EventStream : public Outbound {
   void CloseStream() override {
     std::lock_guard lock(mu_);
     close_at_ = events_.size();
-    cv_.notify_all();
+    WakeLocked();
   }
 
   // The request's answer: the last event.
@@ -134,59 +201,61 @@ class EventStream : public Outbound {
     std::lock_guard lock(mu_);
     if (!answer.is_null()) events_.push_back(answer.dump(-1, ' ', false, json::error_handler_t::replace));
     done_ = true;
-    cv_.notify_all();
+    WakeLocked();
   }
 
   // The session ended: attached connections return.
   void Abandon() {
     std::lock_guard lock(mu_);
     closed_ = true;
-    cv_.notify_all();
+    WakeLocked();
   }
 
   std::string Priming(int retry_millis) const {
     return fmt::format("id: {}-0\nretry: {}\ndata: \n\n", number_, retry_millis);
   }
 
-  // Writes the events after seq `after`, then each new one as it comes,
-  // until the answer is out or the connection ends.
-  Outcome Pump(std::size_t after, const HttpResponse::StreamWriter& write, std::chrono::milliseconds keepalive) {
-    std::unique_lock lock(mu_);
-    std::size_t sent = std::min(after, events_.size());
-    while (true) {
-      while (sent < events_.size() && !(close_at_ && sent >= *close_at_)) {
-        std::string event = fmt::format("id: {}-{}\ndata: {}\n\n", number_, sent + 1, events_[sent]);
-        lock.unlock();
-        bool ok = write(event);
-        lock.lock();
-        if (!ok) return Outcome::kDisconnected;
-        ++sent;
-      }
-      if (close_at_ && sent >= *close_at_) {
-        close_at_.reset();
-        return Outcome::kClosedByServer;
-      }
-      if (done_) return Outcome::kAnswered;
-      if (closed_) return Outcome::kSessionEnded;
-      bool woke = cv_.wait_for(lock, keepalive,
-                               [&] { return sent < events_.size() || done_ || closed_ || close_at_.has_value(); });
-      if (!woke) {
-        lock.unlock();
-        bool ok = write(": keep-alive\n\n");
-        lock.lock();
-        if (!ok) return Outcome::kDisconnected;
-      }
+  int AddWaker(std::function<void()> wake) {
+    std::lock_guard lock(mu_);
+    wakers_.emplace(next_waker_, std::move(wake));
+    return next_waker_++;
+  }
+  void RemoveWaker(int id) {
+    std::lock_guard lock(mu_);
+    wakers_.erase(id);
+  }
+
+  // Appends the events after seq `sent` to `out` and advances `sent`; says
+  // whether more may come on this connection.
+  Step Take(std::size_t& sent, std::string& out) {
+    std::lock_guard lock(mu_);
+    sent = std::min(sent, events_.size());
+    while (sent < events_.size() && !(close_at_ && sent >= *close_at_)) {
+      out += fmt::format("id: {}-{}\ndata: {}\n\n", number_, sent + 1, events_[sent]);
+      ++sent;
     }
+    if (close_at_ && sent >= *close_at_) {
+      close_at_.reset();
+      return Step::kClosedByServer;
+    }
+    if (done_) return Step::kAnswered;
+    if (closed_) return Step::kSessionEnded;
+    return Step::kMore;
   }
 
  private:
+  void WakeLocked() {
+    for (auto& [id, wake] : wakers_) wake();
+  }
+
   const long number_;
   std::mutex mu_;
-  std::condition_variable cv_;
   std::vector<std::string> events_;  // seq i+1 at index i
   bool done_ = false;
   bool closed_ = false;
   std::optional<std::size_t> close_at_;  // end the connection once this many events are out
+  std::map<int, std::function<void()>> wakers_;  // attached connections
+  int next_waker_ = 0;
 };
 
 // "<stream>-<seq>" -> (stream, seq).
@@ -207,15 +276,19 @@ struct SessionEntry {
   SessionEntry(const Server& server, Principal principal, std::string id)
       : session(server, std::move(principal), std::move(id)) {}
   Session session;
+  TenantLimits::Slot slot;  // the tenant's session slot; released when the session is dropped (under Impl::mu)
   std::mutex mu;
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
-  std::shared_ptr<IdleStream> standalone;  // the GET stream, while one is open
+  std::shared_ptr<StandaloneStream> standalone;  // the GET stream, while one is open
   std::atomic<long long> next_event{1};     // the standalone stream's event ids
   std::map<long, std::shared_ptr<EventStream>> streams;  // request streams not yet fully delivered
   long next_stream = 1;
 
   std::shared_ptr<EventStream> NewStream() {
     std::lock_guard lock(mu);
+    // Streams whose client never came back for the answer would pile up:
+    // the oldest is forgotten first (it can no longer be resumed).
+    if (streams.size() >= kMaxKeptStreams) streams.erase(streams.begin());
     auto stream = std::make_shared<EventStream>(next_stream++);
     streams.emplace(stream->number(), stream);
     return stream;
@@ -247,19 +320,130 @@ bool HasAnyRequest(const json& message) {
   return message.is_array() ? std::any_of(message.begin(), message.end(), is) : is(message);
 }
 
+// The tool names of the tools/call requests in the message (a batch is one
+// level deep), each "unknown" unless `server` has such a tool, so that rate
+// buckets exist only for real tools.
+std::vector<std::string> CalledTools(const Server& server, const json& message) {
+  std::vector<std::string> names;
+  auto one = [&](const json& m) {
+    if (!m.is_object() || !m.contains("id")) return;
+    auto method = m.find("method");
+    if (method == m.end() || !method->is_string() || *method != "tools/call") return;
+    std::string name = "unknown";
+    if (auto params = m.find("params"); params != m.end() && params->is_object()) {
+      if (auto n = params->find("name"); n != params->end() && n->is_string() && server.FindTool(n->get<std::string>())) {
+        name = n->get<std::string>();
+      }
+    }
+    names.push_back(std::move(name));
+  };
+  if (message.is_array()) {
+    for (const auto& m : message) one(m);
+  } else {
+    one(message);
+  }
+  return names;
+}
+
+// The id of a single request (null for a batch or a notification), for errors
+// answering it.
+json RequestId(const json& message) {
+  if (message.is_object()) {
+    if (auto id = message.find("id"); id != message.end()) return *id;
+  }
+  return nullptr;
+}
+
+// A request refused by a per-tenant limit: HTTP 429 with Retry-After, and a
+// JSON-RPC error in the implementation-defined server range naming the limit.
+HttpResponse LimitReply(const json& id, std::string_view limit, std::chrono::milliseconds retry_after,
+                        std::string message) {
+  const long long seconds = std::max<long long>(1, (retry_after.count() + 999) / 1000);
+  json body = {{"jsonrpc", "2.0"},
+               {"id", id},
+               {"error",
+                {{"code", code::kRateLimited},
+                 {"message", std::move(message)},
+                 {"data", {{"limit", limit}, {"retryAfterSeconds", seconds}}}}}};
+  // The connection is read again only after the Retry-After it was told
+  // (at most a second): an agent that ignores it cannot make the server
+  // refuse it thousands of times a second.
+  return HttpResponse{.status = 429,
+                      .headers = {{"Retry-After", std::to_string(seconds)}},
+                      .body = body.dump(),
+                      .hold_connection = std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds),
+                                                                             std::chrono::seconds(1))};
+}
+
+// One connection's view of a request's EventStream: the priming event (for
+// the POST that started it), the events after a seq, then each new one as
+// it comes, with a keep-alive comment when idle. Holds the tenant's stream
+// slot until the connection is done with it.
+class EventCursor : public http::BodyStream {
+ public:
+  EventCursor(std::shared_ptr<SessionEntry> entry, std::shared_ptr<EventStream> stream, std::size_t after,
+              std::string priming, std::chrono::milliseconds keepalive, TenantLimits::Slot slot)
+      : entry_(std::move(entry)),
+        stream_(std::move(stream)),
+        sent_(after),
+        priming_(std::move(priming)),
+        keepalive_(keepalive),
+        slot_(std::move(slot)) {}
+
+  void Attach(std::function<void()> wake) override { waker_ = stream_->AddWaker(std::move(wake)); }
+  State Pull(std::string& out, bool idle) override {
+    out += std::exchange(priming_, "");
+    const std::size_t before = out.size();
+    EventStream::Step step = stream_->Take(sent_, out);
+    if (step == EventStream::Step::kMore) {
+      if (idle && out.size() == before) out += ": keep-alive\n\n";
+      return State::kMore;
+    }
+    answered_ = step == EventStream::Step::kAnswered;
+    return State::kEnd;
+  }
+  void Detach(bool completed) override {
+    if (waker_) stream_->RemoveWaker(*waker_);
+    waker_.reset();
+    // Delivered whole: nothing left to resume.
+    if (completed && answered_) entry_->RemoveStream(stream_->number());
+    slot_.Release();
+  }
+  std::chrono::milliseconds idle_interval() const override { return keepalive_; }
+
+ private:
+  const std::shared_ptr<SessionEntry> entry_;
+  const std::shared_ptr<EventStream> stream_;
+  std::size_t sent_;
+  std::string priming_;
+  const std::chrono::milliseconds keepalive_;
+  TenantLimits::Slot slot_;
+  std::optional<int> waker_;
+  bool answered_ = false;
+};
+
 }  // namespace
 
 struct HttpTransport::Impl {
-  Impl(const Server& s, HttpTransportOptions o) : server(s), options(std::move(o)), auth(options.tokens) {}
+  Impl(const Server& s, HttpTransportOptions o)
+      : server(s),
+        options(std::move(o)),
+        auth(options.tokens),
+        limits(options.limits),
+        tool_pool(static_cast<std::size_t>(std::max(1, options.tool_threads))) {}
 
   const Server& server;
   const HttpTransportOptions options;
   const TokenAuthenticator auth;
+  TenantLimits limits;
   mutable std::mutex mu;
   std::map<std::string, std::shared_ptr<SessionEntry>> sessions;  // guarded by mu
   bool shut_down = false;                                          // guarded by mu
-  int running = 0;                 // requests running on their own threads; guarded by mu
+  int running = 0;                 // streamed requests running on the tool pool; guarded by mu
   std::condition_variable idle_cv;  // running reached 0
+  // Streamed requests (tools/call, tasks/result) run here, so they go on
+  // when their connection ends; its size bounds how many run at once.
+  boost::asio::thread_pool tool_pool;
 
   std::optional<HttpResponse> Handle(const HttpRequest& req) {
     std::string_view target = req.target;
@@ -480,8 +664,15 @@ struct HttpTransport::Impl {
     if (sessions.size() >= options.max_sessions) {
       return RpcErrorReply(503, code::kInternalError, "Service Unavailable: too many open sessions");
     }
+    auto slot = limits.Acquire(TenantLimits::Kind::kSessions, principal.tenant);
+    if (!slot) {
+      return LimitReply(nullptr, "sessions", std::chrono::seconds(60),
+                        fmt::format("Too Many Requests: tenant '{}' has {} open sessions; end one (DELETE) first",
+                                    principal.tenant, options.limits.max_sessions));
+    }
     std::string id = NewSessionId();
     auto entry = std::make_shared<SessionEntry>(server, principal, id);
+    entry->slot = std::move(*slot);
     sessions.emplace(id, entry);
     return entry;
   }
@@ -496,6 +687,7 @@ struct HttpTransport::Impl {
       }
       if (idle) {
         it->second->session.Close();
+        it->second->slot.Release();
         it = sessions.erase(it);
       } else {
         ++it;
@@ -543,23 +735,48 @@ struct HttpTransport::Impl {
     }
 
     std::vector<std::pair<std::string, std::string>> headers = {{"Mcp-Session-Id", entry->session.id()}};
+    // Tool calls and tasks/result waits are what costs: rate-limited per
+    // tenant and tool, and capped per tenant while they run.
+    const bool tool_call = HasRequest(message, "tools/call");
+    const bool long_call = tool_call || HasRequest(message, "tasks/result");
+    std::optional<TenantLimits::Slot> call_slot;
+    if (long_call) {
+      const std::string& tenant = principal.tenant;
+      for (const std::string& tool : CalledTools(server, message)) {
+        if (auto wait = limits.TakeToolToken(tenant, tool)) {
+          return LimitReply(RequestId(message), "rate", *wait,
+                            fmt::format("Too Many Requests: tenant '{}' calls {} more often than {}/s", tenant, tool,
+                                        options.limits.tool_rate));
+        }
+      }
+      call_slot = limits.Acquire(TenantLimits::Kind::kToolCalls, tenant);
+      if (!call_slot) {
+        return LimitReply(RequestId(message), "tool_calls", std::chrono::seconds(1),
+                          fmt::format("Too Many Requests: tenant '{}' has {} tool calls running", tenant,
+                                      options.limits.max_tool_calls));
+      }
+    }
     // Only tool calls speak before they answer (progress, log messages,
-    // sampling and elicitation requests); the rest answer as plain JSON.
-    if (accepts_sse && HasRequest(message, "tools/call")) {
+    // sampling and elicitation requests); a tasks/result wait streams so
+    // that keep-alives hold its connection. The rest answer as plain JSON.
+    if (accepts_sse && long_call) {
+      auto stream_slot = limits.Acquire(TenantLimits::Kind::kStreams, principal.tenant);
+      if (!stream_slot) {
+        return LimitReply(RequestId(message), "streams", std::chrono::seconds(1),
+                          fmt::format("Too Many Requests: tenant '{}' has {} event streams open", principal.tenant,
+                                      options.limits.max_streams));
+      }
       headers.emplace_back("Cache-Control", "no-cache, no-transform");
       headers.emplace_back("X-Accel-Buffering", "no");
-      return HttpResponse{.status = 200,
-                          .content_type = "text/event-stream",
-                          .headers = std::move(headers),
-                          .stream = [this, entry, message](const HttpResponse::StreamWriter& write) {
-                            StreamRequest(entry, message, write);
-                          }};
+      return StartStream(entry, message, std::move(*call_slot), std::move(*stream_slot), std::move(headers));
     }
+    if (long_call && !created) return StartPending(entry, message, std::move(*call_slot), std::move(headers));
     DiscardOutbound out;
     json answer = entry->session.Handle(message, out);
     if (created && answer.is_object() && answer.contains("error")) {
       // A failed initialize leaves no session behind.
       std::lock_guard lock(mu);
+      entry->slot.Release();
       sessions.erase(entry->session.id());
       headers.clear();
     }
@@ -568,29 +785,53 @@ struct HttpTransport::Impl {
 
   // Runs one request with its own event stream: a priming event, whatever
   // the request sends while it runs, then its answer. The request runs on
-  // its own thread, so it goes on if this connection ends first; the client
+  // the tool pool, so it goes on if this connection ends first; the client
   // then resumes the stream with GET and Last-Event-ID.
-  void StreamRequest(const std::shared_ptr<SessionEntry>& entry, const json& message,
-                     const HttpResponse::StreamWriter& write) {
+  HttpResponse StartStream(const std::shared_ptr<SessionEntry>& entry, const json& message,
+                           TenantLimits::Slot call_slot, TenantLimits::Slot stream_slot,
+                           std::vector<std::pair<std::string, std::string>> headers) {
+    if (!BeginRun()) return RpcErrorReply(503, code::kInternalError, "Service Unavailable: the server is stopping");
     auto stream = entry->NewStream();
-    {
-      std::lock_guard lock(mu);
-      if (shut_down) return;
-      ++running;
-    }
-    std::thread([this, entry, stream, message] {
-      json answer = entry->session.Handle(message, *stream);
-      stream->Finish(answer);
-      std::lock_guard lock(mu);
-      if (--running == 0) idle_cv.notify_all();
-    }).detach();
-    if (!write(stream->Priming(kRetryMillis))) return;
-    Deliver(*entry, *stream, 0, write);
+    boost::asio::post(tool_pool, [this, entry, stream, message, slot = std::move(call_slot)]() mutable {
+      stream->Finish(entry->session.Handle(message, *stream));
+      slot.Release();
+      EndRun();
+    });
+    return HttpResponse{.status = 200,
+                        .content_type = "text/event-stream",
+                        .headers = std::move(headers),
+                        .stream = std::make_shared<EventCursor>(entry, stream, 0, stream->Priming(kRetryMillis),
+                                                                Keepalive(), std::move(stream_slot))};
   }
 
-  void Deliver(SessionEntry& entry, EventStream& stream, std::size_t after, const HttpResponse::StreamWriter& write) {
-    auto keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive);
-    if (stream.Pump(after, write, keepalive) == EventStream::Outcome::kAnswered) entry.RemoveStream(stream.number());
+  // A long request from a client that takes only JSON: run on the tool pool
+  // too, its answer written when ready.
+  HttpResponse StartPending(const std::shared_ptr<SessionEntry>& entry, const json& message,
+                            TenantLimits::Slot call_slot, std::vector<std::pair<std::string, std::string>> headers) {
+    if (!BeginRun()) return RpcErrorReply(503, code::kInternalError, "Service Unavailable: the server is stopping");
+    auto pending = std::make_shared<PendingAnswer>();
+    boost::asio::post(tool_pool, [this, entry, pending, message, slot = std::move(call_slot)]() mutable {
+      pending->Finish(entry->session.Handle(message, *pending));
+      slot.Release();
+      EndRun();
+    });
+    return HttpResponse{.status = 200, .headers = std::move(headers), .stream = pending};
+  }
+
+  // Counts requests on the tool pool, so the destructor can wait for them.
+  bool BeginRun() {
+    std::lock_guard lock(mu);
+    if (shut_down) return false;
+    ++running;
+    return true;
+  }
+  void EndRun() {
+    std::lock_guard lock(mu);
+    if (--running == 0) idle_cv.notify_all();
+  }
+
+  std::chrono::milliseconds Keepalive() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive);
   }
 
   HttpResponse Get(const HttpRequest& req, const Principal& principal) {
@@ -606,6 +847,12 @@ struct HttpTransport::Impl {
     auto entry = std::get<std::shared_ptr<SessionEntry>>(found);
     std::vector<std::pair<std::string, std::string>> headers = {{"Mcp-Session-Id", entry->session.id()},
                                                                 {"Cache-Control", "no-cache, no-transform"}};
+    auto stream_slot = limits.Acquire(TenantLimits::Kind::kStreams, principal.tenant);
+    if (!stream_slot) {
+      return LimitReply(nullptr, "streams", std::chrono::seconds(1),
+                        fmt::format("Too Many Requests: tenant '{}' has {} event streams open", principal.tenant,
+                                    options.limits.max_streams));
+    }
     // Resuming a request's stream: what the client missed, then the rest.
     if (auto last = req.Header("Last-Event-ID")) {
       if (auto event = ParseEventId(*last)) {
@@ -613,39 +860,33 @@ struct HttpTransport::Impl {
           return HttpResponse{.status = 200,
                               .content_type = "text/event-stream",
                               .headers = std::move(headers),
-                              .stream = [this, entry, stream, after = event->second](
-                                            const HttpResponse::StreamWriter& write) {
-                                Deliver(*entry, *stream, after, write);
-                              }};
+                              .stream = std::make_shared<EventCursor>(entry, stream, event->second, "", Keepalive(),
+                                                                      std::move(*stream_slot))};
         }
       }
       // Unknown or already delivered: the standalone stream, nothing to replay.
     }
-    auto queue = std::make_shared<IdleStream>();
+    // The session's standalone stream: a comment line when idle, so a
+    // vanished client is noticed, until the session ends.
+    std::weak_ptr<SessionEntry> weak = entry;
+    auto standalone = std::make_shared<StandaloneStream>(
+        fmt::format("id: s-{}\nretry: {}\ndata: \n\n", entry->next_event++, kRetryMillis), Keepalive(),
+        std::move(*stream_slot), [weak](StandaloneStream* done) {
+          auto e = weak.lock();
+          if (!e) return;
+          std::lock_guard lock(e->mu);
+          if (e->standalone.get() == done) e->standalone.reset();
+        });
     {
       std::lock_guard lock(entry->mu);
       if (entry->standalone && !entry->standalone->closed()) {
         return RpcErrorReply(409, code::kInvalidRequest, "Conflict: this session already has an open event stream");
       }
-      entry->standalone = queue;
+      if (entry->session.closed()) standalone->Close();
+      entry->standalone = standalone;
     }
-    return HttpResponse{.status = 200,
-                        .content_type = "text/event-stream",
-                        .headers = std::move(headers),
-                        .stream = [this, entry, queue](const HttpResponse::StreamWriter& write) {
-                          Standalone(*entry, *queue, write);
-                        }};
-  }
-
-  // The session's standalone stream: a comment line when idle, so a
-  // vanished client is noticed, until the session ends.
-  void Standalone(SessionEntry& entry, IdleStream& stream, const HttpResponse::StreamWriter& write) {
-    bool open = write(fmt::format("id: s-{}\nretry: {}\ndata: \n\n", entry.next_event++, kRetryMillis));
-    auto keepalive = std::chrono::duration_cast<std::chrono::milliseconds>(options.keepalive);
-    while (open && !entry.session.closed() && stream.Wait(keepalive)) open = write(": keep-alive\n\n");
-    stream.Close();
-    std::lock_guard lock(entry.mu);
-    if (entry.standalone.get() == &stream) entry.standalone.reset();
+    return HttpResponse{.status = 200, .content_type = "text/event-stream", .headers = std::move(headers),
+                        .stream = standalone};
   }
 
   HttpResponse Delete(const HttpRequest& req, const Principal& principal) {
@@ -654,6 +895,7 @@ struct HttpTransport::Impl {
     auto entry = std::get<std::shared_ptr<SessionEntry>>(found);
     EndSession(*entry);
     std::lock_guard lock(mu);
+    entry->slot.Release();
     sessions.erase(entry->session.id());
     return HttpResponse{.status = 200, .body = "{}"};
   }
@@ -668,7 +910,10 @@ struct HttpTransport::Impl {
   void Shutdown() {
     std::lock_guard lock(mu);
     shut_down = true;
-    for (auto& [id, entry] : sessions) EndSession(*entry);
+    for (auto& [id, entry] : sessions) {
+      EndSession(*entry);
+      entry->slot.Release();
+    }
     sessions.clear();
   }
 };
@@ -681,7 +926,7 @@ HttpTransport::~HttpTransport() {
   // Requests still running hold the Server; they see cancelled() and end.
   std::unique_lock lock(impl_->mu);
   if (!impl_->idle_cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl_->running == 0; })) {
-    LogWarn("mcp: {} requests still running at shutdown", impl_->running);
+    LogWarn("mcp: {} requests still running at shutdown; waiting for them", impl_->running);
   }
 }
 
@@ -690,6 +935,8 @@ std::optional<http::HttpResponse> HttpTransport::Handle(const http::HttpRequest&
 }
 
 void HttpTransport::Shutdown() { impl_->Shutdown(); }
+
+const TenantLimits& HttpTransport::limits() const { return impl_->limits; }
 
 std::size_t HttpTransport::session_count() const {
   std::lock_guard lock(impl_->mu);

@@ -15,10 +15,18 @@
 // WWW-Authenticate), MCP-Protocol-Version (400), session (400 missing, 404
 // unknown or another tenant's or subject's), scope (403 insufficient_scope).
 //
-// Ownership: the transport owns its sessions; the Server (registry) is the
-// caller's and must outlive it. Handle() is called concurrently from the
-// HTTP server's connection threads. Shutdown() (from the HTTP server's
-// on_stop) ends every session so blocked streams return.
+// Limits (mcp/tenant_limits.h): sessions, open event streams and running
+// tool calls per tenant, and a token bucket per tenant and tool; a refused
+// request gets 429 with Retry-After and a JSON-RPC error (code::kRateLimited)
+// naming the limit in error.data.limit.
+//
+// Ownership: the transport owns its sessions and the bounded pool that
+// streamed requests (tools/call, tasks/result) run on; the Server (registry)
+// is the caller's and must outlive it. Handle() is called concurrently from
+// the HTTP server's handler pool and never blocks on a streamed request:
+// the event stream it returns is pulled by the HTTP server's I/O threads.
+// Shutdown() (from the HTTP server's on_stop) ends every session so open
+// streams end.
 #pragma once
 
 #include <chrono>
@@ -31,6 +39,7 @@
 #include "mcp/auth.h"
 #include "mcp/jwt_auth.h"
 #include "mcp/server.h"
+#include "mcp/tenant_limits.h"
 
 namespace itinera::mcp {
 
@@ -55,7 +64,9 @@ struct HttpTransportOptions {
   std::vector<std::string> authorization_servers;
   std::chrono::seconds keepalive{15};         // comment lines on idle streams
   std::chrono::seconds session_idle{3600};    // sessions unused this long are dropped
-  std::size_t max_sessions = 10000;
+  std::size_t max_sessions = 10000;        // all tenants together; more get 503
+  TenantLimitsOptions limits;              // per tenant
+  int tool_threads = 32;                   // streamed requests running at once, all tenants together
 };
 
 class HttpTransport {
@@ -73,6 +84,7 @@ class HttpTransport {
   void Shutdown();
 
   std::size_t session_count() const;
+  const TenantLimits& limits() const;
 
  private:
   struct Impl;

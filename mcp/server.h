@@ -49,6 +49,11 @@ inline constexpr int kMethodNotFound = -32601;
 inline constexpr int kInvalidParams = -32602;
 inline constexpr int kInternalError = -32603;
 inline constexpr int kResourceNotFound = -32002;
+// A per-tenant limit refused the request (HTTP: with 429 and Retry-After).
+// The MCP specification names no code for it, so it is the first of
+// JSON-RPC's implementation-defined server errors; error.data says which
+// limit and when to retry.
+inline constexpr int kRateLimited = -32000;
 }  // namespace code
 
 // Thrown by handlers (and the dispatcher) for a JSON-RPC error answer.

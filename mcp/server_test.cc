@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <condition_variable>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -371,6 +372,34 @@ TEST(AuthTest, TokensMapToTenants) {
 
 // ---------------------------------------------------------------- HTTP transport
 
+// Pulls a streamed answer to its end, as the HTTP server's I/O threads do:
+// pull, and when nothing is ready wait for the stream's wake-up.
+std::string Drain(http::BodyStream& stream) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool woken = false;
+  stream.Attach([&] {
+    std::lock_guard lock(mu);
+    woken = true;
+    cv.notify_all();
+  });
+  std::string body;
+  while (true) {
+    {
+      std::lock_guard lock(mu);
+      woken = false;
+    }
+    if (stream.Pull(body, false) == http::BodyStream::State::kEnd) break;
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return woken; })) {
+      ADD_FAILURE() << "the stream neither ended nor woke: " << body;
+      break;
+    }
+  }
+  stream.Detach(true);
+  return body;
+}
+
 class HttpTransportTest : public ::testing::Test {
  protected:
   HttpTransportTest()
@@ -480,11 +509,7 @@ TEST_F(HttpTransportTest, ToolCallsAnswerOnAnEventStream) {
   ASSERT_EQ(reply.status, 200);
   EXPECT_EQ(reply.content_type, "text/event-stream");
   ASSERT_TRUE(reply.stream);
-  std::string body;
-  reply.stream([&](std::string_view chunk) {
-    body += chunk;
-    return true;
-  });
+  std::string body = Drain(*reply.stream);
   // Priming event first (an id and empty data), then progress, then the answer.
   EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
   EXPECT_NE(body.find("retry: "), std::string::npos);
@@ -505,11 +530,7 @@ TEST_F(HttpTransportTest, AStreamClosedMidCallResumesWithLastEventId) {
   Initialize();
   auto reply = Answer(Post(Request(2, "tools/call", {{"name", "detach"}, {"_meta", {{"progressToken", 1}}}})));
   ASSERT_TRUE(reply.stream);
-  std::string first;
-  reply.stream([&](std::string_view chunk) {
-    first += chunk;
-    return true;
-  });
+  std::string first = Drain(*reply.stream);
   ASSERT_EQ(first.find(R"("result")"), std::string::npos) << "the stream closed before the answer: " << first;
   std::string last_id = first.substr(4, first.find('\n') - 4);  // the priming event's id
 
@@ -520,11 +541,7 @@ TEST_F(HttpTransportTest, AStreamClosedMidCallResumesWithLastEventId) {
   auto resumed = Answer(get);
   ASSERT_EQ(resumed.status, 200);
   ASSERT_TRUE(resumed.stream);
-  std::string rest;
-  resumed.stream([&](std::string_view chunk) {
-    rest += chunk;
-    return true;
-  });
+  std::string rest = Drain(*resumed.stream);
   EXPECT_NE(rest.find("after the close"), std::string::npos) << rest;
   EXPECT_NE(rest.find("resumed"), std::string::npos) << rest;
   EXPECT_LT(rest.find("after the close"), rest.find(R"("result")"));
@@ -656,6 +673,191 @@ TEST_F(HttpTransportTest, SessionIdsAre128BitsOfHexAndNeverRepeat) {
     ids.insert(session_id);
   }
   EXPECT_EQ(ids.size(), 200u);
+}
+
+// ---------------------------------------------------------------- per-tenant limits
+
+// A transport with small per-tenant limits and its own metrics, driven as the
+// HTTP server drives it. Tenants acme (two tokens) and globex.
+class TenantLimitsTest : public ::testing::Test {
+ protected:
+  void Start(TenantLimitsOptions limits) {
+    limits.metrics = &registry;
+    limits.clock = clock;
+    transport = std::make_unique<HttpTransport>(
+        TestServer(), HttpTransportOptions{.tokens = {{.token = "token-acme-1", .tenant = "acme"},
+                                                      {.token = "token-globex", .tenant = "globex"}},
+                                           .limits = limits,
+                                           .tool_threads = 8});
+  }
+
+  http::HttpRequest Post(const json& body, const std::string& token, const std::string& session,
+                         bool sse = true) {
+    http::HttpRequest req{.method = "POST", .target = "/mcp", .body = body.dump()};
+    req.headers = {{"Host", "127.0.0.1"},
+                   {"Content-Type", "application/json"},
+                   {"Accept", sse ? "application/json, text/event-stream" : "application/json"},
+                   {"Authorization", "Bearer " + token}};
+    if (!session.empty()) req.headers.emplace_back("Mcp-Session-Id", session);
+    return req;
+  }
+  http::HttpResponse Answer(const http::HttpRequest& req) {
+    auto reply = transport->Handle(req);
+    EXPECT_TRUE(reply.has_value());
+    return reply ? std::move(*reply) : http::HttpResponse{};
+  }
+  static std::string HeaderOf(const http::HttpResponse& r, const std::string& name) {
+    for (const auto& [n, v] : r.headers) {
+      if (n == name) return v;
+    }
+    return "";
+  }
+  // A new session of the token's tenant; empty when refused.
+  std::string Initialize(const std::string& token, int* status = nullptr) {
+    auto reply = Answer(Post(Request(1, "initialize", InitializeParams()), token, ""));
+    if (status) *status = reply.status;
+    return HeaderOf(reply, "Mcp-Session-Id");
+  }
+  http::HttpResponse Call(const std::string& token, const std::string& session, const std::string& tool,
+                          bool sse = true, json args = json::object()) {
+    return Answer(Post(Request(next_id++, "tools/call", {{"name", tool}, {"arguments", args}}), token, session, sse));
+  }
+  // A refusal by a limit: 429, Retry-After, and the JSON-RPC error naming it.
+  static void ExpectRefusedBy(const http::HttpResponse& reply, const std::string& limit) {
+    EXPECT_EQ(reply.status, 429) << reply.body;
+    EXPECT_GE(std::atoi(HeaderOf(reply, "Retry-After").c_str()), 1) << "Retry-After: " << HeaderOf(reply, "Retry-After");
+    EXPECT_EQ(reply.hold_connection, std::chrono::seconds(1)) << "the connection is held for its Retry-After";
+    json body = json::parse(reply.body);
+    EXPECT_EQ(body["error"]["code"], code::kRateLimited) << reply.body;
+    EXPECT_EQ(body["error"]["data"]["limit"], limit) << reply.body;
+  }
+  std::string Metric(const std::string& sample) {
+    std::string text = registry.Render();
+    auto at = text.find(sample + " ");
+    if (at == std::string::npos) return "absent";
+    auto end = text.find('\n', at);
+    return text.substr(at + sample.size() + 1, end - at - sample.size() - 1);
+  }
+  // Polls (the tool pool finishes on its own time).
+  template <class Pred>
+  static bool Eventually(Pred pred) {
+    for (int i = 0; i < 1000; ++i) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+
+  metrics::MetricsRegistry registry;
+  std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>(1'000'000);
+  std::unique_ptr<HttpTransport> transport;
+  int next_id = 10;
+};
+
+TEST_F(TenantLimitsTest, SessionsOverTheTenantCapAreRefusedAndOtherTenantsGoOn) {
+  Start({.max_sessions = 2});
+  std::string first = Initialize("token-acme-1");
+  ASSERT_FALSE(first.empty());
+  ASSERT_FALSE(Initialize("token-acme-1").empty());
+  auto refused = Answer(Post(Request(1, "initialize", InitializeParams()), "token-acme-1", ""));
+  ExpectRefusedBy(refused, "sessions");
+  EXPECT_TRUE(HeaderOf(refused, "Mcp-Session-Id").empty());
+  EXPECT_EQ(transport->session_count(), 2u) << "the refusal made no session";
+
+  EXPECT_FALSE(Initialize("token-globex").empty()) << "another tenant is not held back";
+  EXPECT_EQ(Metric(R"(itinera_mcp_tenant_refusals_total{tenant="acme",limit="sessions"})"), "1");
+  EXPECT_EQ(Metric(R"(itinera_mcp_tenant_in_use{tenant="acme",limit="sessions"})"), "2");
+
+  // Ending a session frees its slot.
+  http::HttpRequest del{.method = "DELETE", .target = "/mcp",
+                        .headers = {{"Host", "localhost"}, {"Authorization", "Bearer token-acme-1"},
+                                    {"Mcp-Session-Id", first}}};
+  EXPECT_EQ(Answer(del).status, 200);
+  EXPECT_FALSE(Initialize("token-acme-1").empty());
+}
+
+TEST_F(TenantLimitsTest, ToolCallsOverTheTenantCapAreRefusedWhileTheOthersRun) {
+  Start({.max_tool_calls = 2});
+  std::string acme = Initialize("token-acme-1");
+  std::string globex = Initialize("token-globex");
+  // Two calls that run until cancelled hold acme's two slots.
+  auto one = Call("token-acme-1", acme, "wait_cancel");
+  auto two = Call("token-acme-1", acme, "wait_cancel");
+  ASSERT_EQ(one.status, 200) << one.body;
+  ASSERT_EQ(two.status, 200) << two.body;
+  EXPECT_EQ(transport->limits().InUse(TenantLimits::Kind::kToolCalls, "acme"), 2u);
+
+  auto refused = Call("token-acme-1", acme, "echo", /*sse=*/true, {{"text", "x"}});
+  ExpectRefusedBy(refused, "tool_calls");
+  EXPECT_EQ(json::parse(refused.body)["id"], next_id - 1) << "the error answers the refused request";
+  auto json_refused = Call("token-acme-1", acme, "echo", /*sse=*/false, {{"text", "x"}});
+  ExpectRefusedBy(json_refused, "tool_calls");
+
+  // A JSON-only client's call also runs on the tool pool; its answer comes
+  // as the body once ready.
+  auto other = Call("token-globex", globex, "echo", /*sse=*/false, {{"text", "hi"}});
+  ASSERT_EQ(other.status, 200);
+  ASSERT_TRUE(other.stream);
+  std::string body = Drain(*other.stream);
+  EXPECT_EQ(json::parse(body)["result"]["structuredContent"]["text"], "hi") << body;
+  EXPECT_EQ(Metric(R"(itinera_mcp_tenant_refusals_total{tenant="acme",limit="tool_calls"})"), "2");
+
+  // Ending the session cancels the two calls; their slots come back.
+  http::HttpRequest del{.method = "DELETE", .target = "/mcp",
+                        .headers = {{"Host", "localhost"}, {"Authorization", "Bearer token-acme-1"},
+                                    {"Mcp-Session-Id", acme}}};
+  EXPECT_EQ(Answer(del).status, 200);
+  EXPECT_TRUE(Eventually([&] { return transport->limits().InUse(TenantLimits::Kind::kToolCalls, "acme") == 0; }));
+  acme = Initialize("token-acme-1");
+  EXPECT_EQ(Call("token-acme-1", acme, "echo", /*sse=*/false, {{"text", "x"}}).status, 200);
+}
+
+TEST_F(TenantLimitsTest, ToolCallsFasterThanTheRateGet429UntilTheBucketRefills) {
+  Start({.tool_rate = 1, .tool_burst = 2});
+  std::string acme = Initialize("token-acme-1");
+  std::string globex = Initialize("token-globex");
+  auto echo = [&](const std::string& token, const std::string& session) {
+    return Call(token, session, "echo", /*sse=*/false, {{"text", "x"}});
+  };
+  EXPECT_EQ(echo("token-acme-1", acme).status, 200);
+  EXPECT_EQ(echo("token-acme-1", acme).status, 200);
+  auto refused = echo("token-acme-1", acme);
+  ExpectRefusedBy(refused, "rate");
+  EXPECT_EQ(HeaderOf(refused, "Retry-After"), "1") << "one token per second comes back";
+
+  EXPECT_EQ(echo("token-globex", globex).status, 200) << "each tenant has its own bucket";
+  EXPECT_EQ(Call("token-acme-1", acme, "detach", /*sse=*/false).status, 200) << "and each tool";
+  EXPECT_EQ(Metric(R"(itinera_mcp_tenant_refusals_total{tenant="acme",limit="rate"})"), "1");
+
+  clock->Advance(std::chrono::seconds(1));
+  EXPECT_EQ(echo("token-acme-1", acme).status, 200) << "a token came back";
+  ExpectRefusedBy(echo("token-acme-1", acme), "rate");
+}
+
+TEST_F(TenantLimitsTest, EventStreamsOverTheTenantCapAreRefused) {
+  Start({.max_streams = 1});
+  std::string acme = Initialize("token-acme-1");
+  std::string globex = Initialize("token-globex");
+  http::HttpRequest get{.method = "GET", .target = "/mcp",
+                        .headers = {{"Host", "localhost"}, {"Authorization", "Bearer token-acme-1"},
+                                    {"Accept", "text/event-stream"}, {"Mcp-Session-Id", acme}}};
+  auto standalone = Answer(get);
+  ASSERT_EQ(standalone.status, 200);
+  ASSERT_TRUE(standalone.stream);
+  standalone.stream->Attach([] {});
+
+  ExpectRefusedBy(Call("token-acme-1", acme, "echo", /*sse=*/true, {{"text", "x"}}), "streams");
+  EXPECT_EQ(transport->limits().InUse(TenantLimits::Kind::kToolCalls, "acme"), 0u)
+      << "a refused call holds no tool-call slot";
+  auto other = Call("token-globex", globex, "echo", /*sse=*/true, {{"text", "x"}});
+  ASSERT_EQ(other.status, 200);
+  EXPECT_NE(Drain(*other.stream).find(R"("result")"), std::string::npos);
+
+  // The connection carrying the GET stream went away: its slot is free.
+  standalone.stream->Detach(false);
+  auto again = Call("token-acme-1", acme, "echo", /*sse=*/true, {{"text", "x"}});
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_NE(Drain(*again.stream).find(R"("result")"), std::string::npos);
 }
 
 }  // namespace

@@ -26,6 +26,8 @@ StatusOr<std::unique_ptr<SupplierServer>> SupplierServer::Start(SupplierService&
                                    .port = options.port,
                                    .idle_timeout = options.idle_timeout,
                                    .body_limit = options.body_limit,
+                                   // Injected hangs hold a handler each.
+                                   .handler_threads = 64,
                                    .name = "supplier",
                                    // Wakes injected hangs, so their connections can close.
                                    .on_stop = [&service] { service.Stop(); }};

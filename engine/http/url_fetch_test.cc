@@ -14,6 +14,18 @@ namespace {
 
 using std::chrono::milliseconds;
 
+// 4 KiB sent with chunked encoding (no Content-Length for the cap to see).
+class ChunkedBody : public BodyStream {
+ public:
+  void Attach(std::function<void()>) override {}
+  State Pull(std::string& out, bool) override {
+    for (int i = 0; i < 8; ++i) out += std::string(512, 'x');
+    return State::kEnd;
+  }
+  void Detach(bool) override {}
+  std::chrono::milliseconds idle_interval() const override { return std::chrono::seconds(60); }
+};
+
 class UrlFetchTest : public ::testing::Test {
  protected:
   UrlFetchTest() {
@@ -23,9 +35,7 @@ class UrlFetchTest : public ::testing::Test {
           if (req.target == "/big") return HttpResponse{.body = std::string(4096, 'x')};
           if (req.target == "/big-chunked") {
             HttpResponse reply;
-            reply.stream = [](const HttpResponse::StreamWriter& write) {
-              for (int i = 0; i < 8; ++i) write(std::string(512, 'x'));
-            };
+            reply.stream = std::make_shared<ChunkedBody>();
             return reply;
           }
           if (req.target == "/slow") {

@@ -1,8 +1,10 @@
 #include "mcp/booking/booking_backend.h"
 
+#include <algorithm>
 #include <exception>
 #include <stdexcept>
 
+#include "common/metrics.h"
 #include "common/payload.h"
 #include "itinera/booking.pb.h"
 
@@ -36,7 +38,13 @@ Lease::Lease(BookingBackend& backend, std::unique_ptr<Connection> c)
     : backend_(backend), c_(std::move(c)), exceptions_at_start_(std::uncaught_exceptions()) {}
 
 Lease::~Lease() {
-  if (c_ && std::uncaught_exceptions() == exceptions_at_start_) backend_.Return(std::move(c_));
+  if (!c_) return;
+  if (std::uncaught_exceptions() == exceptions_at_start_) {
+    backend_.Return(std::move(c_));
+  } else {
+    c_.reset();
+    backend_.Dropped();
+  }
 }
 
 BookingBackend::BookingBackend(BookingToolsConfig config) : config_(std::move(config)) {
@@ -56,26 +64,63 @@ domain::SupplierClient& BookingBackend::supplier() {
 
 Lease BookingBackend::Connect() {
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    const std::size_t cap = std::max<std::size_t>(1, config_.db_connections);
+    if (idle_.empty() && open_ >= cap) {
+      if (!returned_.wait_for(lock, config_.db_wait, [&] { return !idle_.empty() || open_ < cap; })) {
+        metrics::DefaultMetrics()
+            .Counter("itinera_mcp_db_pool_timeouts_total",
+                     "MCP tool calls that found every database connection in use for too long")
+            .With({})
+            .Inc();
+        throw RpcError(code::kInternalError, "the server is busy (no database connection free); retry shortly");
+      }
+    }
     if (!idle_.empty()) {
       std::unique_ptr<Lease::Connection> c = std::move(idle_.back());
       idle_.pop_back();
+      UpdateGaugesLocked();
       return Lease(*this, std::move(c));
     }
+    ++open_;  // reserved while it connects, outside the lock
+    UpdateGaugesLocked();
   }
   auto c = std::make_unique<Lease::Connection>();
   auto client = Client::Connect(config_.dsn, config_.registry);
-  if (!client.ok()) ThrowInternal("database unavailable", client.status());
-  auto bookings = domain::BookingStore::Connect(config_.dsn);
-  if (!bookings.ok()) ThrowInternal("database unavailable", bookings.status());
+  auto bookings = client.ok() ? domain::BookingStore::Connect(config_.dsn)
+                              : StatusOr<std::unique_ptr<domain::BookingStore>>(client.status());
+  if (!client.ok() || !bookings.ok()) {
+    Dropped();
+    ThrowInternal("database unavailable", client.ok() ? bookings.status() : client.status());
+  }
   c->client = std::move(client.value());
   c->bookings = std::move(bookings.value());
   return Lease(*this, std::move(c));
 }
 
 void BookingBackend::Return(std::unique_ptr<Lease::Connection> c) {
-  std::lock_guard lock(mu_);
-  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(c));
+  {
+    std::lock_guard lock(mu_);
+    idle_.push_back(std::move(c));
+    UpdateGaugesLocked();
+  }
+  returned_.notify_one();
+}
+
+void BookingBackend::Dropped() {
+  {
+    std::lock_guard lock(mu_);
+    if (open_ > 0) --open_;
+    UpdateGaugesLocked();
+  }
+  returned_.notify_one();
+}
+
+void BookingBackend::UpdateGaugesLocked() {
+  auto& gauge = metrics::DefaultMetrics().Gauge(
+      "itinera_mcp_db_connections", "the MCP tools' database connections, by state (in_use, idle)", {"state"});
+  gauge.With({"in_use"}).Set(static_cast<double>(open_ - idle_.size()));
+  gauge.With({"idle"}).Set(static_cast<double>(idle_.size()));
 }
 
 StatusOr<std::string> BookingBackend::TenantOfWorkflow(Client& client, const std::string& workflow_id, SagaKind kind) {

@@ -1,11 +1,15 @@
 // What the booking tools and their TaskProvider share: the configuration, a
-// small pool of database connections (a Client and a BookingStore per call
-// in flight, since neither is thread-safe), the supplier client for the
-// searches, the tenant of each workflow seen, and the request counter.
+// bounded pool of database connections (a Client and a BookingStore per call
+// in flight, since neither is thread-safe; at most config.db_connections,
+// callers wait for a free one), the supplier client for the searches, the
+// tenant of each workflow seen, and the request counter. The pool shows in
+// /metrics: itinera_mcp_db_connections{state="in_use"|"idle"} and
+// itinera_mcp_db_pool_timeouts_total.
 // Thread-safe. Owned jointly (shared_ptr) by the tools' closures and the
 // TaskProvider, which the Server keeps.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,8 +60,10 @@ class BookingBackend {
   // Throws kInternalError when no supplier is configured.
   ::itinera::booking::SupplierClient& supplier();
 
-  // Connections for one call. Throws (ThrowInternal) when the database is
-  // unreachable; the client gets -32603 with a correlation id.
+  // Connections for one call: an idle one, a new one while fewer than
+  // config.db_connections are open, else the first one given back within
+  // config.db_wait. Throws (ThrowInternal) when the database is unreachable
+  // or none came back in time; the client gets -32603 with a correlation id.
   Lease Connect();
 
   // The tenant a workflow was started for (from its input); immutable, so
@@ -67,14 +73,17 @@ class BookingBackend {
  private:
   friend class Lease;
   void Return(std::unique_ptr<Lease::Connection> c);
+  void Dropped();  // a leased connection was discarded
+  void UpdateGaugesLocked();
 
-  static constexpr std::size_t kMaxIdle = 8;
   static constexpr std::size_t kMaxTenantCache = 10'000;
 
   const BookingToolsConfig config_;
   std::shared_ptr<::itinera::booking::SupplierClient> supplier_;  // null: searches are not configured
   std::mutex mu_;
+  std::condition_variable returned_;                      // a connection came back or was dropped
   std::vector<std::unique_ptr<Lease::Connection>> idle_;  // guarded by mu_
+  std::size_t open_ = 0;                                  // idle and leased; guarded by mu_
   std::map<std::string, std::string> tenants_;            // workflow id -> tenant; guarded by mu_
 };
 

@@ -38,6 +38,11 @@ struct BookingToolsConfig {
   std::chrono::milliseconds result_wait{std::chrono::minutes(30)};
   std::string task_queue = "default";            // where the booking workers listen
   const Registry* registry = nullptr;            // passed to Client::Connect; may be null
+  // Database connections the tools hold at most (each a Client and a
+  // BookingStore); a call finding all in use waits up to db_wait for one,
+  // then fails with an internal error.
+  std::size_t db_connections = 32;
+  std::chrono::milliseconds db_wait{std::chrono::seconds(10)};
 };
 
 // Adds the eight tools and installs the TaskProvider. Call before the first

@@ -156,7 +156,7 @@ class GaugeCollector {
 // The admin state of one HTTP connection, owned by that connection's handler
 // (see AdminServer::Start) and dropped when the connection closes.
 struct Connection {
-  std::unique_ptr<Client> client;  // opened on the first admin request; this connection's thread only
+  std::unique_ptr<Client> client;  // opened on the first admin request; used by one request at a time
 };
 
 StatusOr<std::multimap<std::string, std::string>> ParseQuery(std::string_view q) {
@@ -773,6 +773,8 @@ StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(AdminServerOptions opt
       .port = o.port,
       .idle_timeout = o.idle_timeout,
       .body_limit = o.body_limit,
+      .max_connections = o.max_connections,
+      .handler_threads = o.handler_threads,
       .name = "admin",
       // Refusals in the admin API's error format, like every other answer.
       .refusal = [](int status, const std::string& error, const std::string& message) {

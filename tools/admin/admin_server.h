@@ -44,6 +44,8 @@ struct AdminServerOptions {
   metrics::MetricsRegistry* metrics = nullptr; // rendered at /metrics; default DefaultMetrics()
   std::chrono::seconds idle_timeout{30};       // an idle keep-alive connection closes after this
   std::size_t body_limit = 64 * 1024;          // larger request bodies get 413
+  std::size_t max_connections = 1024;          // open connections; more get 503 (http::ServerOptions)
+  int handler_threads = 16;                    // requests answered at once (http::ServerOptions)
   ClockPtr clock;                              // default: the system clock
   // Other routes on the same listener (MCP's /mcp): asked first; a nullopt
   // answer falls through to the admin routes. Called concurrently.

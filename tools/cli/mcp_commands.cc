@@ -24,10 +24,13 @@ constexpr std::string_view kInstructions =
     "confirm_fare_change.";
 
 std::unique_ptr<mcp::Server> BuildServer(const std::string& dsn, const std::string& supplier_url,
-                                         bool conformance_fixtures) {
+                                         bool conformance_fixtures, std::size_t db_connections = 4) {
   auto server = std::make_unique<mcp::Server>(mcp::ServerInfo{
       .name = "itinera", .title = "Itinera bookings", .version = "0.4.0", .instructions = std::string(kInstructions)});
-  mcp::booking::RegisterBookingTools(*server, {.dsn = dsn, .supplier_url = supplier_url, .registry = &BuiltinRegistry()});
+  mcp::booking::RegisterBookingTools(*server, {.dsn = dsn,
+                                               .supplier_url = supplier_url,
+                                               .registry = &BuiltinRegistry(),
+                                               .db_connections = db_connections});
   if (conformance_fixtures) mcp::fixtures::RegisterConformanceFixtures(*server);
   return server;
 }
@@ -99,7 +102,7 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
         "ITINERA_MCP_TOKENS=TOKEN:TENANT (or --insecure-no-auth to serve it open)");
   }
   auto endpoint = std::make_unique<McpEndpoint>();
-  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures);
+  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures, f.db_connections);
   const bool open = grants->empty() && !jwt;
   endpoint->jwt = jwt;
   endpoint->transport = std::make_unique<mcp::HttpTransport>(
@@ -108,7 +111,9 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
                                                    .allow_unauthenticated = open,
                                                    .allowed_hosts = f.allowed_hosts,
                                                    .resource_url = f.resource_url,
-                                                   .authorization_servers = f.authorization_servers});
+                                                   .authorization_servers = f.authorization_servers,
+                                                   .limits = f.tenant_limits,
+                                                   .tool_threads = f.tool_threads});
   LogInfo("MCP endpoint at /mcp ({}{}{})", open ? "no auth, tenant \"dev\"" : "bearer tokens",
           jwt ? fmt::format(", OAuth access tokens of {} for {}", f.authorization_servers.front(), f.resource_url) : "",
           f.conformance_fixtures ? ", conformance fixtures" : "");

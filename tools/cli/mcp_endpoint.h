@@ -30,6 +30,10 @@ struct McpFlags {
   std::vector<std::string> oauth_algorithms = {"RS256", "ES256"};
   int oauth_leeway_seconds = 30;
   int oauth_jwks_refresh_seconds = 30;
+  // Limits (flags of serve and dev: AddLimitFlags in server_commands.cc).
+  mcp::TenantLimitsOptions tenant_limits;
+  int tool_threads = 32;             // streamed tool calls running at once, all tenants
+  std::size_t db_connections = 32;   // the booking tools' database connections
 };
 
 struct McpEndpoint {

@@ -60,7 +60,39 @@ struct WorkerFlags {
   bool insecure_no_auth = false;
   McpFlags mcp;
   bool dev = false;
+  std::size_t http_max_connections = 1024;
+  int http_handler_threads = 16;
 };
+
+// How much of the machine the HTTP endpoint and each tenant may take (serve
+// and dev). The defaults suit one process serving a few tenants; see
+// docs/operations.md.
+void AddLimitFlags(CLI::App* cmd, WorkerFlags& f) {
+  mcp::TenantLimitsOptions& t = f.mcp.tenant_limits;
+  cmd->add_option("--http-max-connections", f.http_max_connections,
+                  "connections the MCP/admin endpoint keeps open at once; more get 503")
+      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  cmd->add_option("--http-handler-threads", f.http_handler_threads,
+                  "requests the MCP/admin endpoint answers at once (the rest queue)")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--mcp-tool-threads", f.mcp.tool_threads,
+                  "streamed MCP tool calls running at once, all tenants together")
+      ->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--mcp-db-connections", f.mcp.db_connections,
+                  "database connections the MCP tools hold at most")
+      ->check(CLI::Range(1, 10'000))->capture_default_str();
+  cmd->add_option("--mcp-max-sessions-per-tenant", t.max_sessions, "open MCP sessions per tenant")
+      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  cmd->add_option("--mcp-max-streams-per-tenant", t.max_streams, "open MCP event streams per tenant")
+      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  cmd->add_option("--mcp-max-tool-calls-per-tenant", t.max_tool_calls, "MCP tool calls running at once per tenant")
+      ->check(CLI::Range(1, 1'000'000))->capture_default_str();
+  cmd->add_option("--mcp-tool-rate", t.tool_rate,
+                  "MCP tool calls per second per tenant and tool, sustained (0: no rate limit)")
+      ->check(CLI::Range(0.0, 1e6))->capture_default_str();
+  cmd->add_option("--mcp-tool-burst", t.tool_burst, "MCP tool calls per tenant and tool allowed in a burst")
+      ->check(CLI::Range(1.0, 1e6))->capture_default_str();
+}
 
 // The admin endpoint's flags (serve and dev, which listen).
 void AddAdminFlags(CLI::App* cmd, WorkerFlags& f) {
@@ -68,6 +100,7 @@ void AddAdminFlags(CLI::App* cmd, WorkerFlags& f) {
                   "bearer tokens for /admin/v1/, one per line (also ITINERA_ADMIN_TOKENS, comma-separated)");
   cmd->add_flag("--insecure-no-auth", f.insecure_no_auth, "serve /admin/v1/ and /mcp without tokens");
   AddMcpHttpFlags(cmd, f.mcp, f.dev);
+  AddLimitFlags(cmd, f);
 }
 
 // The admin endpoint on f.listen, or nothing when it is empty. Without
@@ -84,6 +117,8 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
     o.body_limit = kMcpBodyLimit;
     o.jwt = mcp->jwt;  // the admin API takes the same access tokens, with itinera:admin
   }
+  o.max_connections = f.http_max_connections;
+  o.handler_threads = f.http_handler_threads;
   if (Status s = ParseListen(f.listen, &o.address, &o.port); !s.ok()) return s;
   auto tokens = admin::LoadAdminTokens(f.admin_token_file);
   if (!tokens.ok()) return tokens.status();
