@@ -108,7 +108,7 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
 }
 
 void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
-  cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB)");
+  cmd->add_option("--db", f.db, kDbHelp);
   cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
   cmd->add_option("--activity-threads", f.activity_threads, "activities running at once");
   cmd->add_option("--supplier-url", f.supplier_url,
@@ -162,7 +162,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
   {
     auto* cmd = app.add_subcommand("migrate", "apply database migrations");
     static std::string db;
-    cmd->add_option("--db", db, "database DSN (or ITINERA_DB)");
+    cmd->add_option("--db", db, kDbHelp);
     cmd->callback([&exit_code] {
       auto dsn = ResolveDsn(db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
