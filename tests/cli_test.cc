@@ -162,6 +162,34 @@ TEST_F(CliTest, CommonMistakesGetMessagesThatSayWhatToTypeInstead) {
   EXPECT_TRUE(Has(r, "ITINERA_DB: not a connection string")) << r.output;
 }
 
+TEST_F(CliTest, ABookingIsCheckedAtStartAndNotStartedTwice) {
+  const std::string input =
+      R"({"booking_id": "bk-1", "tenant": "dev", "flight_id": "IT141-20270301", "passengers": 1,
+          "hotel_id": "HTL-ROM-1", "check_in": "2027-03-01", "check_out": "2027-03-04", "rooms": 1,
+          "card_token": "tok_visa", "quote": {"fare_cents": 20053, "hotel_total_cents": 59157}})";
+  // A bad input is refused before any run exists, naming the field.
+  CliResult r = Itinera(R"(workflow start BookTrip --id book/bk-1 --input '{"booking_id": "bk-1"}')");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(Has(r, "error: input.flight_id: required")) << r.output;
+  EXPECT_EQ(Rows("SELECT count(*) FROM executions WHERE workflow_id = 'book/bk-1'"), 0);
+
+  r = Itinera("workflow start BookTrip --id book/bk-1 --input '" + input + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Itinera("workflow terminate book/bk-1 --reason test");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Once its run has ended, the booking's workflow id is not started again.
+  r = Itinera("workflow start BookTrip --id book/bk-1 --input '" + input + "'");
+  EXPECT_EQ(r.exit_code, 4) << r.output;
+  EXPECT_TRUE(Has(r, "workflow \"book/bk-1\" already ran (Terminated, run ")) << r.output;
+  EXPECT_TRUE(Has(r, "BookTrip runs once per workflow id")) << r.output;
+  EXPECT_EQ(Rows("SELECT count(*) FROM executions WHERE workflow_id = 'book/bk-1'"), 1);
+  // Other workflows may run again under a closed id.
+  r = Itinera("workflow terminate trip-a");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = Itinera(R"(workflow start TripReminder --id trip-a --input '{"traveler":"ada","destination":"Lisbon"}')");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
 TEST(CliHelpTest, HelpShowsTheDefaultsAndWhereTheDatabaseComesFrom) {
   CliResult dev = Sh("\"$ITINERA\" dev --help");
   EXPECT_TRUE(Has(dev, "--data-dir TEXT=.itinera")) << dev.output;
