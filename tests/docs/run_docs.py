@@ -37,6 +37,7 @@ for any number of lines; `...` inside a line for any text. The ports
 ports in the commands and are mapped back in what they print.
 """
 
+import ctypes
 import difflib
 import os
 import re
@@ -224,6 +225,13 @@ def trimmed(lines):
 
 # ---------------------------------------------------------------- running
 
+def stop_with_parent():
+    """In the child before exec: SIGTERM when this script dies, even by
+    SIGKILL (ctest's timeout), so no dev or PostgreSQL outlives the test."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -240,7 +248,8 @@ class Dev:
         self.proc = subprocess.Popen(
             [itinera, "dev", "--listen", f"127.0.0.1:{self.admin_port}",
              "--supplier-listen", f"127.0.0.1:{self.supplier_port}"],
-            cwd=work, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True)
+            cwd=work, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True,
+            preexec_fn=stop_with_parent)
         self.stdout = []
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -409,6 +418,9 @@ def main(argv):
     except DocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    # TERM and INT (ctest stopping us, Ctrl-C) end the run through `finally`.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     work = tempfile.mkdtemp(prefix="itinera-docs-")
     # The private PostgreSQL runs as an unprivileged user when we are root.
     os.chmod(work, 0o755)
