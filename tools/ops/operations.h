@@ -64,9 +64,9 @@ StatusOr<std::vector<ReplayReport>> ReplayAll(const Registry& registry, Client& 
 // What the user called the two ways to name a reset point, for errors: the
 // CLI's flags by default; the admin API's JSON fields are "to" and
 // "before_activity".
-struct ResetFieldNames {
-  std::string to = "--to";
-  std::string before_activity = "--before-activity";
+struct ResetFieldNames {  // string literals: they outlive every target
+  const char* to = "--to";
+  const char* before_activity = "--before-activity";
 };
 
 // Where `reset` continues a run from: a WorkflowTaskCompleted event.
