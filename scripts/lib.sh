@@ -12,6 +12,7 @@ ITINERA_PACKAGES=(
   clang libclang-rt-14-dev
   postgresql-15
   git procps util-linux
+  python3 curl  # the docs test (tests/docs) runs the docs' commands
 )
 # Node.js runs npm for the MCP test tooling (itn_node_deps). It is
 # installed only when no node is on the PATH: some machines carry a vendor

@@ -14,6 +14,7 @@
 
 #include "activities/http_client.h"
 #include "admin/admin_server.h"
+#include "cli/operator_read.h"
 #include "client/client.h"
 #include "support/test_database.h"
 #include "support/wait.h"
@@ -556,6 +557,37 @@ TEST_F(AdminTest, ListDescribeAndHistoryOverHttpMatchTheClient) {
   EXPECT_EQ(CallJson("/admin/v1/workflows/trip/2026/ada/history")["events"].size(), events->size());
 }
 
+// A workflow that fails at once, as a declined booking does.
+inline constexpr WorkflowType<tv1::StepsInput, tv1::StepsResult> kFailsAtOnce{"FailsAtOnce"};
+Task<tv1::StepsResult> FailsAtOnce(WorkflowContext&, tv1::StepsInput in) {
+  throw ApplicationError("CardDeclined", "declined on purpose: " + in.label());
+  co_return tv1::StepsResult();
+}
+
+TEST_F(AdminTest, DescribeOfAFailedRunSaysWhyAsTheCliDoes) {
+  registry_.Register(kFailsAtOnce, &FailsAtOnce);
+  tv1::StepsInput in;
+  in.set_label("bk-9");
+  ASSERT_TRUE(client_->Start(kFailsAtOnce, "failed/1", in).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitUntil([&] {
+    auto d = client_->Describe("failed/1");
+    return d.ok() && d->status == store::ExecutionStatus::kFailed;
+  }));
+  json d = CallJson("/admin/v1/workflows/failed%2F1");
+  EXPECT_EQ(d["status"], "Failed");
+  ASSERT_TRUE(d.contains("closed_by")) << d.dump();
+  EXPECT_TRUE(d["closed_by"].get<std::string>().starts_with("WorkflowExecutionFailed")) << d.dump();
+  ASSERT_TRUE(d.contains("failure")) << d.dump();
+  EXPECT_EQ(d["failure"]["type"], "CardDeclined") << d.dump();
+  EXPECT_EQ(d["failure"]["message"], "declined on purpose: bk-9") << d.dump();
+  // The same object `workflow describe` prints.
+  auto info = client_->Describe("failed/1");
+  auto events = client_->History("failed/1");
+  ASSERT_TRUE(info.ok() && events.ok());
+  EXPECT_EQ(d, cli::DescribeJson(registry_, *info, *events));
+}
+
 TEST_F(AdminTest, RepairsOverHttpGoThroughTheOperationsAndSayWhatTheyDid) {
   tv1::WaitInput in;
   in.set_signal_name("go");
@@ -588,6 +620,22 @@ TEST_F(AdminTest, RepairsOverHttpGoThroughTheOperationsAndSayWhatTheyDid) {
   EXPECT_EQ(post("/admin/v1/workflows/ops%2F1/terminate", {{"colour", "red"}}, 400)["field"], "colour");
   EXPECT_EQ(post("/admin/v1/workflows/no-such-id/terminate", json::object(), 404)["error"], "not_found");
   EXPECT_EQ(post("/admin/v1/bulk/terminate", json::object(), 400)["field"], "filter");
+  // An empty filter would match every run: refused unless said on purpose.
+  json everything = post("/admin/v1/bulk/terminate", {{"filter", json::object()}}, 400);
+  EXPECT_EQ(everything["field"], "filter");
+  EXPECT_NE(everything["message"].get<std::string>().find("all_runs"), std::string::npos) << everything.dump();
+  EXPECT_EQ(post("/admin/v1/bulk/terminate", {{"filter", {{"type", "WaitSignal"}}}, {"all_runs", true}}, 400)["field"],
+            "all_runs");
+  json every = post("/admin/v1/bulk/terminate", {{"filter", json::object()}, {"all_runs", true}, {"dry_run", true}}, 200);
+  EXPECT_EQ(every["matched"], 2);
+  // Reset errors name the body's fields, not the CLI's flags.
+  for (const json& body : {json{{"to", 2}}, json{{"to", "soon"}}, json::object(),
+                           json{{"before_activity", "NoSuchActivity"}}}) {
+    json e = post("/admin/v1/workflows/ops%2F1/reset", body, 400);
+    const std::string message = e["message"].get<std::string>();
+    EXPECT_EQ(message.find("--"), std::string::npos) << body.dump() << ": " << message;
+    EXPECT_EQ(e["field"], body.contains("before_activity") ? "before_activity" : "to") << message;
+  }
   EXPECT_EQ(post("/admin/v1/bulk/terminate", {{"filter", {{"colour", "red"}}}}, 400)["field"], "filter.colour");
   json dry = post("/admin/v1/bulk/cancel", {{"filter", {{"type", "WaitSignal"}}}, {"dry_run", true}}, 200);
   EXPECT_EQ(dry["matched"], 2);

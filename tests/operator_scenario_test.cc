@@ -134,7 +134,7 @@ TEST_F(OperatorScenario, BrokenDeployIsFoundReplayedFixedAndRetriedInBulkWithout
   quiet.rate_per_second = 100;
   auto signalled = ops::Bulk(*client_, go, DeployRuns(), quiet);
   ASSERT_TRUE(signalled.ok()) << signalled.status().ToString();
-  fmt::print("$ itinera workflow signal --all --type Deploy --name go\n{}\n", signalled->Line());
+  fmt::print("$ itinera workflow signal --all --workflow-type Deploy --name go\n{}\n", signalled->Line());
   EXPECT_EQ(signalled->done, kRuns);
   ASSERT_TRUE(WaitUntil([&] { return Stuck() == kRuns; })) << "every run is stuck on the broken release";
 

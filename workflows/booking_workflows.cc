@@ -758,8 +758,10 @@ Task<v1::BookingResult> CancelBooking(WorkflowContext& ctx, v1::CancelBookingReq
 }
 
 void RegisterBookingWorkflows(Registry& registry) {
-  registry.Register(kBookTrip, &BookTrip);
-  registry.Register(kModifyBooking, &ModifyBooking);
+  // A booking is made once: a second BookTrip under book/ID could only fail
+  // with BookingExists (and show the booked booking as Failed).
+  registry.Register(kBookTrip, &BookTrip, {.validate = &ValidateBookTrip, .once_per_id = true});
+  registry.Register(kModifyBooking, &ModifyBooking, {.validate = &ValidateModifyBooking});
   registry.Register(kCancelBooking, &CancelBooking);
 }
 

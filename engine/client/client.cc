@@ -47,6 +47,16 @@ StatusOr<store::StartWorkflowResult> Client::StartJson(const std::string& workfl
   if (registry_ == nullptr) return Status::FailedPrecondition("starting from JSON needs a registry");
   auto payload = registry_->WorkflowInputFromJson(workflow_type, json);
   if (!payload.ok()) return payload.status();
+  if (const WorkflowEntry* e = registry_->FindWorkflow(workflow_type); e != nullptr && e->once_per_id) {
+    // Checked before the store's start, not inside it: two racing starts of
+    // a closed id can still both pass (the workflow's own checks remain).
+    auto earlier = Describe(workflow_id);
+    if (earlier.ok() && earlier->status != store::ExecutionStatus::kRunning) {
+      return Status::AlreadyExists(fmt::format(
+          "workflow \"{}\" already ran ({}, run {}), and {} runs once per workflow id", workflow_id,
+          store::ExecutionStatusName(earlier->status), earlier->run_id, workflow_type));
+    }
+  }
   return StartPayload(workflow_type, workflow_id, *payload, options);
 }
 

@@ -45,6 +45,11 @@ StatusOr<v1::Payload> Registry::WorkflowInputFromJson(std::string_view workflow_
   p.set_encoding(std::string(kEncodingProtobuf));
   p.set_type_name(e->input_type->full_name());
   m->SerializeToString(p.mutable_data());
+  if (e->validate_input) {
+    if (Status s = e->validate_input(p); !s.ok()) {
+      return Status(s.code(), fmt::format("input.{}", s.message()));
+    }
+  }
   return p;
 }
 

@@ -43,6 +43,21 @@ struct WorkflowEntry {
   const google::protobuf::Descriptor* output_type = nullptr;
   // Runs the workflow on a decoded-later payload; the result is its output payload.
   std::function<Task<v1::Payload>(WorkflowContext&, v1::Payload)> run;
+  // Optional: checks a start request's input before any run exists, so bad
+  // input is refused at start (InvalidArgument naming the field) instead of
+  // failing the run it would create.
+  std::function<Status(const v1::Payload&)> validate_input;
+  // A closed run's workflow id is not started again (Client::StartJson
+  // refuses with AlreadyExists): for work that must happen once, like a
+  // booking, where a second run could only fail or do it twice.
+  bool once_per_id = false;
+};
+
+// What a workflow type checks before a run of it starts (Registry::Register).
+template <class In>
+struct StartRules {
+  Status (*validate)(const In&) = nullptr;  // see WorkflowEntry::validate_input
+  bool once_per_id = false;                 // see WorkflowEntry::once_per_id
 };
 
 struct ActivityEntry {
@@ -78,6 +93,19 @@ class Registry {
     };
     workflows_[e.name] = std::move(e);
   }
+  // The same, with the checks its starts go through.
+  template <class In, class Out>
+  void Register(WorkflowType<In, Out> type, Task<Out> (*fn)(WorkflowContext&, In), StartRules<In> rules) {
+    Register(type, fn);
+    WorkflowEntry& e = workflows_[std::string(type.name)];
+    e.once_per_id = rules.once_per_id;
+    if (rules.validate == nullptr) return;
+    e.validate_input = [validate = rules.validate](const v1::Payload& input) {
+      In in;
+      if (Status s = DecodePayload(input, &in); !s.ok()) return s;
+      return validate(in);
+    };
+  }
 
   template <class In, class Out, class Fn>
   void Register(ActivityType<In, Out> type, Fn fn) {
@@ -101,7 +129,8 @@ class Registry {
   std::vector<std::string> ActivityNames() const;
 
   // Converts JSON into the named workflow's input payload, naming the bad
-  // field or the unknown type.
+  // field ("input.flight_id: required", when the type validates its input)
+  // or the unknown type.
   StatusOr<v1::Payload> WorkflowInputFromJson(std::string_view workflow_type,
                                               std::string_view json) const;
 

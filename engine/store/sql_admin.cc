@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <libpq-fe.h>
+
 #include <pqxx/pqxx>
 
 namespace itinera::store {
@@ -29,6 +31,19 @@ StatusOr<std::int64_t> QueryInt(const std::string& dsn, const std::string& sql) 
   if (!rows.ok()) return rows.status();
   if (rows->empty() || rows->front().empty() || rows->front().front().empty()) return std::int64_t{0};
   return static_cast<std::int64_t>(std::stoll(rows->front().front()));
+}
+
+Status CheckDsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+  if (options != nullptr) {
+    PQconninfoFree(options);
+    return Status::Ok();
+  }
+  std::string reason = error != nullptr ? error : "out of memory";
+  PQfreemem(error);
+  while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+  return Status::InvalidArgument(reason);
 }
 
 std::string SqlQuote(const std::string& text) {

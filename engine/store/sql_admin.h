@@ -17,5 +17,9 @@ StatusOr<TextRows> QueryText(const std::string& dsn, const std::string& sql);
 StatusOr<std::int64_t> QueryInt(const std::string& dsn, const std::string& sql);
 // 'text' with quotes doubled, for building such ad-hoc statements.
 std::string SqlQuote(const std::string& text);
+// Whether libpq can read `dsn` as a connection string (key=value pairs or a
+// postgresql:// URI), without connecting: InvalidArgument with libpq's
+// reason when it cannot, so a typo is told apart from a server that is down.
+Status CheckDsn(const std::string& dsn);
 
 }  // namespace itinera::store

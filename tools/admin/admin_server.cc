@@ -244,7 +244,7 @@ StatusOr<ops::Operation> OperationFromBody(const std::string& op, const json& j)
     }
     auto before = StringField(j, "before_activity");
     if (!before.ok()) return before.status();
-    auto target = ops::ParseResetTarget(to, *before);
+    auto target = ops::ParseResetTarget(to, *before, {.to = "to", .before_activity = "before_activity"});
     if (!target.ok()) return target.status();
     o.reset_target = *target;
   } else if (op == "signal") {
@@ -599,12 +599,12 @@ struct AdminServer::Impl {
   }
 
   // POST /admin/v1/bulk/{op}: {"filter": {...}, "dry_run": bool, "rate": n,
-  // and the op's own fields}. The filter is required (an empty object
-  // matches every run, on purpose only).
+  // and the op's own fields}. The filter is required and must select
+  // something: an empty one (every run) only with "all_runs": true.
   Reply BulkOperate(Client& client, const std::string& op, const std::string& body) {
     std::set<std::string> fields = OperationFields(op);
     fields.erase("run_id");
-    fields.insert({"filter", "dry_run", "rate"});
+    fields.insert({"filter", "dry_run", "rate", "all_runs"});
     auto j = ParseBody(body, fields);
     if (!j.ok()) return StatusReply(j.status());
     if (!j->contains("filter") || !(*j)["filter"].is_object()) {
@@ -612,6 +612,20 @@ struct AdminServer::Impl {
     }
     const json& fj = (*j)["filter"];
     if (op == "replay") return BulkReplay(client, fj);
+    const bool all_runs = j->contains("all_runs") && (*j)["all_runs"] == true;
+    if (j->contains("all_runs") && !(*j)["all_runs"].is_boolean()) {
+      return ErrorReply(400, "invalid_argument", "all_runs: must be true or false", "all_runs");
+    }
+    if (fj.empty() && !all_runs) {
+      return ErrorReply(400, "invalid_argument",
+                        "filter: give at least one filter (status, type, id_prefix, ...), or \"all_runs\": true to "
+                        "act on every run",
+                        "filter");
+    }
+    if (!fj.empty() && all_runs) {
+      return ErrorReply(400, "invalid_argument", "all_runs: acts on every run; give it with an empty filter only",
+                        "all_runs");
+    }
     static const std::set<std::string> kFilterKeys = {"status",     "type",  "started_after", "started_before",
                                                       "stuck_code", "stuck", "booking",       "id_prefix"};
     std::vector<std::string> prefixes;
@@ -710,19 +724,12 @@ struct AdminServer::Impl {
   Reply Describe(Client& client, const std::string& id, const std::string& run_id) {
     auto info = client.Describe(id, run_id);
     if (!info.ok()) return StatusReply(info.status());
-    json j = cli::RunDetailJson(*info);
-    if (options.registry != nullptr && info->status == store::ExecutionStatus::kRunning) {
-      auto events = client.History(id, info->run_id);
-      if (events.ok()) {
-        auto waiting = cli::ReplayWaitingSignals(*options.registry, id, info->run_id, *events);
-        if (waiting.ok()) {
-          j["waiting_signals"] = *waiting;
-        } else {
-          j["waiting_signals_unknown"] = waiting.status().message();
-        }
-      }
-    }
-    return JsonReply(200, j);
+    // The same view as `workflow describe`: why a closed run closed, what an
+    // open one waits for (with the server's workflow code, when it has it).
+    auto events = client.History(id, info->run_id);
+    if (!events.ok()) return StatusReply(events.status());
+    static const Registry kNoCode;
+    return JsonReply(200, cli::DescribeJson(options.registry != nullptr ? *options.registry : kNoCode, *info, *events));
   }
 
   Reply History(Client& client, const std::string& id, const std::string& run_id) {

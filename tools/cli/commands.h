@@ -13,9 +13,13 @@
 
 namespace itinera::cli {
 
-// --db, else ITINERA_DB, else the DSN that `itinera dev` wrote to
-// .itinera/dsn; an error when none is set.
+// --db (after the command, or before it: `itinera --db DSN workflow list`),
+// else ITINERA_DB, else the DSN that `itinera dev` wrote to .itinera/dsn; an
+// error when none is set.
 StatusOr<std::string> ResolveDsn(const std::string& flag);
+// The --db option's help, the same for every command.
+inline constexpr const char* kDbHelp =
+    "database DSN; default: ITINERA_DB, else ./.itinera/dsn (written by `itinera dev`)";
 
 // The workflows this binary knows, for starting from JSON and replaying.
 // Their activities are not runnable through it: workers build their own
@@ -27,6 +31,10 @@ StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const
 
 // --supplier-url, else ITINERA_SUPPLIER_URL, else http://127.0.0.1:7301.
 std::string ResolveSupplierUrl(const std::string& flag);
+
+// JSON typed on the command line (`flag` names it): InvalidArgument saying
+// where a syntax error is (line, column) and what was expected there.
+Status CheckJsonSyntax(const std::string& text, const std::string& flag);
 
 // Prints "error: ..." to stderr and returns the exit code for it.
 int Fail(const Status& status);

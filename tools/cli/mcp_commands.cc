@@ -126,7 +126,7 @@ void AddMcpCommand(CLI::App& app, int& exit_code) {
   static std::string tenant = "dev";
   static std::string supplier_url;
   static bool conformance_fixtures = false;
-  cmd->add_option("--db", db, "database DSN (or ITINERA_DB)");
+  cmd->add_option("--db", db, kDbHelp);
   cmd->add_option("--tenant", tenant, "whose bookings this session sees and changes");
   cmd->add_option("--supplier-url", supplier_url,
                   "the supplier searches go to (or ITINERA_SUPPLIER_URL; default http://127.0.0.1:7301)");

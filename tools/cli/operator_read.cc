@@ -168,6 +168,25 @@ RunDetails ReadRunDetails(const Registry& registry, const store::ExecutionInfo& 
   return d;
 }
 
+nlohmann::json DescribeJson(const Registry& registry, const store::ExecutionInfo& info,
+                            const std::vector<v1::HistoryEvent>& events) {
+  nlohmann::json j = RunDetailJson(info);
+  RunDetails details = ReadRunDetails(registry, info, events);
+  if (info.status == store::ExecutionStatus::kRunning) {
+    if (details.waiting_signals_unknown.empty()) {
+      j["waiting_signals"] = details.waiting_signals;
+    } else {
+      j["waiting_signals_unknown"] = details.waiting_signals_unknown;
+    }
+  }
+  if (!details.closed_by.empty()) j["closed_by"] = details.closed_by;
+  if (details.failure) {
+    j["failure"] = {{"type", details.failure->type()}, {"message", details.failure->message()},
+                    {"code", details.failure->code()}};
+  }
+  return j;
+}
+
 bool IsClosingEvent(const v1::HistoryEvent& event) {
   switch (event.event_type()) {
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:

@@ -67,6 +67,11 @@ struct RunDetails {
 RunDetails ReadRunDetails(const Registry& registry, const store::ExecutionInfo& info,
                           const std::vector<v1::HistoryEvent>& events);
 
+// What `workflow describe` prints and the admin API's describe answers, one
+// shape for both: RunDetailJson with the RunDetails of the run's history.
+nlohmann::json DescribeJson(const Registry& registry, const store::ExecutionInfo& info,
+                            const std::vector<v1::HistoryEvent>& events);
+
 struct FollowOptions {
   std::int64_t from_event_id = 1;                        // the first event to hand over
   std::chrono::milliseconds poll{200};                   // how often to look for new events

@@ -6,6 +6,8 @@
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -28,7 +30,8 @@ StatusOr<std::unique_ptr<Client>> Open(const std::string& db) {
   return Client::Connect(*dsn, &BuiltinRegistry());
 }
 
-StatusOr<v1::Payload> SignalInput(const std::string& type_name, const std::string& input) {
+// `bulk`: with --all, where a workflow type given as --type is a likely mistake.
+StatusOr<v1::Payload> SignalInput(const std::string& type_name, const std::string& input, bool bulk) {
   if (type_name.empty()) {
     if (!input.empty() && input != "{}") {
       return Status::InvalidArgument("--type: give the signal's message type (e.g. itinera.example.v1.Approval) "
@@ -37,9 +40,17 @@ StatusOr<v1::Payload> SignalInput(const std::string& type_name, const std::strin
     return v1::Payload();
   }
   const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(type_name);
-  if (d == nullptr) return Status::InvalidArgument(fmt::format("--type: unknown message type \"{}\"", type_name));
+  if (d == nullptr) {
+    return Status::InvalidArgument(fmt::format(
+        "--type: unknown message type \"{}\"{}", type_name,
+        bulk ? " (--type is the signal input's protobuf message; select runs by workflow type with --workflow-type)"
+             : ""));
+  }
   google::protobuf::DynamicMessageFactory factory;
   std::unique_ptr<google::protobuf::Message> m(factory.GetPrototype(d)->New());
+  if (!input.empty()) {
+    if (Status s = CheckJsonSyntax(input, "--input"); !s.ok()) return s;
+  }
   if (Status s = JsonToMessage(input, m.get(), "input"); !s.ok()) return s;
   v1::Payload p;
   p.set_encoding(std::string(kEncodingProtobuf));
@@ -65,6 +76,8 @@ struct Target {
   std::string id;
   std::string run;
   bool all = false;
+  bool all_runs = false;  // --all without a filter: every run, said on purpose
+  bool yes = false;       // no confirmation on a terminal
   ListFlags filter;
   bool dry_run = false;
   double rate = 10;
@@ -75,7 +88,9 @@ struct Target {
 void AddTargetFlags(CLI::App* cmd, Target& t, const std::string& type_flag) {
   cmd->add_option("id", t.id, "workflow id (or --all with filters)");
   cmd->add_option("--run", t.run, "run id (default: the current run)");
-  cmd->add_flag("--all", t.all, "every run the filters match, instead of one id");
+  cmd->add_flag("--all", t.all, "every run the filters match, instead of one id (needs a filter, or --all-runs)");
+  cmd->add_flag("--all-runs", t.all_runs, "every run of every workflow, no filter (on purpose only)");
+  cmd->add_flag("--yes,-y", t.yes, "with --all: do not ask for confirmation on a terminal");
   cmd->add_option("--status", t.filter.status, "with --all: Running, Completed, Failed, Canceled, Terminated, ...");
   cmd->add_option(type_flag, t.filter.type, "with --all: workflow type");
   cmd->add_option("--stuck-code", t.filter.stuck_code, "with --all: runs stuck with this code (ITN-NDE-001, ...)");
@@ -94,21 +109,65 @@ bool AnyFilter(const ListFlags& f) {
 }
 
 Status CheckTarget(const Target& t) {
-  if (t.all && !t.id.empty()) return Status::InvalidArgument("id: give a workflow id or --all, not both");
-  if (!t.all && t.id.empty()) return Status::InvalidArgument("id: give a workflow id, or --all with filters");
-  if (!t.all && AnyFilter(t.filter)) {
+  const bool all = t.all || t.all_runs;
+  if (t.all_runs && AnyFilter(t.filter)) {
+    return Status::InvalidArgument("--all-runs: acts on every run; use --all with the filters instead");
+  }
+  if (!t.all_runs && t.all && !AnyFilter(t.filter)) {
+    return Status::InvalidArgument(
+        "--all: give at least one filter (--status, --type, --id-prefix, --stuck, --started-before, ...), or "
+        "--all-runs to act on every run");
+  }
+  if (all && !t.id.empty()) return Status::InvalidArgument("id: give a workflow id or --all, not both");
+  if (!all && t.id.empty()) return Status::InvalidArgument("id: give a workflow id, or --all with filters");
+  if (!all && AnyFilter(t.filter)) {
     return Status::InvalidArgument("--all: filters (--status, --type, --stuck-code, ...) select runs only with --all");
   }
-  if (!t.all && t.dry_run) return Status::InvalidArgument("--dry-run: only with --all");
-  if (t.all && !t.run.empty()) return Status::InvalidArgument("--run: only with a workflow id, not with --all");
+  if (!all && t.dry_run) return Status::InvalidArgument("--dry-run: only with --all");
+  if (!all && t.yes) return Status::InvalidArgument("--yes: only with --all");
+  if (all && !t.run.empty()) return Status::InvalidArgument("--run: only with a workflow id, not with --all");
   return Status::Ok();
+}
+
+// How many runs `filter` matches now (every page).
+StatusOr<int> CountMatches(Client& client, store::ListFilter filter) {
+  filter.limit = store::kMaxListLimit;
+  int count = 0;
+  while (true) {
+    std::string next;
+    auto page = client.List(filter, &next);
+    if (!page.ok()) return page.status();
+    count += static_cast<int>(page->size());
+    if (next.empty()) return count;
+    filter.page_token = next;
+  }
+}
+
+// On a terminal, shows how many runs a bulk operation is about to change and
+// asks; elsewhere (scripts) it goes ahead. False: the operator said no.
+bool Confirm(Client& client, const Target& t, const ops::Operation& operation, const store::ListFilter& filter,
+             Status* error) {
+  if (t.dry_run || t.yes || !isatty(STDIN_FILENO)) return true;
+  auto count = CountMatches(client, filter);
+  if (!count.ok()) {
+    *error = count.status();
+    return false;
+  }
+  if (*count == 0) return true;
+  std::cout << fmt::format("{}: {} run{} match{}. Go ahead? [y/N] ", ops::OpName(operation.op), *count,
+                           *count == 1 ? "" : "s", *count == 1 ? "es" : "")
+            << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
 // Runs `operation` on the target and prints one line per run and a summary.
 // Returns the exit code.
-int Execute(const std::string& db, const Target& t, const ops::Operation& operation,
+int Execute(const std::string& db, Target t, const ops::Operation& operation,
             const std::function<void(Client&)>& single_done) {
   if (Status s = CheckTarget(t); !s.ok()) return Fail(s);
+  t.all = t.all || t.all_runs;
   auto c = Open(db);
   if (!c.ok()) return Fail(c.status());
   if (!t.all) {
@@ -124,6 +183,12 @@ int Execute(const std::string& db, const Target& t, const ops::Operation& operat
   }
   auto filter = BuildListFilter(t.filter, (*c)->store().Now());
   if (!filter.ok()) return Fail(filter.status());
+  Status confirm_error;
+  if (!Confirm(**c, t, operation, *filter, &confirm_error)) {
+    if (!confirm_error.ok()) return Fail(confirm_error);
+    std::cout << "nothing done\n";
+    return 1;
+  }
   ops::BulkOptions o;
   o.dry_run = t.dry_run;
   o.rate_per_second = t.rate;
@@ -190,7 +255,7 @@ void AddRepairCommands(CLI::App& wf, std::string& db, int& exit_code) {
     cmd->add_option("--input", input, "signal input as JSON");
     cmd->add_option("--type", type_name, "protobuf message type of the input");
     cmd->callback([&exit_code, &db] {
-      auto p = SignalInput(type_name, input);
+      auto p = SignalInput(type_name, input, t.all || t.all_runs);
       if (!p.ok()) { exit_code = Fail(p.status()); return; }
       exit_code = Execute(db, t, ops::Operation{.op = ops::Op::kSignal, .signal_name = name, .signal_input = *p},
                           [](Client&) { std::cout << "signaled\n"; });

@@ -2,12 +2,15 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include "admin/admin_server.h"
 #include "cli/commands.h"
+#include "client/client.h"
 #include "cli/mcp_endpoint.h"
 #include "common/log.h"
 #include "store/migrator.h"
@@ -141,14 +144,16 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
 }
 
 void AddWorkerFlags(CLI::App* cmd, WorkerFlags& f) {
-  cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB)");
+  cmd->add_option("--db", f.db, kDbHelp);
   cmd->add_option("--task-queue", f.task_queue, "task queue to serve");
   cmd->add_option("--activity-threads", f.activity_threads, "activities running at once");
   cmd->add_option("--supplier-url", f.supplier_url,
                   "the supplier the booking activities call (or ITINERA_SUPPLIER_URL; default http://127.0.0.1:7301)");
 }
 
-int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool admin_tokens_required = true) {
+// on_up: called once every listener and the worker are up (dev's banner).
+int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool admin_tokens_required = true,
+               const std::function<void()>& on_up = nullptr) {
   WorkerOptions o;
   o.dsn = dsn;
   o.task_queue = f.task_queue;
@@ -168,11 +173,23 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool 
   Worker worker(**registry, o);
   if (Status s = worker.Start(); !s.ok()) return Fail(s);
   LogInfo("worker {} serving task queue \"{}\"", worker.identity(), f.task_queue);
+  if (on_up) on_up();
   int sig = WaitForTermination();
   LogInfo("signal {}: stopping", sig);
   if (*admin) (*admin)->Stop();
   worker.Stop();
   return 0;
+}
+
+// The id dev's banner suggests: the first hello-N that names no workflow
+// yet, so that pasting it starts a run (and clashes with no tutorial's id).
+std::string FreeSampleId(const std::string& dsn) {
+  auto client = Client::Connect(dsn);
+  for (int n = 1; client.ok() && n < 1000; ++n) {
+    std::string id = fmt::format("hello-{}", n);
+    if ((*client)->Describe(id).status().code() == StatusCode::kNotFound) return id;
+  }
+  return "hello-" + std::to_string(std::time(nullptr));
 }
 
 }  // namespace
@@ -181,7 +198,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
   {
     auto* cmd = app.add_subcommand("migrate", "apply database migrations");
     static std::string db;
-    cmd->add_option("--db", db, "database DSN (or ITINERA_DB)");
+    cmd->add_option("--db", db, kDbHelp);
     cmd->callback([&exit_code] {
       auto dsn = ResolveDsn(db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
@@ -259,17 +276,26 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
         if (!created.ok()) { exit_code = Fail(created.status()); return; }
         service = std::move(created.value());
         auto started = supplier::SupplierServer::Start(*service, so);
-        if (!started.ok()) { exit_code = Fail(started.status()); return; }
+        if (!started.ok()) {
+          // The HTTP server names --listen; here that address is --supplier-listen.
+          const std::string& m = started.status().message();
+          exit_code = Fail(Status(started.status().code(),
+                                  m.rfind("--listen", 0) == 0 ? "--supplier-" + m.substr(2) : m));
+          return;
+        }
         server = std::move(started.value());
         f.supplier_url = fmt::format("http://{}:{}", so.address, server->port());
       }
-      std::cout << fmt::format("itinera dev is up\n  database: {}\n  (written to {}/dsn; `itinera workflow ...` "
-                               "in this directory uses it)\n  supplier: {}\n  try: itinera workflow start TripReminder --id trip-1 "
-                               "--input '{{\"traveler\":\"ada\",\"destination\":\"Lisbon\"}}'\n",
-                               dsn, data_dir, ResolveSupplierUrl(f.supplier_url))
-                << std::flush;
       f.listen = listen == "off" ? "" : listen;
-      exit_code = RunWorkers(dsn, f, true, /*admin_tokens_required=*/false);
+      const std::string sample_id = FreeSampleId(dsn);
+      auto banner = [&] {
+        std::cout << fmt::format("itinera dev is up\n  database: {}\n  (written to {}/dsn; `itinera workflow ...` "
+                                 "in this directory uses it)\n  supplier: {}\n  try: itinera workflow start TripReminder "
+                                 "--id {} --input '{{\"traveler\":\"ada\",\"destination\":\"Lisbon\"}}'\n",
+                                 dsn, data_dir, ResolveSupplierUrl(f.supplier_url), sample_id)
+                  << std::flush;
+      };
+      exit_code = RunWorkers(dsn, f, true, /*admin_tokens_required=*/false, banner);
       if (server) server->Stop();
       (*pg)->Stop();
     });

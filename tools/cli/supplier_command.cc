@@ -59,7 +59,7 @@ void AddSupplierCommand(CLI::App& app, int& exit_code) {
     int threads = 8;
   };
   static Flags f;
-  cmd->add_option("--db", f.db, "database DSN (or ITINERA_DB); state lives in its schema \"supplier\"");
+  cmd->add_option("--db", f.db, std::string(kDbHelp) + "; state lives in its schema \"supplier\"");
   cmd->add_option("--listen", f.listen, "ADDRESS:PORT to serve on (port 0 picks a free one)");
   cmd->add_option("--port-file", f.port_file, "write the port here once listening");
   cmd->add_option("--seed", f.seed, "seed of fares and of fault plans that name none");

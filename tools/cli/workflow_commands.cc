@@ -39,7 +39,7 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
   auto* wf = app.add_subcommand("workflow", "start, inspect and steer workflows");
   wf->require_subcommand(1);
   static Common common;
-  wf->add_option("--db", common.db, "database DSN (or ITINERA_DB)");
+  wf->add_option("--db", common.db, kDbHelp);
 
   // start
   {
@@ -52,6 +52,7 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
     cmd->add_option("--task-queue", queue, "task queue");
     cmd->add_option("--traceparent", traceparent, "W3C trace context to record and pass on to activities");
     cmd->callback([&exit_code] {
+      if (Status s = CheckJsonSyntax(input, "--input"); !s.ok()) { exit_code = Fail(s); return; }
       auto c = Open(common);
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
       StartOptions o;
@@ -120,23 +121,10 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
       if (!c.ok()) { exit_code = Fail(c.status()); return; }
       auto r = (*c)->Describe(id, run);
       if (!r.ok()) { exit_code = Fail(r.status()); return; }
-      json j = RunDetailJson(*r);
       auto events = (*c)->History(id, r->run_id);
       if (!events.ok()) { exit_code = Fail(events.status()); return; }
       // What the code waits for (replayed with this binary's code), or why the run closed.
-      RunDetails details = ReadRunDetails(BuiltinRegistry(), *r, *events);
-      if (r->status == store::ExecutionStatus::kRunning) {
-        if (details.waiting_signals_unknown.empty()) {
-          j["waiting_signals"] = details.waiting_signals;
-        } else {
-          j["waiting_signals_unknown"] = details.waiting_signals_unknown;
-        }
-      }
-      if (!details.closed_by.empty()) j["closed_by"] = details.closed_by;
-      if (details.failure) {
-        j["failure"] = {{"type", details.failure->type()}, {"message", details.failure->message()},
-                        {"code", details.failure->code()}};
-      }
+      json j = DescribeJson(BuiltinRegistry(), *r, *events);
       std::cout << (as_json ? j.dump() : j.dump(2)) << "\n";
     });
   }
@@ -179,7 +167,7 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
   // retry, reset, signal, cancel, terminate, replay: repair_commands.cc
   AddRepairCommands(*wf, common.db, exit_code);
   // --db is accepted after the subcommand as well as before it.
-  for (auto* sub : wf->get_subcommands({})) sub->add_option("--db", common.db, "database DSN (or ITINERA_DB)");
+  for (auto* sub : wf->get_subcommands({})) sub->add_option("--db", common.db, kDbHelp);
 }
 
 }  // namespace itinera::cli

@@ -123,12 +123,14 @@ std::string ResetTarget::ToString() const {
   return "";
 }
 
-StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string& before_activity) {
+StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string& before_activity,
+                                       const ResetFieldNames& names) {
   if (to.empty() == before_activity.empty()) {
-    return Status::InvalidArgument(
-        "--to: give exactly one of --to EVENT_ID, --to last-good or --before-activity NAME");
+    return Status::InvalidArgument(fmt::format("{0}: give exactly one of {0} EVENT_ID, {0} last-good or {1} NAME",
+                                               names.to, names.before_activity));
   }
   ResetTarget t;
+  t.names = names;
   if (!before_activity.empty()) {
     t.kind = ResetTarget::Kind::kBeforeActivity;
     t.activity_type = before_activity;
@@ -142,7 +144,7 @@ StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string&
   for (char c : to) {
     if (c < '0' || c > '9' || id > 1'000'000'000'000) {
       return Status::InvalidArgument(
-          fmt::format("--to: \"{}\" is neither an event id nor last-good", to));
+          fmt::format("{}: \"{}\" is neither an event id nor last-good", names.to, to));
     }
     id = id * 10 + (c - '0');
   }
@@ -154,16 +156,16 @@ StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string&
 StatusOr<std::int64_t> ResolveResetTarget(const ResetTarget& target, const std::vector<v1::HistoryEvent>& events) {
   switch (target.kind) {
     case ResetTarget::Kind::kEventId:
-      if (Status s = history::CheckResetPoint(events, target.event_id); !s.ok()) return Prefixed("--to", s);
+      if (Status s = history::CheckResetPoint(events, target.event_id); !s.ok()) return Prefixed(target.names.to, s);
       return target.event_id;
     case ResetTarget::Kind::kLastGood: {
       auto id = history::LastGoodResetPoint(events);
-      if (!id.ok()) return Prefixed("--to", id.status());
+      if (!id.ok()) return Prefixed(target.names.to, id.status());
       return *id;
     }
     case ResetTarget::Kind::kBeforeActivity: {
       auto id = history::ResetPointBeforeActivity(events, target.activity_type);
-      if (!id.ok()) return Prefixed("--before-activity", id.status());
+      if (!id.ok()) return Prefixed(target.names.before_activity, id.status());
       return *id;
     }
   }
@@ -192,7 +194,7 @@ StatusOr<ResetResult> Reset(Client& client, const std::string& workflow_id, cons
   auto new_run = client.Reset(workflow_id, run, *event_id, reason);
   if (!new_run.ok()) {
     // The store checks the point again inside its transaction.
-    if (new_run.status().code() == StatusCode::kInvalidArgument) return Prefixed("--to", new_run.status());
+    if (new_run.status().code() == StatusCode::kInvalidArgument) return Prefixed(target.names.to, new_run.status());
     return new_run.status();
   }
   return ResetResult{*event_id, *new_run};

@@ -61,19 +61,29 @@ StatusOr<std::vector<ReplayReport>> ReplayAll(const Registry& registry, Client& 
 
 // ---- Repairs on one run ------------------------------------------------------
 
+// What the user called the two ways to name a reset point, for errors: the
+// CLI's flags by default; the admin API's JSON fields are "to" and
+// "before_activity".
+struct ResetFieldNames {  // string literals: they outlive every target
+  const char* to = "--to";
+  const char* before_activity = "--before-activity";
+};
+
 // Where `reset` continues a run from: a WorkflowTaskCompleted event.
 struct ResetTarget {
   enum class Kind { kEventId, kLastGood, kBeforeActivity };
   Kind kind = Kind::kLastGood;
   std::int64_t event_id = 0;  // kEventId
   std::string activity_type;  // kBeforeActivity
-  std::string ToString() const;  // "event 12", "last-good", "before activity HoldFlight"
+  ResetFieldNames names;      // how errors about this target name its fields
+  std::string ToString() const;  // "event 12", "last-good", "before activity flights.Hold"
 };
-// From the CLI's `--to EVENT_ID|last-good` and `--before-activity NAME`
-// (exactly one of them). InvalidArgument naming the flag.
-StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string& before_activity);
+// From `--to EVENT_ID|last-good` and `--before-activity NAME` (exactly one
+// of them), or the fields `names` says. InvalidArgument naming the field.
+StatusOr<ResetTarget> ParseResetTarget(const std::string& to, const std::string& before_activity,
+                                       const ResetFieldNames& names = {});
 // The event id the target means in this history; InvalidArgument naming
-// --to or --before-activity and listing the valid choices.
+// its to or before_activity field and listing the valid choices.
 StatusOr<std::int64_t> ResolveResetTarget(const ResetTarget& target, const std::vector<v1::HistoryEvent>& events);
 
 // Each names the run by workflow id and run id (empty: the current run).
