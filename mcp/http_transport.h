@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "http/http_server.h"
+#include "http/http_message.h"
 #include "mcp/auth.h"
 #include "mcp/jwt_auth.h"
 #include "mcp/server.h"

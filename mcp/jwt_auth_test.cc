@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "mcp/http_transport.h"
+#include "mcp/testing/drain.h"
 #include "mcp/server.h"
 
 namespace itinera::mcp {
@@ -361,7 +362,10 @@ class JwtTransportTest : public JwtValidatorTest {
     if (!session.empty()) req.headers.emplace_back("Mcp-Session-Id", session);
     auto reply = transport->Handle(req);
     EXPECT_TRUE(reply.has_value());
-    return reply ? std::move(*reply) : http::HttpResponse{};
+    if (!reply) return http::HttpResponse{};
+    // A tool call is answered when it is done, as a streamed body.
+    if (reply->stream) reply->body = Drain(*reply->stream);
+    return std::move(*reply);
   }
   static std::string HeaderOf(const http::HttpResponse& r, const std::string& name) {
     for (const auto& [n, v] : r.headers) {

@@ -12,6 +12,7 @@
 #include "common/secure_compare.h"
 #include "mcp/auth.h"
 #include "mcp/http_transport.h"
+#include "mcp/testing/drain.h"
 #include "mcp/server.h"
 #include "mcp/stdio_transport.h"
 
@@ -372,33 +373,6 @@ TEST(AuthTest, TokensMapToTenants) {
 
 // ---------------------------------------------------------------- HTTP transport
 
-// Pulls a streamed answer to its end, as the HTTP server's I/O threads do:
-// pull, and when nothing is ready wait for the stream's wake-up.
-std::string Drain(http::BodyStream& stream) {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool woken = false;
-  stream.Attach([&] {
-    std::lock_guard lock(mu);
-    woken = true;
-    cv.notify_all();
-  });
-  std::string body;
-  while (true) {
-    {
-      std::lock_guard lock(mu);
-      woken = false;
-    }
-    if (stream.Pull(body, false) == http::BodyStream::State::kEnd) break;
-    std::unique_lock lock(mu);
-    if (!cv.wait_for(lock, std::chrono::seconds(30), [&] { return woken; })) {
-      ADD_FAILURE() << "the stream neither ended nor woke: " << body;
-      break;
-    }
-  }
-  stream.Detach(true);
-  return body;
-}
 
 class HttpTransportTest : public ::testing::Test {
  protected:

@@ -72,15 +72,6 @@ auto Redirect(beast::error_code& ec) { return asio::redirect_error(use_awaitable
 
 }  // namespace
 
-std::optional<std::string_view> HttpRequest::Header(std::string_view name) const {
-  for (const auto& [n, v] : headers) {
-    if (beast::iequals(beast::string_view(n.data(), n.size()), beast::string_view(name.data(), name.size()))) {
-      return std::string_view(v);
-    }
-  }
-  return std::nullopt;
-}
-
 struct HttpServer::Impl {
   Impl(HandlerFactory f, ServerOptions o)
       : factory(std::move(f)),
