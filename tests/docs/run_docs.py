@@ -26,6 +26,12 @@ Directives are HTML comments, invisible when the Markdown is rendered:
     <!-- docs-test: wait-until CMD -->     polls CMD until it exits 0 (the
                                            prose says "a moment later")
     <!-- docs-test: run CMD -->            runs CMD, which must exit 0
+    <!-- docs-test: restart-dev [FLAGS] --> stops the dev (SIGTERM) and
+                                           starts it again on the same ports
+                                           and data dir, with FLAGS added (e.g.
+                                           `--token T:TENANT`): its worker
+                                           forgets the runs it had in memory
+                                           and replays them
 A directive may span lines; it ends at `-->`.
 
 Comparing. Both sides are normalized before they are compared: UUIDs,
@@ -101,6 +107,8 @@ def parse(path):
             elif kind in ("wait-until", "run"):
                 if not arg:
                     raise DocError(f"{where}: {kind} needs a command")
+                steps.append(("directive", kind, arg, where))
+            elif kind == "restart-dev":
                 steps.append(("directive", kind, arg, where))
             else:
                 raise DocError(f"{where}: unknown docs-test directive {kind!r}")
@@ -239,15 +247,16 @@ def free_port():
 
 
 class Dev:
-    """`itinera dev` in `work`, on free ports; stopped by stop()."""
+    """`itinera dev` in `work`, on free ports (or the given ones, when it is
+    started again); stopped by stop()."""
 
-    def __init__(self, itinera, work):
-        self.admin_port, self.supplier_port = free_port(), free_port()
+    def __init__(self, itinera, work, ports=None, flags=()):
+        self.admin_port, self.supplier_port = ports or (free_port(), free_port())
         self.log_path = os.path.join(work, "dev.log")
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [itinera, "dev", "--listen", f"127.0.0.1:{self.admin_port}",
-             "--supplier-listen", f"127.0.0.1:{self.supplier_port}"],
+             "--supplier-listen", f"127.0.0.1:{self.supplier_port}", *flags],
             cwd=work, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True,
             preexec_fn=stop_with_parent)
         self.stdout = []
@@ -332,6 +341,7 @@ class Shell:
 
 class Runner:
     def __init__(self, itinera, work, dev):
+        self.itinera = itinera
         self.dev = dev
         self.work = work
         self.normalize = Normalizer()
@@ -369,6 +379,8 @@ class Runner:
                 status, output = self.shell.run(self.to_dev_ports(arg))
                 if status != 0:
                     raise DocError(f"{where}: `{arg}` exited {status}:\n{output}")
+            elif kind == "restart-dev":
+                self.restart_dev(arg, where)
             else:
                 self.wait_until(arg, where)
             return
@@ -395,6 +407,14 @@ class Runner:
             self.commands += 1
             _, output = self.shell.run(self.to_dev_ports(command))
             self.check(block.where(), command, shown, output)
+
+    def restart_dev(self, flags, where):
+        self.dev.stop()
+        if self.dev.proc.returncode != 0:
+            raise DocError(f"{where}: itinera dev exited {self.dev.proc.returncode} when stopped:\n{self.dev.tail()}")
+        # Same ports: the commands' port mapping and the doc's URLs stay valid.
+        self.dev = Dev(self.itinera, self.work, (self.dev.admin_port, self.dev.supplier_port), shlex.split(flags))
+        self.dev.wait_up()
 
     def wait_until(self, command, where):
         deadline = time.monotonic() + WAIT_TIMEOUT_S
@@ -449,6 +469,7 @@ def main(argv):
     finally:
         if runner is not None:
             runner.shell.close()
+            dev = runner.dev  # restart-dev replaces it
         dev.stop()
         if status != 0:
             print(f"itinera dev's log (tail):\n{dev.tail()}", file=sys.stderr)

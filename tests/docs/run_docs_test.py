@@ -38,6 +38,13 @@ class ParseTest(unittest.TestCase):
         self.assertEqual(steps[1][1].directive[:2], ("skip", "a reason"))
         self.assertEqual(len(steps), 2)  # the cpp block is code, not commands
 
+    def test_restart_dev_stands_alone_with_optional_flags(self):
+        steps = parse_text("<!-- docs-test: restart-dev -->\n<!-- docs-test: restart-dev --token t-12345678:acme -->\n"
+                           "```\n$ itinera workflow list\n```\n")
+        self.assertEqual([s[:3] for s in steps[:2]],
+                         [("directive", "restart-dev", ""), ("directive", "restart-dev", "--token t-12345678:acme")])
+        self.assertIsNone(steps[2][1].directive)  # it does not attach to the block after it
+
     def test_mistakes_in_a_doc_are_errors(self):
         for text in ("<!-- docs-test: sleep 5 -->\n", "<!-- docs-test: skip x -->\ntext only\n",
                      "```\n$ unclosed\n", "<!-- docs-test: run -->\n"):
