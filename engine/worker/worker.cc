@@ -556,6 +556,18 @@ class Worker::Impl {
     return c;
   }
 
+  // After inline completions committed: activities they scheduled beyond
+  // those handed to this worker with the commit (no free slot) wait in the
+  // queue, announced only by our own NOTIFY, which our listener ignores;
+  // without this the poller would find them only at its next timeout.
+  void WakeForQueuedActivities(std::size_t scheduled, std::size_t handed_over) {
+    if (scheduled > handed_over) signals_->activity.Notify();
+  }
+  static std::size_t ScheduledActivities(const store::WorkflowTaskCompletion& c) {
+    return static_cast<std::size_t>(std::count_if(c.commands.begin(), c.commands.end(),
+                                                  [](const v1::Command& cmd) { return cmd.has_schedule_activity_task(); }));
+  }
+
   // Commits results of activities that ran here. Where this worker holds
   // the run in its sticky cache, the workflow task the result causes runs
   // inside the same transaction (the merged transition, architecture §7):
@@ -604,6 +616,7 @@ class Worker::Impl {
       signals_->commit.Notify();
       return false;
     }
+    std::size_t handed_over = inline_task.eager_activities.size();
     for (auto& lease : inline_task.eager_activities) Dispatch(std::move(lease));
     bool more_work = !eager_tasks.empty();
     if (more_work) {
@@ -611,6 +624,7 @@ class Worker::Impl {
       for (auto& l : eager_tasks) eager_workflow_tasks_.push_back(std::move(l));
     }
     double held_seconds = Seconds(std::chrono::steady_clock::now() - held_since);
+    std::size_t scheduled_inline = 0;  // by the completions committed inline
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!statuses[i].ok()) {
         LogLine(LogLevel::kInfo, fmt::format("activity result not recorded: {}", statuses[i].ToString()),
@@ -620,6 +634,7 @@ class Worker::Impl {
       if (options_.hooks.after_activity_commit) options_.hooks.after_activity_commit(batch[i]);
       const auto& done = inline_task.done[i];
       if (!done) continue;
+      scheduled_inline += ScheduledActivities(completions[i]);
       auto& exec = taken[batch[i].run_id];
       stats_.workflow_tasks++;
       stats_.sticky_hits++;
@@ -636,6 +651,7 @@ class Worker::Impl {
         cache_.Put(batch[i].run_id, std::move(exec));
       }
     }
+    WakeForQueuedActivities(scheduled_inline, handed_over);
     // Executors given to the code but not committed inline are dropped (the
     // transaction may have been retried after they ran); their runs replay.
     return more_work;
@@ -682,6 +698,7 @@ class Worker::Impl {
         if (CatchUp(*exec, done->appended)) cache_.Put(started->run_id, std::move(exec));
       }
       if (done->result != store::CompletionResult::kAccepted) signals_->workflow.Notify();
+      WakeForQueuedActivities(ScheduledActivities(completion), inline_task.eager_activities.size());
       for (auto& lease : inline_task.eager_activities) Dispatch(std::move(lease));
     }
     GiveBackStartStore(std::move(*store));
