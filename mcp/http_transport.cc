@@ -354,6 +354,13 @@ json RequestId(const json& message) {
   return nullptr;
 }
 
+// `hold` plus a random extra of up to half of it.
+std::chrono::milliseconds WithJitter(std::chrono::milliseconds hold) {
+  thread_local std::minstd_rand random{std::random_device{}()};
+  std::uniform_int_distribution<long long> extra(0, hold.count() / 2);
+  return hold + std::chrono::milliseconds(extra(random));
+}
+
 // A request refused by a per-tenant limit: HTTP 429 with Retry-After, and a
 // JSON-RPC error in the implementation-defined server range naming the limit.
 HttpResponse LimitReply(const json& id, std::string_view limit, std::chrono::milliseconds retry_after,
@@ -366,13 +373,15 @@ HttpResponse LimitReply(const json& id, std::string_view limit, std::chrono::mil
                  {"message", std::move(message)},
                  {"data", {{"limit", limit}, {"retryAfterSeconds", seconds}}}}}};
   // The connection is read again only after the Retry-After it was told
-  // (at most a second): an agent that ignores it cannot make the server
-  // refuse it thousands of times a second.
+  // (at most a second), plus up to half of that again at random: an agent
+  // that ignores it cannot make the server refuse it thousands of times a
+  // second, and refused connections do not all come back in the same
+  // instant as one burst that other tenants' requests queue behind.
   return HttpResponse{.status = 429,
                       .headers = {{"Retry-After", std::to_string(seconds)}},
                       .body = body.dump(),
-                      .hold_connection = std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds),
-                                                                             std::chrono::seconds(1))};
+                      .hold_connection = WithJitter(std::min<std::chrono::milliseconds>(std::chrono::seconds(seconds),
+                                                                                        std::chrono::seconds(1)))};
 }
 
 // One connection's view of a request's EventStream: the priming event (for
