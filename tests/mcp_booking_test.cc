@@ -17,6 +17,7 @@
 #include "mcp/booking/booking_tools.h"
 #include "mcp/schema_check.h"
 #include "mcp/server.h"
+#include "store/sql_admin.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
 #include "worker/worker.h"
@@ -186,6 +187,35 @@ TEST_F(McpBookingTest, ToolsListShowsEightToolsWithSchemasAndTruthfulHints) {
   EXPECT_FALSE(by_name["get_booking"].contains("execution"));
   const json required = by_name["book_trip"]["inputSchema"]["required"];
   EXPECT_NE(std::find(required.begin(), required.end(), "idempotency_key"), required.end());
+}
+
+// With a worker in the process (serve, dev), book_trip's start goes through
+// it: the start and the booking's first workflow task (which schedules the
+// flight hold) commit as one transaction. Without one it is the plain
+// start, and the first task commits in a transaction of its own.
+TEST_F(McpBookingTest, BookTripStartsWithItsFirstWorkflowTaskInOneTransactionWhenAWorkerRunsHere) {
+  Server eager(ServerInfo{.version = "test"});
+  RegisterBookingTools(eager, BookingToolsConfig{.dsn = Dsn(), .supplier_url = supplier_->base_url(), .wait = 60s,
+                                                 .registry = registry_.get(),
+                                                 .starter = [this](const store::StartWorkflowRequest& r) {
+                                                   return worker_->StartWorkflow(r);
+                                                 }});
+  // Transactions that wrote events 1 (started) and 4 (the first task's
+  // completion) of a booking's workflow.
+  auto transactions = [](const std::string& workflow_id) {
+    auto n = store::QueryInt(Dsn(), "SELECT count(DISTINCT xmin::text) FROM history_events WHERE workflow_id = " +
+                                        store::SqlQuote(workflow_id) + " AND event_id IN (1, 4)");
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : -1;
+  };
+  for (bool through_worker : {true, false}) {
+    Agent agent(through_worker ? eager : *server_, "acme");
+    json result = agent.Result("book_trip", Trip(agent, through_worker ? "inline-1" : "plain-1"));
+    ASSERT_FALSE(result.value("isError", false)) << result.dump(2);
+    EXPECT_EQ(result["structuredContent"]["status"], "booked") << result.dump(2);
+    EXPECT_EQ(transactions(result["structuredContent"]["workflow_id"]), through_worker ? 1 : 2)
+        << (through_worker ? "through the worker" : "plain");
+  }
 }
 
 TEST_F(McpBookingTest, BookRepeatConflictReadListAndCancel) {

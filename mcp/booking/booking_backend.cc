@@ -94,6 +94,7 @@ Lease BookingBackend::Connect() {
     ThrowInternal("database unavailable", client.ok() ? bookings.status() : client.status());
   }
   c->client = std::move(client.value());
+  if (config_.starter) c->client->RouteStarts(config_.starter);
   c->bookings = std::move(bookings.value());
   return Lease(*this, std::move(c));
 }

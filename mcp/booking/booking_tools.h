@@ -17,6 +17,7 @@
 #include <chrono>
 #include <string>
 
+#include "client/client.h"
 #include "mcp/server.h"
 
 namespace itinera {
@@ -43,6 +44,10 @@ struct BookingToolsConfig {
   // then fails with an internal error.
   std::size_t db_connections = 32;
   std::chrono::milliseconds db_wait{std::chrono::seconds(10)};
+  // Where the tools' starts go when a worker for task_queue runs in this
+  // process (serve, dev): Worker::StartWorkflow, which commits a booking's
+  // start with its first workflow task. Unset: plain starts.
+  Client::Starter starter;
 };
 
 // Adds the eight tools and installs the TaskProvider. Call before the first

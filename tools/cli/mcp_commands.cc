@@ -24,13 +24,15 @@ constexpr std::string_view kInstructions =
     "confirm_fare_change.";
 
 std::unique_ptr<mcp::Server> BuildServer(const std::string& dsn, const std::string& supplier_url,
-                                         bool conformance_fixtures, std::size_t db_connections = 4) {
+                                         bool conformance_fixtures, std::size_t db_connections = 4,
+                                         Client::Starter starter = nullptr) {
   auto server = std::make_unique<mcp::Server>(mcp::ServerInfo{
       .name = "itinera", .title = "Itinera bookings", .version = "0.4.0", .instructions = std::string(kInstructions)});
   mcp::booking::RegisterBookingTools(*server, {.dsn = dsn,
                                                .supplier_url = supplier_url,
                                                .registry = &BuiltinRegistry(),
-                                               .db_connections = db_connections});
+                                               .db_connections = db_connections,
+                                               .starter = std::move(starter)});
   if (conformance_fixtures) mcp::fixtures::RegisterConformanceFixtures(*server);
   return server;
 }
@@ -67,7 +69,7 @@ void AddMcpHttpFlags(CLI::App* cmd, McpFlags& f, bool dev) {
 
 StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, const std::string& supplier_url,
                                                         const McpFlags& f, bool tokens_required,
-                                                        bool insecure_no_auth) {
+                                                        bool insecure_no_auth, Client::Starter starter) {
   auto grants = mcp::LoadTokenGrants(f.token_file);
   if (!grants.ok()) return grants.status();
   for (const auto& token : f.tokens) {
@@ -102,7 +104,7 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
         "ITINERA_MCP_TOKENS=TOKEN:TENANT (or --insecure-no-auth to serve it open)");
   }
   auto endpoint = std::make_unique<McpEndpoint>();
-  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures, f.db_connections);
+  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures, f.db_connections, std::move(starter));
   const bool open = grants->empty() && !jwt;
   endpoint->jwt = jwt;
   endpoint->transport = std::make_unique<mcp::HttpTransport>(

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "client/client.h"
 #include "common/status.h"
 #include "mcp/http_transport.h"
 #include "mcp/server.h"
@@ -47,7 +48,7 @@ void AddMcpHttpFlags(CLI::App* cmd, McpFlags& flags, bool dev);
 // Without tokens it refuses when tokens_required, unless insecure_no_auth.
 StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, const std::string& supplier_url,
                                                         const McpFlags& flags, bool tokens_required,
-                                                        bool insecure_no_auth);
+                                                        bool insecure_no_auth, Client::Starter starter = nullptr);
 
 // `itinera mcp`: stdio.
 void AddMcpCommand(CLI::App& app, int& exit_code);

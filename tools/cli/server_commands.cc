@@ -161,16 +161,20 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool 
   o.run_sweeper = sweeper;
   auto registry = WorkerRegistry(dsn, ResolveSupplierUrl(f.supplier_url));
   if (!registry.ok()) return Fail(registry.status());
+  // Made before the MCP endpoint, which sends its starts through it (a
+  // booking's start commits with its first workflow task), and destroyed
+  // after it. Until Start() those starts are plain ones.
+  Worker worker(**registry, o);
   std::unique_ptr<McpEndpoint> mcp;
   if (!f.listen.empty()) {
     auto endpoint = StartMcpEndpoint(dsn, ResolveSupplierUrl(f.supplier_url), f.mcp, admin_tokens_required,
-                                     f.insecure_no_auth);
+                                     f.insecure_no_auth,
+                                     [&worker](const store::StartWorkflowRequest& r) { return worker.StartWorkflow(r); });
     if (!endpoint.ok()) return Fail(endpoint.status());
     mcp = std::move(endpoint.value());
   }
   auto admin = StartAdmin(dsn, f, **registry, admin_tokens_required, mcp.get());
   if (!admin.ok()) return Fail(admin.status());
-  Worker worker(**registry, o);
   if (Status s = worker.Start(); !s.ok()) return Fail(s);
   LogInfo("worker {} serving task queue \"{}\"", worker.identity(), f.task_queue);
   if (on_up) on_up();
