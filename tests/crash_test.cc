@@ -524,6 +524,41 @@ TEST_F(CrashTest, KilledDuringWorkflowTaskRunsEveryActivityOnce) {
   }
 }
 
+// (c, merged) The process dies inside a merged step: activity 1's result and
+// the workflow task it causes (which schedules activity 2) were one
+// transaction, and it never committed. Both are lost together: the history
+// shows activity 1 still scheduled, the retry runs its body again (the
+// idempotency key keeps its effect single), and activity 2 is scheduled once.
+TEST_F(CrashTest, KilledInsideAMergedStepLosesTheResultAndTheTaskTogether) {
+  const std::string id = "crash-during-merged-step";
+  WorkerProcess* w1 = SpawnWorker(id, "w1-merged", "during-merged-step:2");
+  ASSERT_NE(w1, nullptr);
+  ASSERT_NO_FATAL_FAILURE(StartSteps(id, id, 3));
+  ASSERT_NO_FATAL_FAILURE(ExpectKilledByCrashPoint(*w1, id));
+  {
+    auto h = History(id);
+    EXPECT_EQ(Count(h, v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED), 0) << "the result went with the step\n" << Dump(h);
+    EXPECT_EQ(Count(h, v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED), 1) << "so did its commands\n" << Dump(h);
+  }
+  auto applied = store::QueryInt(dsn_, "SELECT count(*) FROM test_step_effects WHERE step = 0 AND label = " +
+                                           store::SqlQuote(id));
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ(*applied, 1) << "activity 1's body ran before the crash";
+
+  ASSERT_NE(SpawnWorker(id, "w2-merged"), nullptr);
+  ASSERT_NO_FATAL_FAILURE(AwaitCompleted(id));
+  RunRecord run;
+  ASSERT_NO_FATAL_FAILURE(CheckCompletedRun(id, 3, 0, &run));
+  const std::string dump = Dump(run.history);
+  const StepRecord& lost = run.steps[0];
+  ASSERT_EQ(lost.attempt, 2) << dump;
+  EXPECT_EQ(lost.executions, 2) << "the body ran in both attempts, into one effect row\n" << dump;
+  for (int i : {1, 2}) {
+    EXPECT_EQ(run.steps[i].attempt, 1) << "step " << i << "\n" << dump;
+    EXPECT_EQ(run.steps[i].executions, 1) << "step " << i << "\n" << dump;
+  }
+}
+
 // (d) A durable timer with no process alive when it becomes due: once it is
 // started, the only worker is killed; after its fire time has passed, two new
 // workers (two sweepers that may race for it) start, and it fires once.

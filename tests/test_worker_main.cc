@@ -18,7 +18,11 @@
 //                                 workflow task it implies has not run
 //   during-workflow-task:<n>      the n-th batch of workflow tasks this
 //                                 process ran: the workflow code ran, its
-//                                 commands are not committed
+//                                 commands are not committed (two-step path)
+//   during-merged-step:<n>        the same point with merged transitions on:
+//                                 from the second batch on, inside the
+//                                 transaction that carries an activity's
+//                                 result and the task it causes
 //
 // Prints "ready" on stdout once the worker polls, and stops cleanly on
 // SIGTERM or SIGINT. Dies with its parent (PR_SET_PDEATHSIG), so a test that
@@ -48,7 +52,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-enum class CrashPoint { kNone, kDuringActivity, kAfterActivityBody, kAfterActivityCommit, kDuringWorkflowTask };
+enum class CrashPoint {
+  kNone,
+  kDuringActivity,
+  kAfterActivityBody,
+  kAfterActivityCommit,
+  kDuringWorkflowTask,
+  kDuringMergedStep,
+};
 
 struct Flags {
   std::string dsn;
@@ -64,7 +75,7 @@ struct Flags {
                "itinera_test_worker: %s\n"
                "usage: itinera_test_worker --db DSN --task-queue QUEUE [--identity NAME]\n"
                "         [--crash-at none | during-activity:ID | after-activity-body:ID |\n"
-               "                     after-activity-commit:ID | during-workflow-task:N]\n",
+               "                     after-activity-commit:ID | during-workflow-task:N | during-merged-step:N]\n",
                problem.c_str());
   std::exit(2);
 }
@@ -81,11 +92,11 @@ void ParseCrashPoint(const std::string& spec, Flags& flags) {
     flags.crash = CrashPoint::kAfterActivityBody;
   } else if (kind == "after-activity-commit") {
     flags.crash = CrashPoint::kAfterActivityCommit;
-  } else if (kind == "during-workflow-task") {
-    flags.crash = CrashPoint::kDuringWorkflowTask;
+  } else if (kind == "during-workflow-task" || kind == "during-merged-step") {
+    flags.crash = kind == "during-workflow-task" ? CrashPoint::kDuringWorkflowTask : CrashPoint::kDuringMergedStep;
     char* end = nullptr;
     long n = std::strtol(arg.c_str(), &end, 10);
-    if (*end != '\0' || n < 1) Usage("--crash-at: during-workflow-task needs a batch number >= 1, got \"" + arg + "\"");
+    if (*end != '\0' || n < 1) Usage("--crash-at: " + kind + " needs a batch number >= 1, got \"" + arg + "\"");
     flags.crash_batch = static_cast<int>(n);
     return;
   } else {
@@ -184,7 +195,8 @@ WorkerHooks CrashHooks(const Flags& flags, ActivityIds& ids) {
         }
       };
       break;
-    case CrashPoint::kDuringWorkflowTask: {
+    case CrashPoint::kDuringWorkflowTask:
+    case CrashPoint::kDuringMergedStep: {
       auto batches = std::make_shared<std::atomic<int>>(0);
       hooks.before_workflow_task_commit = [batches, n = flags.crash_batch] {
         if (++*batches == n) Crash("before committing workflow task batch " + std::to_string(n));
