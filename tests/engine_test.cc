@@ -390,6 +390,8 @@ TEST_F(EngineTest, CancelInterruptsTheWaitAndEndsTheRunCanceled) {
   ASSERT_TRUE(closed.ok());
   EXPECT_EQ(closed->event_type(), v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED) << Dump("cancel-1");
   EXPECT_EQ(StatusOf("cancel-1"), store::ExecutionStatus::kCanceled);
+  // Also once the run has ended canceled (a repeat can race the worker).
+  EXPECT_TRUE(client_->Cancel("cancel-1", "and again, after the close").ok());
   EXPECT_EQ(CountEvents("cancel-1", v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED), 1);
 }
 

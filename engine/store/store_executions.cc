@@ -190,7 +190,9 @@ Status Store::RequestCancelWorkflow(const std::string& workflow_id, const std::s
                                     const std::string& reason, const std::string& identity) {
   return Run("cancel workflow", [&] {
     return Transition(conn_->c, clock_->Now(), workflow_id, run_id, [&](RunTransaction& run) -> Status {
-      if (run.running() && run.exec().cancel_requested) return Status::Ok();  // asking twice is harmless
+      // Asking twice is harmless, also once the first request has ended the
+      // run: the caller cannot tell which of the two the workflow saw first.
+      if (run.exec().cancel_requested) return Status::Ok();
       v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED);
       e.mutable_workflow_execution_cancel_requested_event_attributes()->set_cause(reason);
       e.mutable_workflow_execution_cancel_requested_event_attributes()->set_identity(identity);
