@@ -289,11 +289,7 @@ std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutco
     }
     CompletionWriters w{tx, now, pe, n, activities, eager_token, inline_task ? &inline_task->eager_activities : nullptr};
     for (size_t i : order) out[i] = CompleteActivityOne(w, batch[i], rows, &eager, inline_task, i);
-    activities.Flush(tx);
-    rows.Flush(tx);
-    pe.Flush(tx);
-    n.Send(tx);
-    tx.commit();
+    w.FlushAndCommit(rows);
     if (eager_workflow_tasks) {
       for (auto& l : eager) eager_workflow_tasks->push_back(std::move(l));
     }

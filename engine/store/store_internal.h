@@ -221,6 +221,16 @@ struct CompletionWriters {
   ActivityWrites& activities;
   std::int64_t eager_token = 0;
   std::vector<ActivityTaskLease>* eager_out = nullptr;  // null: no eager dispatch
+
+  // Ends a completion batch: writes the activity rows, the batch's run rows,
+  // all events and notifications, in that order, then commits.
+  void FlushAndCommit(BatchRows& rows) {
+    activities.Flush(tx);
+    rows.Flush(tx);
+    pe.Flush(tx);
+    n.Send(tx);
+    tx.commit();
+  }
 };
 
 

@@ -503,11 +503,7 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(
     if (appended) appended->assign(batch.size(), {});
     for (size_t i : order) results[i] = CompleteOne(w, rows, batch[i], appended ? &(*appended)[i] : nullptr);
     for (auto& r : results) out.push_back(std::move(*r));
-    activities.Flush(tx);
-    rows.Flush(tx);
-    pe.Flush(tx);
-    n.Send(tx);
-    tx.commit();
+    w.FlushAndCommit(rows);
     if (eager_activities) {
       for (auto& l : eager) eager_activities->push_back(std::move(l));
     }
