@@ -14,6 +14,7 @@
 #include <string>
 
 #include "store/sql_admin.h"
+#include "support/shell.h"
 #include "support/test_database.h"
 
 namespace itinera {
@@ -24,23 +25,11 @@ std::string Dsn() {
   return dsn;
 }
 
-struct CliResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using CliResult = ::itinera::testing::ShellResult;
 
 // Runs a shell command line (with the binary as $ITINERA) and collects it.
 CliResult Sh(const std::string& command_line) {
-  std::string command = fmt::format("ITINERA='{}'; {} 2>&1", ITINERA_BINARY, command_line);
-  CliResult r;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ::itinera::testing::RunShell(fmt::format("ITINERA='{}'; {}", ITINERA_BINARY, command_line));
 }
 
 // `itinera ARGS --db DSN`, stdin not a terminal.

@@ -16,6 +16,7 @@
 #include "runtime/workflow_executor.h"
 #include "store/migrator.h"
 #include "store/sql_admin.h"
+#include "support/shell.h"
 #include "support/test_database.h"
 #include "support/wait.h"
 #include "test_workflows.h"
@@ -654,22 +655,10 @@ TEST_F(RepairTest, BadInputGetsAClearErrorAndChangesNothing) {
 }
 
 // The CLI on top of tools/ops: exit codes and lines an operator scripts against.
-struct CliResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using CliResult = ::itinera::testing::ShellResult;
 
 CliResult Cli(const std::string& args) {
-  std::string command = fmt::format("{} workflow {} --db '{}' 2>&1", ITINERA_BINARY, args, Dsn());
-  CliResult r;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ::itinera::testing::RunShell(fmt::format("{} workflow {} --db '{}'", ITINERA_BINARY, args, Dsn()));
 }
 
 TEST_F(RepairTest, TheCliReportsEachCaseWithItsExitCode) {
