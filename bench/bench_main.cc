@@ -49,11 +49,6 @@ using google::protobuf::Empty;
 using SteadyClock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// The peer engine's figures from the issue this benchmark answers: ~360
-// workflows/s with 64 in flight, 6-9 ms p50 one at a time, same workflow shape.
-constexpr double kPeerWorkflowsPerSec = 360;
-constexpr double kPeerSequentialP50Ms = 7.5;
-
 constexpr const char* kTaskQueue = "bench";
 constexpr const char* kWarmupPrefix = "warmup";
 constexpr const char* kMeasuredPrefix = "run";
@@ -819,8 +814,6 @@ int Main(int argc, char** argv) {
     j["baseline_pg_commits_per_sec_64conn"] = Round3(*o.baseline_64conn);
     j["ratio_vs_pg_64conn"] = Round3(wps / *o.baseline_64conn);
   }
-  j["ratio_vs_peer"] = Round3(wps / kPeerWorkflowsPerSec);
-  if (o.concurrency == 1) j["ratio_vs_peer_p50"] = Round3(kPeerSequentialP50Ms / p50);
 
   int status = 0;
   if (r.failed_to_start > 0) {
