@@ -9,42 +9,40 @@
 -- SQLSTATE ITN01 and the whole script rolls back; the writer then takes the
 -- locking path. Under READ COMMITTED a row that changed while the lock was
 -- awaited is compared as it is after the change.
+-- The arrays come sorted by key, so the loops lock in key order; each step
+-- is one primary-key lookup (a join with unnest would be planned for 100
+-- rows and scan the table).
 CREATE FUNCTION itinera_expect(
   w text[], r text[], st smallint[], nxt bigint[], bytes bigint[], cancel boolean[],
   owner text[], sticky_until bigint[], code text[], message text[], fattempt integer[],
   aw text[], ar text[], asched bigint[], atoken bigint[], aattempt integer[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-  n integer;
+  e record;
+  a record;
 BEGIN
-  SELECT count(*) INTO n FROM (
-    SELECT 1 FROM executions e
-    JOIN unnest(w, r, st, nxt, bytes, cancel, owner, sticky_until, code, message, fattempt)
-      AS u(w, r, st, nxt, bytes, cancel, owner, sticky_until, code, message, fattempt)
-      ON e.workflow_id = u.w AND e.run_id = u.r
-    WHERE e.status = u.st AND e.next_event_id = u.nxt AND e.history_bytes = u.bytes
-      AND e.cancel_requested = u.cancel AND COALESCE(e.sticky_owner, '') = u.owner
-      AND e.sticky_until_us = u.sticky_until AND COALESCE(e.task_failure_code, '') = u.code
-      AND COALESCE(e.task_failure_message, '') = u.message AND e.task_failure_attempt = u.fattempt
-    ORDER BY e.workflow_id, e.run_id
-    FOR UPDATE OF e) x;
-  IF n <> cardinality(w) THEN
-    RAISE EXCEPTION 'itinera: a run changed since this worker last wrote it' USING ERRCODE = 'ITN01';
-  END IF;
-  -- Nobody inserts a workflow task row without the executions row lock held here.
-  IF EXISTS (SELECT 1 FROM workflow_tasks t JOIN unnest(w, r) AS u(w, r)
-             ON t.workflow_id = u.w AND t.run_id = u.r) THEN
-    RAISE EXCEPTION 'itinera: a run has a workflow task' USING ERRCODE = 'ITN01';
-  END IF;
-  SELECT count(*) INTO n FROM (
-    SELECT 1 FROM activity_tasks a
-    JOIN unnest(aw, ar, asched, atoken, aattempt) AS u(w, r, s, token, attempt)
-      ON a.workflow_id = u.w AND a.run_id = u.r AND a.scheduled_event_id = u.s
-    WHERE a.lease_token = u.token AND a.attempt = u.attempt
-    ORDER BY a.workflow_id, a.run_id, a.scheduled_event_id
-    FOR UPDATE OF a) x;
-  IF n <> cardinality(aw) THEN
-    RAISE EXCEPTION 'itinera: an activity lease changed since this worker took it' USING ERRCODE = 'ITN01';
-  END IF;
+  FOR i IN 1 .. coalesce(cardinality(w), 0) LOOP
+    SELECT status, next_event_id, history_bytes, cancel_requested, sticky_owner, sticky_until_us,
+           task_failure_code, task_failure_message, task_failure_attempt
+      INTO e FROM executions WHERE workflow_id = w[i] AND run_id = r[i] FOR UPDATE;
+    IF NOT FOUND OR e.status <> st[i] OR e.next_event_id <> nxt[i] OR e.history_bytes <> bytes[i]
+       OR e.cancel_requested <> cancel[i] OR coalesce(e.sticky_owner, '') <> owner[i]
+       OR e.sticky_until_us <> sticky_until[i] OR coalesce(e.task_failure_code, '') <> code[i]
+       OR coalesce(e.task_failure_message, '') <> message[i] OR e.task_failure_attempt <> fattempt[i] THEN
+      RAISE EXCEPTION 'itinera: run % changed since this worker last wrote it', r[i] USING ERRCODE = 'ITN01';
+    END IF;
+    -- Nobody inserts a workflow task row without the executions row lock held here.
+    PERFORM 1 FROM workflow_tasks WHERE workflow_id = w[i] AND run_id = r[i];
+    IF FOUND THEN
+      RAISE EXCEPTION 'itinera: run % has a workflow task', r[i] USING ERRCODE = 'ITN01';
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. coalesce(cardinality(aw), 0) LOOP
+    SELECT lease_token, attempt INTO a FROM activity_tasks
+      WHERE workflow_id = aw[i] AND run_id = ar[i] AND scheduled_event_id = asched[i] FOR UPDATE;
+    IF NOT FOUND OR a.lease_token IS DISTINCT FROM atoken[i] OR a.attempt <> aattempt[i] THEN
+      RAISE EXCEPTION 'itinera: the lease of activity %/% changed', ar[i], asched[i] USING ERRCODE = 'ITN01';
+    END IF;
+  END LOOP;
 END
 $$;
