@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "client/client.h"
+#include "common/metrics.h"
 #include "common/payload.h"
 #include "store/sql_admin.h"
 #include "support/test_database.h"
@@ -280,7 +281,7 @@ TEST_F(FastPathTest, MergedAndTwoStepPathsWriteTheSameHistories) {
 
 // A sequential 3-activity workflow on a worker that holds it costs one
 // commit for the start and one per activity: each activity result commits
-// with the workflow task it causes.
+// with the workflow task it causes, each as one script in one round trip.
 TEST_F(FastPathTest, ASequentialWorkflowCommitsOncePerStep) {
   StartWorker(true);
   tv1::StepsInput warm;
@@ -289,6 +290,13 @@ TEST_F(FastPathTest, ASequentialWorkflowCommitsOncePerStep) {
   Start(::itinera::testing::kSteps, "warm", warm, true);
   ASSERT_TRUE(WaitUntil([&] { return Closed("warm"); }));
   std::int64_t before = worker_->stats().merged_tasks.load();
+  auto speculative = [](const char* operation) {
+    return metrics::DefaultMetrics()
+        .Counter("itinera_db_speculative_transitions_total", "", {"operation", "outcome"})
+        .With({operation, "committed"})
+        .Value();
+  };
+  double starts = speculative("start workflow"), steps = speculative("complete activity tasks");
   tv1::StepsInput in;
   in.set_label("once");
   in.set_steps(3);
@@ -296,6 +304,9 @@ TEST_F(FastPathTest, ASequentialWorkflowCommitsOncePerStep) {
   ASSERT_TRUE(WaitUntil([&] { return Closed("once"); }));
   // The start's task and the three tasks the results cause, all inline.
   EXPECT_EQ(worker_->stats().merged_tasks.load() - before, 4);
+  // And each of those commits was one round trip: a speculative script.
+  EXPECT_EQ(speculative("start workflow") - starts, 1);
+  EXPECT_EQ(speculative("complete activity tasks") - steps, 3);
   auto h = client_->History("once");
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->back().event_type(), v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
@@ -390,6 +401,96 @@ TEST_F(FastPathTest, ActivitySlotsAreNeverOversubscribed) {
   std::lock_guard lock(hold_.mu);
   EXPECT_EQ(hold_.total, kRuns * kEach);
   EXPECT_LE(hold_.peak, kThreads);
+}
+
+// A speculative step that lost a race. The worker holds the run and its
+// activity's lease, so it computes the activity's result and the workflow
+// task it causes from what it wrote last, and sends both as one script; but
+// between its snapshot and that script, something else changed the run (a
+// signal; an operator's terminate). The script's check refuses the step and
+// nothing of it is written; the locking path then records the result as
+// the two-step path would: after the signal, or not at all once the run is
+// terminated. Nothing is lost, nothing is written twice.
+TEST_F(FastPathTest, ASpeculativeStepThatLostARaceFallsBackToTheLockingPath) {
+  metrics::Counter& conflicts = metrics::DefaultMetrics()
+                                    .Counter("itinera_db_speculative_transitions_total", "",
+                                             {"operation", "outcome"})
+                                    .With({"complete activity tasks", "conflict"});
+  auto racer = Client::Connect(Dsn(), &registry_, clock_);  // the hook runs on the worker's thread
+  ASSERT_TRUE(racer.ok()) << racer.status().ToString();
+  std::mutex mu;
+  std::function<void()> race;  // run once, by the next workflow task the worker commits; guarded by mu
+  WorkerHooks hooks;
+  hooks.before_workflow_task_commit = [&] {
+    std::function<void()> r;
+    {
+      std::lock_guard lock(mu);
+      r.swap(race);
+    }
+    if (r) r();
+  };
+  StartWorker(true, hooks);
+  auto types = [&](const std::string& id) {
+    std::vector<v1::EventType> out;
+    auto h = client_->History(id);
+    EXPECT_TRUE(h.ok()) << h.status().ToString();
+    if (h.ok()) {
+      for (const auto& e : *h) out.push_back(e.event_type());
+    }
+    return out;
+  };
+  for (bool terminate : {false, true}) {
+    std::string id = terminate ? "race-terminate" : "race-signal";
+    tv1::StepsInput in;
+    in.set_steps(1);
+    Start(kFanOut, id, in, true);
+    // Its one activity holds; the run's start and first task are committed.
+    ASSERT_TRUE(WaitUntil([&] {
+      std::lock_guard lock(hold_.mu);
+      return hold_.running == 1;
+    }));
+    double before = conflicts.Value();
+    Status raced = Status::Internal("the race did not run");
+    {
+      std::lock_guard lock(mu);
+      race = [&] {
+        tv1::WaitInput payload;
+        payload.set_signal_name("late");
+        raced = terminate ? (*racer)->Terminate(id, "operator") : (*racer)->Signal(id, "late", payload);
+      };
+    }
+    {
+      std::lock_guard lock(hold_.mu);
+      hold_.release = true;
+    }
+    hold_.cv.notify_all();
+    ASSERT_TRUE(WaitUntil([&] { return Closed(id); })) << id;
+    EXPECT_TRUE(raced.ok()) << raced.ToString();
+    EXPECT_GT(conflicts.Value(), before) << "the speculative step was refused";
+    using T = v1::EventType;
+    std::vector<T> want = {v1::EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                           v1::EVENT_TYPE_WORKFLOW_TASK_STARTED, v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+                           v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED};
+    if (terminate) {
+      // The result arrived after the run ended: refused, not recorded.
+      want.push_back(v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED);
+    } else {
+      for (T t : {v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED, v1::EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+                  v1::EVENT_TYPE_ACTIVITY_TASK_STARTED, v1::EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+                  v1::EVENT_TYPE_WORKFLOW_TASK_STARTED, v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+                  v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED}) {
+        want.push_back(t);
+      }
+    }
+    EXPECT_EQ(types(id), want) << id;
+    {
+      std::lock_guard lock(hold_.mu);
+      EXPECT_EQ(hold_.total, terminate ? 2 : 1) << "each activity body ran once";
+      hold_.release = false;
+    }
+    EXPECT_EQ(Rows(fmt::format("SELECT count(*) FROM activity_tasks WHERE workflow_id = '{}'", id)), 0);
+    EXPECT_EQ(Rows(fmt::format("SELECT count(*) FROM workflow_tasks WHERE workflow_id = '{}'", id)), 0);
+  }
 }
 
 }  // namespace

@@ -77,7 +77,7 @@ v1::HistoryEvent WorkflowTaskStartedEvent(std::int64_t scheduled_event_id, const
   return e;
 }
 
-void Notifications::Send(pqxx::transaction_base& tx) const {
+void Notifications::Send(Sql tx) const {
   for (const auto& q : workflow_queues) tx.exec_prepared("notify", "itinera_wft", q);
   for (const auto& q : activity_queues) tx.exec_prepared("notify", "itinera_act", q);
   // Payloads are limited to 8000 bytes: send the ids in chunks.
@@ -103,7 +103,7 @@ void PendingEvents::Add(const std::string& workflow_id, const std::string& run_i
   data.push_back(serialized);
 }
 
-void PendingEvents::Flush(pqxx::transaction_base& tx) {
+void PendingEvents::Flush(Sql tx) {
   if (event_ids.empty()) return;
   std::vector<std::int64_t> types(event_types.begin(), event_types.end());
   tx.exec_prepared("events_insert", TextArray(workflow_ids), TextArray(run_ids), IntArray(event_ids), IntArray(types),
@@ -189,7 +189,13 @@ void BatchRows::Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool 
   }
 }
 
-void BatchRows::Flush(pqxx::transaction_base& tx) {
+void BatchRows::Seed(const ExecutionRow& row) {
+  RunKey key{row.workflow_id, row.run_id};
+  executions_[key] = row;
+  tasks_[key] = std::nullopt;
+}
+
+void BatchRows::Flush(Sql tx) {
   FlushTasks(tx);
   if (!buffered_taken_.empty()) {
     std::vector<std::string> w, r;
@@ -235,7 +241,7 @@ std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& val
   return out + "}";
 }
 
-void BatchRows::FlushTasks(pqxx::transaction_base& tx) {
+void BatchRows::FlushTasks(Sql tx) {
   if (dirty_tasks_.empty()) return;
   std::vector<std::string> dw, dr;
   std::vector<std::string> w, r, q, sticky, owner;

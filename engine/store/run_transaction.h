@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "itinera/history.pb.h"
+#include "store/sql.h"
 #include "store/store.h"
 
 namespace itinera::store::internal {
@@ -28,7 +29,7 @@ struct Notifications {
   std::set<std::string> workflow_queues;
   std::set<std::string> activity_queues;
   std::vector<std::string> closed_workflows;
-  void Send(pqxx::transaction_base& tx) const;
+  void Send(Sql tx) const;
 };
 
 // History rows to insert before the database transaction commits.
@@ -38,7 +39,7 @@ struct PendingEvents {
   std::vector<int> event_types;
   void Add(const std::string& workflow_id, const std::string& run_id, const v1::HistoryEvent& event,
            const std::string& serialized);
-  void Flush(pqxx::transaction_base& tx);
+  void Flush(Sql tx);
   bool empty() const { return event_ids.empty(); }
 };
 
@@ -89,11 +90,17 @@ class BatchRows {
   // costs one statement for the whole batch.
   void Lock(pqxx::transaction_base& tx, std::vector<RunKey> runs, bool load_buffered = false);
   // Writes every changed execution and workflow task row.
-  void Flush(pqxx::transaction_base& tx);
+  void Flush(Sql tx);
+  // A speculative transition's stand-in for Lock: the run as a snapshot
+  // says it is, with no workflow task row (the script's check proves it).
+  void Seed(const ExecutionRow& row);
+  // The batch's runs as they are now (after Flush: as written).
+  const std::map<RunKey, ExecutionRow>& executions() const { return executions_; }
+  const std::map<RunKey, std::optional<WorkflowTaskRow>>& tasks() const { return tasks_; }
 
  private:
   friend class RunTransaction;
-  void FlushTasks(pqxx::transaction_base& tx);
+  void FlushTasks(Sql tx);
 
   std::map<RunKey, ExecutionRow> executions_;
   std::map<RunKey, std::optional<WorkflowTaskRow>> tasks_;
@@ -122,7 +129,7 @@ v1::HistoryEvent WorkflowTaskStartedEvent(std::int64_t scheduled_event_id, const
 
 class RunTransaction {
  public:
-  RunTransaction(pqxx::transaction_base& tx, Micros now, PendingEvents& events, Notifications& notes,
+  RunTransaction(Sql tx, Micros now, PendingEvents& events, Notifications& notes,
                  BatchRows* batch = nullptr)
       : tx_(tx), now_(now), events_(events), notes_(notes), batch_(batch) {}
 
@@ -185,7 +192,7 @@ class RunTransaction {
   std::vector<v1::HistoryEvent> TakeAppended();
 
  private:
-  pqxx::transaction_base& tx_;
+  Sql tx_;
   Micros now_;
   PendingEvents& events_;
   Notifications& notes_;

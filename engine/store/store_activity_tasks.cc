@@ -44,7 +44,7 @@ RetryDecision DecideRetry(const v1::ActivityTaskScheduledEventAttributes& attrs,
 
 namespace internal {
 
-std::optional<ActivityRow> LockActivity(pqxx::transaction_base& tx, const std::string& wf, const std::string& run,
+std::optional<ActivityRow> LockActivity(Sql tx, const std::string& wf, const std::string& run,
                                         std::int64_t scheduled_event_id) {
   pqxx::result r = tx.exec_prepared("act_lock", wf, run, scheduled_event_id);
   if (r.empty()) return std::nullopt;
@@ -94,7 +94,7 @@ v1::HistoryEvent ActivityStarted(const ActivityRow& a, std::int64_t scheduled_ev
 }
 
 // An attempt failed: schedule the next one, or close the activity into history.
-Status RetryOrFail(pqxx::transaction_base& tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
+Status RetryOrFail(Sql tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
                    const v1::Failure& failure, bool timed_out, const std::string& identity,
                    std::optional<v1::RetryState> forced_state, bool attempt_started) {
   RetryDecision d = DecideRetry(a.attrs, a.attempt, failure, run.now(), a.scheduled_us);
@@ -170,6 +170,20 @@ StatusOr<std::vector<ActivityTaskLease>> Store::ClaimActivityTasks(const std::st
         p.ParseFromString(Bytes(row["heartbeat_details"]));
         l.heartbeat_details = p;
       }
+      // The row as this claim left it, for a speculative completion.
+      ActivityRow a;
+      a.activity_type = l.activity_type;
+      a.attrs = std::move(attrs);
+      a.scheduled_us = row["scheduled_us"].as<std::int64_t>();
+      a.start_to_close_us = row["start_to_close_us"].as<std::int64_t>();
+      a.schedule_to_close_us = row["schedule_to_close_us"].as<std::int64_t>();
+      a.heartbeat_us = l.heartbeat_timeout;
+      a.attempt = l.attempt;
+      a.lease_token = token;
+      a.started_us = now;
+      if (!row["attempts"].is_null()) a.attempts.ParseFromString(Bytes(row["attempts"]));
+      a.task_queue = row["task_queue"].as<std::string>();
+      RunSnapshots::Process().RecordActivity({l.workflow_id, l.run_id, l.scheduled_event_id}, std::move(a));
       out.push_back(std::move(l));
     }
     return out;
@@ -184,7 +198,7 @@ namespace {
 Status CompleteActivityOne(CompletionWriters& w, const ActivityOutcome& o, internal::BatchRows& rows,
                            std::vector<WorkflowTaskLease>* eager_out, InlineWorkflowTask* inline_task,
                            size_t index) {
-  pqxx::transaction_base& tx = w.tx;
+  Sql tx = w.tx;
   const Micros now = w.now;
   ActivityWrites& activities = w.activities;
   RunTransaction run(tx, now, w.pe, w.n, &rows);
@@ -262,34 +276,128 @@ Status CompleteActivityOne(CompletionWriters& w, const ActivityOutcome& o, inter
 
 }  // namespace
 
+namespace {
+
+// The transitions of an activity batch, on rows the caller locked (or, in a
+// speculative batch, seeded from snapshots), ending with their writes sent
+// or queued through `tx`. Fills `out` (per entry) and `eager`; returns the
+// activity rows the batch touched and the leased rows it inserted.
+struct ActivityBatchResult {
+  std::vector<ActivityKey> touched;
+  std::vector<ActivityWrites::Insert> leased;
+};
+ActivityBatchResult ApplyActivityBatch(Sql tx, Micros now, const std::vector<ActivityOutcome>& batch,
+                                       internal::BatchRows& rows, ActivityWrites& activities, std::vector<Status>& out,
+                                       std::vector<WorkflowTaskLease>& eager, InlineWorkflowTask* inline_task) {
+  out.assign(batch.size(), Status::Ok());
+  eager.clear();
+  if (inline_task) {
+    inline_task->done.assign(batch.size(), std::nullopt);
+    inline_task->eager_activities.clear();
+  }
+  PendingEvents pe;
+  Notifications n;
+  CompletionWriters w{tx, now, pe, n, activities, NewLeaseToken(),
+                      inline_task ? &inline_task->eager_activities : nullptr};
+  for (size_t i : KeyOrder(batch)) out[i] = CompleteActivityOne(w, batch[i], rows, &eager, inline_task, i);
+  ActivityBatchResult result;
+  for (const auto& o : batch) result.touched.emplace_back(o.workflow_id, o.run_id, o.scheduled_event_id);
+  w.FlushAndCommit(rows);
+  result.leased = std::move(activities.leased_written);
+  return result;
+}
+
+// The batch in one round trip (architecture §5, "One round trip per
+// transition"), when this process wrote the last transition of each of its
+// runs and leased each of its activities: the transitions run on the
+// snapshots, and one script checks them under the row locks and writes.
+// False, with nothing written, when a snapshot is missing, a transition
+// needs a read, or the check fails (the caller then takes the locking path).
+bool CompleteSpeculatively(pqxx::connection& c, Micros now, const std::vector<ActivityOutcome>& batch,
+                           std::vector<Status>& out, std::vector<WorkflowTaskLease>& eager,
+                           InlineWorkflowTask* inline_task) {
+  auto& snapshots = RunSnapshots::Process();
+  auto count = [](const char* outcome) { TxMetrics().speculative.With({"complete activity tasks", outcome}).Inc(); };
+  internal::BatchRows rows;
+  ActivityWrites activities;
+  std::vector<ExecutionRow> runs;
+  std::vector<std::pair<ActivityKey, ActivityRow>> expected;
+  std::set<RunKey> seen;
+  for (const auto& o : batch) {
+    RunKey key{o.workflow_id, o.run_id};
+    if (!seen.insert(key).second) continue;
+    auto exec = snapshots.Run(key);
+    if (!exec) {
+      count("miss");
+      return false;
+    }
+    rows.Seed(*exec);
+    runs.push_back(*exec);
+  }
+  std::sort(runs.begin(), runs.end(), [](const ExecutionRow& a, const ExecutionRow& b) {
+    return std::tie(a.workflow_id, a.run_id) < std::tie(b.workflow_id, b.run_id);
+  });
+  for (const auto& o : batch) {
+    ActivityKey key{o.workflow_id, o.run_id, o.scheduled_event_id};
+    auto a = snapshots.Activity(key);
+    if (!a || a->lease_token != o.lease_token || activities.locked.count(key)) {
+      count("miss");
+      return false;
+    }
+    activities.locked[key] = *a;
+    expected.emplace_back(key, *a);
+  }
+  std::sort(expected.begin(), expected.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  Script script;
+  AppendExpectation(script, runs, expected);
+  ActivityBatchResult result;
+  try {
+    result = ApplyActivityBatch(Sql::Deferred(&script), now, batch, rows, activities, out, eager, inline_task);
+  } catch (const SpeculationDeclined&) {
+    count("declined");
+    return false;
+  }
+  bool sent = false;
+  try {
+    sent = SendScript(c, script);
+  } catch (...) {
+    for (const auto& r : runs) snapshots.Forget({r.workflow_id, r.run_id});
+    throw;
+  }
+  if (!sent) {
+    // Someone else moved these runs: forget them until a locked transition
+    // sees them again.
+    for (const auto& r : runs) snapshots.Forget({r.workflow_id, r.run_id});
+    count("conflict");
+    return false;
+  }
+  snapshots.RecordBatch(rows, result.touched, result.leased);
+  count("committed");
+  return true;
+}
+
+}  // namespace
+
 std::vector<Status> Store::CompleteActivityTasks(const std::vector<ActivityOutcome>& batch,
                                                 std::vector<WorkflowTaskLease>* eager_workflow_tasks,
                                                 InlineWorkflowTask* inline_task) {
   std::vector<Status> out;
   if (batch.empty()) return out;
   Status whole = Run("complete activity tasks", [&]() -> Status {
-    out.clear();
     Micros now = clock_->Now();
-    pqxx::work tx(conn_->c);
-    PendingEvents pe;
-    Notifications n;
-    std::vector<size_t> order = KeyOrder(batch);
-    internal::BatchRows rows;
-    rows.Lock(tx, RunKeys(batch));
-    out.assign(batch.size(), Status::Ok());
     std::vector<WorkflowTaskLease> eager;
-    std::int64_t eager_token = NewLeaseToken();
-    ActivityWrites activities;
-    std::vector<ActivityKey> activity_keys;
-    for (const auto& o : batch) activity_keys.emplace_back(o.workflow_id, o.run_id, o.scheduled_event_id);
-    activities.Lock(tx, activity_keys);
-    if (inline_task) {
-      inline_task->done.assign(batch.size(), std::nullopt);
-      inline_task->eager_activities.clear();
+    bool done = CompleteSpeculatively(conn_->c, now, batch, out, eager, inline_task);
+    if (!done) {
+      pqxx::work tx(conn_->c);
+      internal::BatchRows rows;
+      rows.Lock(tx, RunKeys(batch));
+      ActivityWrites activities;
+      std::vector<ActivityKey> activity_keys;
+      for (const auto& o : batch) activity_keys.emplace_back(o.workflow_id, o.run_id, o.scheduled_event_id);
+      activities.Lock(tx, activity_keys);
+      auto result = ApplyActivityBatch(tx, now, batch, rows, activities, out, eager, inline_task);
+      RunSnapshots::Process().RecordBatch(rows, result.touched, result.leased);
     }
-    CompletionWriters w{tx, now, pe, n, activities, eager_token, inline_task ? &inline_task->eager_activities : nullptr};
-    for (size_t i : order) out[i] = CompleteActivityOne(w, batch[i], rows, &eager, inline_task, i);
-    w.FlushAndCommit(rows);
     if (eager_workflow_tasks) {
       for (auto& l : eager) eager_workflow_tasks->push_back(std::move(l));
     }

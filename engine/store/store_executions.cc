@@ -70,7 +70,7 @@ v1::HistoryEvent NewEvent(v1::EventType type) {
 
 // Creates a run with its started event and first workflow task. With
 // instead_of_save, that is called to finish (and save) the new run.
-void CreateRun(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n,
+void CreateRun(Sql tx, Micros now, PendingEvents& pe, Notifications& n,
                const std::string& workflow_id, const std::string& run_id, const std::string& workflow_type,
                const std::string& task_queue, const v1::Payload& input, const std::string& request_id,
                const std::string& identity, Micros workflow_task_timeout, const std::string& continued_from,
@@ -123,14 +123,65 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
   if (req.task_queue.empty()) return Status::InvalidArgument("task_queue: must not be empty");
   std::string request_id = req.request_id.empty() ? NewUuid() : req.request_id;
   return Run("start workflow", [&]() -> StatusOr<StartWorkflowResult> {
-    if (inline_task) {
-      inline_task->done.assign(1, std::nullopt);
-      inline_task->eager_activities.clear();
-    }
     Micros now = clock_->Now();
+    // Writes the new run, and with inline_task its first task, through `tx`;
+    // returns the run as written and whether it has a workflow task row.
+    auto write_run = [&](Sql tx, const std::string& run_id, ActivityWrites& activities) {
+      if (inline_task) {
+        inline_task->done.assign(1, std::nullopt);
+        inline_task->eager_activities.clear();
+      }
+      PendingEvents pe;
+      Notifications n;
+      std::pair<ExecutionRow, bool> saved;
+      CreateRun(tx, now, pe, n, req.workflow_id, run_id, req.workflow_type, req.task_queue, req.input, request_id,
+                req.identity, req.workflow_task_timeout, "", [&](RunTransaction& run) {
+                  if (inline_task) {
+                    StartInline(tx, now, pe, n, run, *inline_task, activities);
+                  } else {
+                    run.Save();
+                  }
+                  saved = {run.exec(), run.workflow_task().has_value()};
+                });
+      activities.Flush(tx);
+      pe.Flush(tx);
+      n.Send(tx);
+      return saved;
+    };
+    auto remember = [](const std::pair<ExecutionRow, bool>& saved, const ActivityWrites& activities) {
+      RunSnapshots::Process().Record(saved.first, saved.second);
+      for (const auto& row : activities.leased_written) RunSnapshots::Process().RecordLeased(row);
+    };
+
+    // A workflow id not taken yet, the usual case, needs no read: the whole
+    // start is one script, one round trip (store_speculation.cc). A taken id
+    // fails its insert, and the start below decides.
+    if (RunSnapshots::Process().enabled()) {
+      std::string run_id = NewUuid();
+      Script script;
+      Sql sql = Sql::Deferred(&script);
+      sql.exec_prepared("current_insert_new", req.workflow_id, run_id);
+      ActivityWrites activities;
+      std::optional<std::pair<ExecutionRow, bool>> saved;
+      auto count = [](const char* outcome) { TxMetrics().speculative.With({"start workflow", outcome}).Inc(); };
+      try {
+        saved = write_run(sql, run_id, activities);
+      } catch (const SpeculationDeclined&) {
+        count("declined");
+      }
+      if (saved && SendScript(conn_->c, script)) {
+        remember(*saved, activities);
+        count("committed");
+        return StartWorkflowResult{run_id, true};
+      }
+      if (saved) count("conflict");
+      if (inline_task) {  // nothing of it was written
+        inline_task->done.assign(1, std::nullopt);
+        inline_task->eager_activities.clear();
+      }
+    }
+
     pqxx::work tx(conn_->c);
-    PendingEvents pe;
-    Notifications n;
     std::string run_id = NewUuid();
     pqxx::result ins = tx.exec_prepared("current_insert", req.workflow_id, run_id);
     if (ins.affected_rows() == 0) {
@@ -153,13 +204,10 @@ StatusOr<StartWorkflowResult> Store::StartWorkflow(const StartWorkflowRequest& r
       }
       tx.exec_prepared("current_set", req.workflow_id, run_id);
     }
-    std::function<void(RunTransaction&)> first_task;
-    if (inline_task) first_task = [&](RunTransaction& run) { StartInline(tx, now, pe, n, run, *inline_task); };
-    CreateRun(tx, now, pe, n, req.workflow_id, run_id, req.workflow_type, req.task_queue, req.input, request_id,
-              req.identity, req.workflow_task_timeout, "", first_task);
-    pe.Flush(tx);
-    n.Send(tx);
+    ActivityWrites activities;
+    auto saved = write_run(tx, run_id, activities);
     tx.commit();
+    remember(saved, activities);
     return StartWorkflowResult{run_id, true};
   });
 }

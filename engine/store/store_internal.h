@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <set>
 #include <pqxx/pqxx>
 
@@ -41,6 +42,14 @@ struct TransactionMetrics {
       "itinera_db_transaction_errors_total",
       "Database errors met by Store operations (retried serialization failures and deadlocks included).",
       {"operation", "error"});
+  // Speculative transitions (architecture §5, "One round trip per
+  // transition") by outcome: committed; conflict (the run had changed, the
+  // locking path followed); declined (the transition needed a read); miss
+  // (no snapshot of the run or activity in this process).
+  metrics::CounterFamily& speculative = metrics::DefaultMetrics().Counter(
+      "itinera_db_speculative_transitions_total",
+      "Transitions sent as one script from this process's snapshot of the run, by outcome.",
+      {"operation", "outcome"});
 };
 
 TransactionMetrics& TxMetrics();
@@ -64,7 +73,7 @@ v1::HistoryEvent NewEvent(v1::EventType type);
 
 // Creates a run with its started event and first workflow task. With
 // instead_of_save, that is called to finish (and save) the new run.
-void CreateRun(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n,
+void CreateRun(Sql tx, Micros now, PendingEvents& pe, Notifications& n,
                const std::string& workflow_id, const std::string& run_id, const std::string& workflow_type,
                const std::string& task_queue, const v1::Payload& input, const std::string& request_id,
                const std::string& identity, Micros workflow_task_timeout, const std::string& continued_from,
@@ -114,7 +123,7 @@ struct ActivityRow {
 
 ActivityRow ReadActivityRow(const pqxx::row& row);
 
-std::optional<ActivityRow> LockActivity(pqxx::transaction_base& tx, const std::string& wf, const std::string& run,
+std::optional<ActivityRow> LockActivity(Sql tx, const std::string& wf, const std::string& run,
                                         std::int64_t scheduled_event_id);
 
 using ActivityKey = std::tuple<std::string, std::string, std::int64_t>;
@@ -139,8 +148,9 @@ struct ActivityWrites {
   std::vector<Insert> inserts;
   std::vector<ActivityKey> deletes;
   std::map<ActivityKey, ActivityRow> locked;
+  std::vector<Insert> leased_written;  // the leased rows Flush wrote (for RunSnapshots)
 
-  void Lock(pqxx::transaction_base& tx, std::vector<ActivityKey> keys) {
+  void Lock(Sql tx, std::vector<ActivityKey> keys) {
     std::sort(keys.begin(), keys.end());
     ActivityKeyArrays k = ToArrays(keys);
     for (const auto& row : tx.exec_prepared("act_lock_many", k.workflow_ids, k.run_ids, k.scheduled_event_ids)) {
@@ -150,7 +160,7 @@ struct ActivityWrites {
     }
   }
 
-  void Flush(pqxx::transaction_base& tx) {
+  void Flush(Sql tx) {
     if (!deletes.empty()) {
       ActivityKeyArrays k = ToArrays(deletes);
       tx.exec_prepared("act_delete_many", k.workflow_ids, k.run_ids, k.scheduled_event_ids);
@@ -179,6 +189,9 @@ struct ActivityWrites {
     tx.exec_prepared("act_insert_many", TextArray(w), TextArray(r), IntArray(s), TextArray(q), TextArray(t),
                      TextArray(i), internal::HexArray(d), IntArray(su), IntArray(stc), IntArray(s2c), IntArray(hb),
                      internal::NullableIntArray(lt), TextArray(lo), internal::NullableIntArray(le));
+    for (auto& x : inserts) {
+      if (x.token) leased_written.push_back(std::move(x));
+    }
     inserts.clear();
   }
 };
@@ -186,7 +199,7 @@ struct ActivityWrites {
 v1::HistoryEvent ActivityStarted(const ActivityRow& a, std::int64_t scheduled_event_id, const std::string& identity);
 
 // An attempt failed: schedule the next one, or close the activity into history.
-Status RetryOrFail(pqxx::transaction_base& tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
+Status RetryOrFail(Sql tx, RunTransaction& run, ActivityRow& a, std::int64_t scheduled_event_id,
                    const v1::Failure& failure, bool timed_out, const std::string& identity,
                    std::optional<v1::RetryState> forced_state = std::nullopt, bool attempt_started = true);
 
@@ -214,7 +227,7 @@ std::vector<internal::RunKey> RunKeys(const std::vector<Entry>& batch) {
 // What the completions of one batch share: the transaction, the rows they
 // write at its end, and where activities leased eagerly go.
 struct CompletionWriters {
-  pqxx::transaction_base& tx;
+  Sql tx;
   Micros now;
   PendingEvents& pe;
   Notifications& n;
@@ -245,8 +258,55 @@ std::optional<InlineWorkflowTask::Done> RunInline(CompletionWriters& w, RunTrans
 
 // Offers a new run's first workflow task to `t` (eager start) and saves the
 // run, with the task completed or, failing that, waiting in its queue.
-void StartInline(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
-                 InlineWorkflowTask& t);
+// The activity rows its completion inserts are left in `activities`.
+void StartInline(Sql tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
+                 InlineWorkflowTask& t, ActivityWrites& activities);
+
+// Runs as this process last wrote them, for speculative transitions
+// (architecture §5, "One round trip per transition"): the executions row of
+// a running run without a workflow task row, and the activity rows leased
+// with it. Every Store of the process records what it commits here and
+// forgets what it cannot vouch for. Only hints: a speculative script's check
+// (itinera_expect, migration 0006) decides under the row locks. Thread-safe.
+class RunSnapshots {
+ public:
+  static RunSnapshots& Process();
+  bool enabled() const { return enabled_; }
+  std::optional<ExecutionRow> Run(const RunKey& key);
+  std::optional<ActivityRow> Activity(const ActivityKey& key);
+  // After a commit: the run as written, and whether it has a workflow task
+  // row now (then, or when closed, it is forgotten: the next transition locks).
+  void Record(const ExecutionRow& exec, bool has_task_row);
+  void RecordLeased(const ActivityWrites::Insert& row);
+  // An activity row leased by a claim (kept only if its run is kept).
+  void RecordActivity(const ActivityKey& key, ActivityRow row);
+  void ForgetActivity(const ActivityKey& key);
+  void Forget(const RunKey& key);
+  // What a batch committed: its runs (locked or seeded, as written), the
+  // activity rows it touched, and those it inserted leased.
+  void RecordBatch(const BatchRows& rows, const std::vector<ActivityKey>& touched,
+                   const std::vector<ActivityWrites::Insert>& leased);
+
+ private:
+  struct Entry {
+    ExecutionRow exec;
+    std::map<std::int64_t, ActivityRow> activities;  // by scheduled event id
+  };
+  RunSnapshots();
+  bool enabled_ = true;
+  std::mutex mu_;
+  std::map<RunKey, Entry> runs_;  // guarded by mu_
+};
+
+// Puts the check that `runs` and `activities` are as the snapshots say at
+// the head of a speculative script.
+void AppendExpectation(Script& script, const std::vector<ExecutionRow>& runs,
+                       const std::vector<std::pair<ActivityKey, ActivityRow>>& activities);
+
+// Sends a speculative script as one implicit transaction (one round trip,
+// one commit). False when its check failed or the workflow id of a
+// speculative start was taken: then nothing was written.
+bool SendScript(pqxx::connection& c, const Script& script);
 
 }  // namespace internal
 

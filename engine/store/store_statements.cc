@@ -112,6 +112,15 @@ const std::pair<const char*, const char*> kStatements[] = {
      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[], $6::bytea[])"},
     {"current_insert",
      "INSERT INTO current_executions (workflow_id, run_id) VALUES ($1, $2) ON CONFLICT (workflow_id) DO NOTHING"},
+    // A speculative start (store_speculation.cc): a workflow id already
+    // taken fails the script with unique_violation, and the start takes the
+    // locking path, which decides between the earlier run and a new one.
+    {"current_insert_new", "INSERT INTO current_executions (workflow_id, run_id) VALUES ($1, $2)"},
+    // A speculative transition's precondition (migration 0006).
+    {"run_expect",
+     "SELECT itinera_expect($1::text[], $2::text[], $3::smallint[], $4::bigint[], $5::bigint[], $6::boolean[], "
+     "$7::text[], $8::bigint[], $9::text[], $10::text[], $11::integer[], $12::text[], $13::text[], $14::bigint[], "
+     "$15::bigint[], $16::integer[])"},
     {"current_lock",
      "SELECT c.run_id, e.status, e.start_request_id FROM current_executions c JOIN executions e "
      "ON e.workflow_id = c.workflow_id AND e.run_id = c.run_id WHERE c.workflow_id = $1 FOR UPDATE OF c"},
@@ -167,7 +176,7 @@ const std::pair<const char*, const char*> kStatements[] = {
      "RETURNING a.workflow_id, a.run_id, a.scheduled_event_id, a.activity_type, a.activity_id, a.scheduled, "
      "a.attempt, a.heartbeat_details, a.heartbeat_us, LEAST($2 + a.start_to_close_us, "
      "  CASE WHEN a.schedule_to_close_us > 0 THEN a.scheduled_us + a.schedule_to_close_us END) AS deadline, "
-     "a.visible_us"},
+     "a.visible_us, a.scheduled_us, a.start_to_close_us, a.schedule_to_close_us, a.attempts, a.task_queue"},
     {"act_lock",
      "SELECT activity_type, scheduled, scheduled_us, start_to_close_us, schedule_to_close_us, heartbeat_us, "
      "attempt, lease_token, lease_expires_us, started_us, attempts, task_queue "
@@ -258,9 +267,23 @@ const std::pair<const char*, const char*> kStatements[] = {
      "UPDATE executions SET reset_from_run_id = $3, cancel_requested = $4 WHERE workflow_id = $1 AND run_id = $2"},
 };
 
+// Statements whose result no caller reads: a speculative transition sends
+// them in its script (store_speculation.cc).
+const std::set<std::string>& WriteOnlyStatements() {
+  static const std::set<std::string> names = {
+      "notify", "exec_update_many", "exec_insert", "exec_update", "wft_delete_many", "wft_upsert_many",
+      "wft_upsert", "wft_delete", "wft_lease", "buffer_insert", "buffer_delete_many", "buffer_delete_one",
+      "close_rows", "events_insert", "current_set", "current_insert_new", "run_expect", "act_insert_many",
+      "act_delete_many", "act_delete", "act_retry", "act_cancel_flag", "timer_insert",
+  };
+  return names;
+}
+
 }  // namespace
 
 namespace internal {
+
+bool IsWriteOnlyStatement(const std::string& name) { return WriteOnlyStatements().count(name) > 0; }
 
 TransactionMetrics& TxMetrics() {
   static TransactionMetrics m;

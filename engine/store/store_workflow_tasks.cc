@@ -461,9 +461,8 @@ std::optional<InlineWorkflowTask::Done> RunInline(CompletionWriters& w, RunTrans
   return InlineWorkflowTask::Done{*result, run.TakeAppended()};
 }
 
-void StartInline(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
-                 InlineWorkflowTask& t) {
-  ActivityWrites activities;
+void StartInline(Sql tx, Micros now, PendingEvents& pe, Notifications& n, RunTransaction& run,
+                 InlineWorkflowTask& t, ActivityWrites& activities) {
   CompletionWriters w{tx, now, pe, n, activities, NewLeaseToken(), &t.eager_activities};
   run.LeaseWorkflowTask(w.eager_token, t.identity);
   t.done[0] = RunInline(w, run, t, 0);
@@ -476,7 +475,6 @@ void StartInline(pqxx::transaction_base& tx, Micros now, PendingEvents& pe, Noti
     wft->started_us = 0;
     run.Save();
   }
-  activities.Flush(tx);
 }
 
 }  // namespace internal
@@ -504,6 +502,7 @@ std::vector<StatusOr<CompletionResult>> Store::CompleteWorkflowTasks(
     for (size_t i : order) results[i] = CompleteOne(w, rows, batch[i], appended ? &(*appended)[i] : nullptr);
     for (auto& r : results) out.push_back(std::move(*r));
     w.FlushAndCommit(rows);
+    RunSnapshots::Process().RecordBatch(rows, {}, activities.leased_written);
     if (eager_activities) {
       for (auto& l : eager) eager_activities->push_back(std::move(l));
     }

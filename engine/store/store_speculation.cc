@@ -1,0 +1,174 @@
+// Speculative transitions (architecture §5, "One round trip per
+// transition"): the snapshots of runs this process wrote last, the check
+// that heads a speculative script, and sending that script.
+
+#include <cstdlib>
+
+#include "store/store_internal.h"
+
+namespace itinera::store::internal {
+
+namespace {
+
+// Runs kept at most; beyond, the oldest keys in map order go (a miss only
+// costs the locking path).
+constexpr std::size_t kMaxSnapshots = 16384;
+
+std::string BoolArray(const std::vector<bool>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += values[i] ? 't' : 'f';
+  }
+  return out + "}";
+}
+
+}  // namespace
+
+RunSnapshots& RunSnapshots::Process() {
+  static RunSnapshots* s = new RunSnapshots();  // never destroyed: Stores may outlive static destruction
+  return *s;
+}
+
+RunSnapshots::RunSnapshots() {
+  // ITINERA_SPECULATIVE_TRANSITIONS=0 turns speculation off: every
+  // transition takes the locking path (a kill switch, and the benchmark's
+  // baseline).
+  const char* v = std::getenv("ITINERA_SPECULATIVE_TRANSITIONS");
+  enabled_ = v == nullptr || std::string(v) != "0";
+}
+
+std::optional<ExecutionRow> RunSnapshots::Run(const RunKey& key) {
+  if (!enabled_) return std::nullopt;
+  std::lock_guard lock(mu_);
+  auto it = runs_.find(key);
+  if (it == runs_.end()) return std::nullopt;
+  return it->second.exec;
+}
+
+std::optional<ActivityRow> RunSnapshots::Activity(const ActivityKey& key) {
+  std::lock_guard lock(mu_);
+  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
+  if (it == runs_.end()) return std::nullopt;
+  auto a = it->second.activities.find(std::get<2>(key));
+  if (a == it->second.activities.end()) return std::nullopt;
+  return a->second;
+}
+
+void RunSnapshots::Record(const ExecutionRow& exec, bool has_task_row) {
+  if (!enabled_) return;
+  RunKey key{exec.workflow_id, exec.run_id};
+  std::lock_guard lock(mu_);
+  if (has_task_row || exec.status != ExecutionStatus::kRunning) {
+    runs_.erase(key);
+    return;
+  }
+  Entry& e = runs_[key];
+  e.exec = exec;
+  e.exec.closed_us = 0;
+  if (runs_.size() > kMaxSnapshots) {
+    auto victim = runs_.begin();
+    if (victim->first == key) ++victim;
+    runs_.erase(victim);
+  }
+}
+
+void RunSnapshots::RecordLeased(const ActivityWrites::Insert& row) {
+  std::lock_guard lock(mu_);
+  auto it = runs_.find({row.workflow_id, row.run_id});
+  if (it == runs_.end() || !row.token) return;
+  ActivityRow a;
+  a.activity_type = row.type;
+  a.attrs.ParseFromString(row.attrs);
+  a.scheduled_us = row.scheduled_us;
+  a.start_to_close_us = row.start_to_close;
+  a.schedule_to_close_us = row.schedule_to_close;
+  a.heartbeat_us = row.heartbeat;
+  a.attempt = 1;
+  a.lease_token = row.token;
+  a.lease_expires_us = row.lease_expires.value_or(0);
+  a.started_us = row.scheduled_us;  // act_insert_many: a leased row starts when scheduled
+  a.task_queue = row.queue;
+  it->second.activities[row.scheduled_event_id] = std::move(a);
+}
+
+void RunSnapshots::RecordActivity(const ActivityKey& key, ActivityRow row) {
+  if (!enabled_) return;
+  std::lock_guard lock(mu_);
+  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
+  if (it != runs_.end()) it->second.activities[std::get<2>(key)] = std::move(row);
+}
+
+void RunSnapshots::ForgetActivity(const ActivityKey& key) {
+  std::lock_guard lock(mu_);
+  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
+  if (it != runs_.end()) it->second.activities.erase(std::get<2>(key));
+}
+
+void RunSnapshots::Forget(const RunKey& key) {
+  std::lock_guard lock(mu_);
+  runs_.erase(key);
+}
+
+void RunSnapshots::RecordBatch(const BatchRows& rows, const std::vector<ActivityKey>& touched,
+                               const std::vector<ActivityWrites::Insert>& leased) {
+  for (const auto& [key, exec] : rows.executions()) {
+    auto t = rows.tasks().find(key);
+    Record(exec, t != rows.tasks().end() && t->second.has_value());
+  }
+  for (const auto& k : touched) ForgetActivity(k);
+  for (const auto& row : leased) RecordLeased(row);
+}
+
+void AppendExpectation(Script& script, const std::vector<ExecutionRow>& runs,
+                       const std::vector<std::pair<ActivityKey, ActivityRow>>& activities) {
+  std::vector<std::string> w, r, owner, code, message, aw, ar;
+  std::vector<std::int64_t> status, next, bytes, sticky_until, fattempt, asched, atoken, aattempt;
+  std::vector<bool> cancel;
+  for (const auto& e : runs) {
+    w.push_back(e.workflow_id);
+    r.push_back(e.run_id);
+    status.push_back(static_cast<int>(e.status));
+    next.push_back(e.next_event_id);
+    bytes.push_back(e.history_bytes);
+    cancel.push_back(e.cancel_requested);
+    owner.push_back(e.sticky_owner);
+    sticky_until.push_back(e.sticky_until_us);
+    code.push_back(e.task_failure_code);
+    message.push_back(e.task_failure_message);
+    fattempt.push_back(e.task_failure_attempt);
+  }
+  for (const auto& [key, a] : activities) {
+    aw.push_back(std::get<0>(key));
+    ar.push_back(std::get<1>(key));
+    asched.push_back(std::get<2>(key));
+    atoken.push_back(a.lease_token.value_or(0));
+    aattempt.push_back(a.attempt);
+  }
+  Sql::Deferred(&script).exec_prepared("run_expect", TextArray(w), TextArray(r), IntArray(status), IntArray(next),
+                                       IntArray(bytes), BoolArray(cancel), TextArray(owner), IntArray(sticky_until),
+                                       TextArray(code), TextArray(message), IntArray(fattempt), TextArray(aw),
+                                       TextArray(ar), IntArray(asched), IntArray(atoken), IntArray(aattempt));
+}
+
+bool SendScript(pqxx::connection& c, const Script& script) {
+  // SQL EXECUTE finds only statements the server has prepared; libpqxx
+  // prepares on first use (and again after reconnecting).
+  try {
+    for (const auto& name : script.statements) c.prepare_now(name);
+  } catch (const pqxx::undefined_function&) {
+    return false;  // a database not migrated to 0006 yet: the locking path still works
+  }
+  try {
+    pqxx::nontransaction tx(c);
+    tx.exec(script.text);
+    return true;
+  } catch (const pqxx::unique_violation&) {
+    return false;  // a speculative start's workflow id is taken
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "ITN01") return false;
+    throw;
+  }
+}
+
+}  // namespace itinera::store::internal
