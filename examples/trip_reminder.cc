@@ -10,11 +10,15 @@ using namespace std::chrono_literals;
 
 Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
   const ActivityOptions quick{.start_to_close = 10s, .maximum_attempts = 5};
+  // What `itinera workflow query ID status` answers, from history.
+  std::string status = "reserving";
+  ctx.SetQueryHandler("status", [&status] { return status; });
 
   // 1. Reserve. If this worker dies right after, the reservation is not made
   //    twice: the activity's result is in history, and the supplier call
   //    carries the activity's idempotency key.
   Reservation reservation = co_await ctx.execute_activity(kReserve, request, quick);
+  status = "awaiting approval";
 
   // 2. Wait for the traveler's approval: a signal, with a durable timeout.
   auto approval = co_await ctx.wait_signal<Approval>(
@@ -25,13 +29,16 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
     NotifyRequest note;
     note.set_traveler(request.traveler());
     note.set_message(approval ? "trip declined" : "no approval in time; reservation lapsed");
+    status = approval ? "declined" : "expired";
     co_await ctx.execute_activity(kNotify, note, quick);
     result.set_status(approval ? "declined" : "expired");
     co_return result;
   }
 
   // 3. Hold on a durable timer: survives restarts of every process.
+  status = "holding";
   if (request.hold_seconds() > 0) co_await ctx.sleep(std::chrono::seconds(request.hold_seconds()));
+  status = "confirming";
 
   // 4. Confirm and tell the traveler.
   ConfirmRequest confirm;
@@ -45,6 +52,7 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
   co_await ctx.execute_activity(kNotify, note, quick);
 
   result.set_status("confirmed");
+  status = "confirmed";
   result.set_confirmation_code(confirmation.confirmation_code());
   co_return result;
 }

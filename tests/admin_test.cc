@@ -588,6 +588,50 @@ TEST_F(AdminTest, DescribeOfAFailedRunSaysWhyAsTheCliDoes) {
   EXPECT_EQ(d, cli::DescribeJson(registry_, *info, *events));
 }
 
+// POST /admin/v1/workflows/{id}/query: the run's query handler, answered by
+// replaying its history with the server's code; it writes nothing.
+TEST_F(AdminTest, QueriesOverHttpAnswerFromHistory) {
+  tv1::StepsInput in;
+  in.set_label("query/1");
+  in.set_steps(2);
+  ASSERT_TRUE(client_->Start(::itinera::testing::kProgress, "query/1", in).ok());
+  StartWorker();
+  ASSERT_TRUE(WaitUntil([&] {
+    auto a = client_->QueryWorkflowJson("query/1", "status", "");
+    return a.ok() && *a == "\"waiting for finish\"";
+  }));
+  ASSERT_TRUE(worker_->WaitIdle().ok());
+  const auto before = client_->Describe("query/1");
+  ASSERT_TRUE(before.ok());
+  auto post = [&](const std::string& target, const json& body, int want) {
+    auto res = Call("POST", target, kToken, body.dump());
+    EXPECT_EQ(res.status, want) << target << " " << body.dump() << ": " << res.body;
+    return json::parse(res.body, nullptr, false);
+  };
+
+  json status = post("/admin/v1/workflows/query%2F1/query", {{"name", "status"}}, 200);
+  EXPECT_EQ(status["result"], "waiting for finish") << status.dump();
+  EXPECT_EQ(status["workflow_id"], "query/1");
+  EXPECT_EQ(status["run_id"], before->run_id);
+  json progress = post("/admin/v1/workflows/query%2F1/query", {{"name", "progress"}}, 200);
+  EXPECT_EQ(progress["result"]["keys"].size(), 2u) << progress.dump();
+  json key = post("/admin/v1/workflows/query%2F1/query", {{"name", "key"}, {"input", {{"index", 1}}}}, 200);
+  EXPECT_EQ(key["result"], progress["result"]["keys"][1]) << key.dump();
+
+  json unknown = post("/admin/v1/workflows/query%2F1/query", {{"name", "stauts"}}, 404);
+  EXPECT_NE(unknown["message"].get<std::string>().find("known queries: key, progress, status"), std::string::npos)
+      << unknown.dump();
+  EXPECT_EQ(post("/admin/v1/workflows/query%2F1/query", json::object(), 400)["field"], "name");
+  EXPECT_EQ(post("/admin/v1/workflows/query%2F1/query", {{"name", "status"}, {"colour", 1}}, 400)["field"], "colour");
+  EXPECT_EQ(post("/admin/v1/workflows/no-such-id/query", {{"name", "status"}}, 404)["error"], "not_found");
+  EXPECT_EQ(Call("GET", "/admin/v1/workflows/query%2F1/query").status, 405);
+
+  // Nothing was written.
+  const auto after = client_->Describe("query/1");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->history_length, before->history_length);
+}
+
 TEST_F(AdminTest, RepairsOverHttpGoThroughTheOperationsAndSayWhatTheyDid) {
   tv1::WaitInput in;
   in.set_signal_name("go");

@@ -344,8 +344,7 @@ TEST_F(BookingTest, FareChangeUnansweredUnwindsWhenTheTimeoutFires) {
   })) << Dump(id);
   // Not a second early: the run is still waiting with its holds.
   clock->Advance(899s);
-  worker_->Wake();
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_EQ(GetBooking("bk-fare-silent").status(), v1::BOOKING_STATUS_AWAITING_FARE_CONFIRMATION);
   EXPECT_EQ(supplier_->Audit()["open_holds"], 2);
   clock->Advance(2s);

@@ -13,7 +13,11 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "store/sql_admin.h"
+#include "trip_reminder.h"
+#include "worker/worker.h"
 #include "support/shell.h"
 #include "support/test_database.h"
 
@@ -149,6 +153,46 @@ TEST_F(CliTest, CommonMistakesGetMessagesThatSayWhatToTypeInstead) {
   r = Sh("ITINERA_DB='host=x dbname' \"$ITINERA\" workflow list");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_TRUE(Has(r, "ITINERA_DB: not a connection string")) << r.output;
+}
+
+// `workflow query` answers from history, with no worker running, as JSON.
+TEST_F(CliTest, QueryAnswersFromHistoryAsJson) {
+  // Before any workflow task ran, the code has registered no handler yet.
+  CliResult r = Itinera("workflow query trip-a status");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(Has(r, "has no query handler \"status\"; known queries: none")) << r.output;
+
+  {
+    // A worker runs the first steps (each run reserves, then waits for its
+    // approval), and stops: queries need none.
+    Registry registry;
+    examples::RegisterExamples(registry);
+    Worker worker(registry, WorkerOptions{.dsn = Dsn()});
+    ASSERT_TRUE(worker.Start().ok());
+    ASSERT_TRUE(worker.WaitIdle().ok());
+    worker.Stop();
+  }
+  const std::int64_t events = Rows("SELECT count(*) FROM history_events WHERE workflow_id = 'trip-a'");
+  r = Itinera("workflow query trip-a status");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.output;
+  EXPECT_EQ(j["workflow_id"], "trip-a");
+  EXPECT_EQ(j["query"], "status");
+  EXPECT_EQ(j["result"], "awaiting approval");
+  EXPECT_TRUE(j["run_id"].is_string());
+
+  r = Itinera("workflow query trip-a stauts");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_TRUE(Has(r, "error: workflow TripReminder has no query handler \"stauts\"; known queries: status"))
+      << r.output;
+  r = Itinera("workflow query no-such-trip status");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  r = Itinera("workflow query trip-a status --input '{oops'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_TRUE(Has(r, "--input: parse error")) << r.output;
+  // Nothing was written by any of it.
+  EXPECT_EQ(Rows("SELECT count(*) FROM history_events WHERE workflow_id = 'trip-a'"), events);
 }
 
 TEST_F(CliTest, ABookingIsCheckedAtStartAndNotStartedTwice) {

@@ -703,5 +703,48 @@ TEST_F(CrashTest, TwoWorkersOneKilledUnderLoadFinishEveryRun) {
               completed_at_kill, kRuns, a->identity().c_str(), completed_by_a, retried, rerun);
 }
 
+// Queries are answered by replaying history, not by a worker: a run whose
+// worker was killed in the middle of it still answers, with the state its
+// last recorded workflow task left, and so does the run once it closed.
+TEST_F(CrashTest, QueriesAnswerFromHistoryAfterTheWorkerIsKilled) {
+  Registry registry;
+  testing::RegisterTestWorkflows(registry, dsn_);
+  auto queries = Client::Connect(dsn_, &registry);
+  ASSERT_TRUE(queries.ok()) << queries.status().ToString();
+  auto ask = [&](const std::string& name, const std::string& input = "") {
+    auto a = (*queries)->QueryWorkflowJson("q-1", name, input);
+    return a.ok() ? *a : "error: " + a.status().ToString();
+  };
+
+  // The worker dies when it has claimed the second step's activity.
+  WorkerProcess* first = SpawnWorker("q-crash", "q-crash-1", "during-activity:2");
+  ASSERT_NE(first, nullptr);
+  tv1::StepsInput in;
+  in.set_label("q-1");
+  in.set_steps(3);
+  auto r = client_->Start(testing::kProgress, "q-1", in, StartOptions{.task_queue = "q-crash", .workflow_task_timeout = 2s});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_NO_FATAL_FAILURE(ExpectKilledByCrashPoint(*first, "q-1"));
+
+  // No worker runs: the answer comes from history alone.
+  EXPECT_EQ(ask("status"), "\"running step 2 of 3\"") << Dump("q-1");
+  EXPECT_EQ(ask("key", R"({"index": 1})"), "\"\"") << "step 2 never completed";
+  const std::string first_key = ask("key", R"({"index": 0})");
+  EXPECT_TRUE(first_key.size() > 2 && first_key[0] == '"') << first_key;  // step 1's key, as recorded
+
+  // Another worker finishes the steps; the run waits for "finish".
+  WorkerProcess* second = SpawnWorker("q-crash", "q-crash-2");
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return ask("status") == "\"waiting for finish\""; })) << ask("status") << "\n"
+                                                                                      << Dump("q-1");
+  ASSERT_TRUE(client_->SignalPayload("q-1", testing::kProgressFinishSignal, v1::Payload()).ok());
+  ASSERT_NO_FATAL_FAILURE(AwaitCompleted("q-1"));
+  second->Kill();
+
+  EXPECT_EQ(ask("status"), "\"done\"");
+  EXPECT_EQ(ask("key", R"({"index": 0})"), first_key) << "the answer changed with the worker";
+  EXPECT_NE(ask("key", R"({"index": 2})"), "\"\"");
+}
+
 }  // namespace
 }  // namespace itinera

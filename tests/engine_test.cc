@@ -184,7 +184,7 @@ TEST_F(EngineTest, RetriesFollowThePolicyAndBackoffIsRecordedInHistory) {
   };
   ASSERT_TRUE(WaitUntil([&] { return pending_attempt() == 2; }));
   // The retry waits for its backoff, by the clock: nothing runs meanwhile.
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_EQ(pending_attempt(), 2);
   EXPECT_EQ(worker_->stats().activity_attempts.load(), 1);
   auto d = client_->Describe("retry-1");
@@ -314,7 +314,7 @@ TEST_F(EngineTest, ScheduleToCloseTimesOutAnActivityNoWorkerTakes) {
   ASSERT_TRUE(client_->Start(kFlaky, "s2c-1", in).ok());
   ASSERT_TRUE(WaitUntil([&] { return HasEvent("s2c-1", v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED); }));
   Advance(4900ms);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_FALSE(HasEvent("s2c-1", v1::EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT)) << "not before its time";
   Advance(100ms);
   EXPECT_EQ(Result<tv1::FlakyResult>("s2c-1").outcome(), "failed:TimeoutError:RETRY_STATE_TIMEOUT");
@@ -334,10 +334,10 @@ TEST_F(EngineTest, DurableTimerFiresOnceWhenItsTimeComes) {
   in.set_sleep_seconds(3600);
   ASSERT_TRUE(client_->Start(kSteps, "timer-1", in).ok());
   ASSERT_TRUE(WaitUntil([&] { return HasEvent("timer-1", v1::EVENT_TYPE_TIMER_STARTED); }));
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_FALSE(HasEvent("timer-1", v1::EVENT_TYPE_TIMER_FIRED));
   Advance(3599s);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_FALSE(HasEvent("timer-1", v1::EVENT_TYPE_TIMER_FIRED)) << "not before its time";
   Advance(1s);
   Result<tv1::StepsResult>("timer-1");
@@ -412,7 +412,7 @@ TEST_F(EngineTest, TerminateClosesTheRunAndLeavesNoTasksBehind) {
   auto sig = client_->Signal("term-1", "go", tv1::WaitInput());
   EXPECT_EQ(sig.code(), StatusCode::kFailedPrecondition);
   Advance(3600s);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_FALSE(HasEvent("term-1", v1::EVENT_TYPE_TIMER_FIRED));
 }
 

@@ -174,7 +174,7 @@ TEST_F(OperatorScenario, BrokenDeployIsFoundReplayedFixedAndRetriedInBulkWithout
   ASSERT_TRUE(dry.ok()) << dry.status().ToString();
   fmt::print("{}\n", dry->Line());
   EXPECT_EQ(dry->matched, kRuns);
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_EQ(Stuck(), kRuns) << "a dry run changes nothing";
 
   fmt::print("$ itinera workflow retry --all --stuck-code ITN-NDE-001\n");

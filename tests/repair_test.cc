@@ -291,7 +291,7 @@ TEST_F(RepairTest, RetryRedrivesAStuckRunAtOnceWithoutWaitingForItsBackoff) {
 
   // The fix is deployed; the clock does not move, so only a retry helps.
   StartWorker(fixed_);
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_TRUE(Stuck("stuck-1")) << "still waiting for its backoff";
   ASSERT_TRUE(ops::Retry(*client_, "stuck-1", "").ok());
   EXPECT_EQ(Result<tv1::WaitResult>("stuck-1").outcome(), "patched-old");
@@ -346,7 +346,7 @@ TEST_F(RepairTest, BulkRetryDryRunChangesNothingThenRetriesEveryStuckRun) {
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_NE(lines[0].find("would retry"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("stuck: ITN-NDE-001"), std::string::npos) << lines[0];
-  std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(worker_->WaitIdle().ok());
   EXPECT_EQ(Snapshot(), before) << "a dry run changes nothing";
   for (const auto& id : ids) EXPECT_TRUE(Stuck(id));
 

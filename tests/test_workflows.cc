@@ -103,6 +103,31 @@ Task<CounterResult> Counter(WorkflowContext& ctx, CounterInput in) {
   co_return out;
 }
 
+Task<StepsResult> Progress(WorkflowContext& ctx, StepsInput in) {
+  StepsResult done;
+  std::string status = "starting";
+  ctx.SetQueryHandler("status", [&status] { return status; });
+  ctx.SetQueryHandler("progress", [&done] { return done; });
+  ctx.SetQueryHandler("key", [&done](const StepInput& which) {
+    return which.index() >= 0 && which.index() < done.keys_size() ? done.keys(which.index()) : std::string();
+  });
+  const ActivityOptions options{.start_to_close = 2s, .initial_interval = 100ms};
+  for (int i = 0; i < in.steps(); ++i) {
+    status = fmt::format("running step {} of {}", i + 1, in.steps());
+    StepInput s;
+    s.set_label(in.label());
+    s.set_index(i);
+    StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    done.add_keys(r.idempotency_key());
+  }
+  status = "waiting for finish";
+  const std::string finish = kProgressFinishSignal;
+  std::optional<::itinera::v1::Payload> signal = co_await ctx.wait_signal_payload(finish);
+  (void)signal;
+  status = "done";
+  co_return done;
+}
+
 }  // namespace
 
 void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
@@ -110,6 +135,7 @@ void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
   registry.Register(kFlaky, &Flaky);
   registry.Register(kWaitSignal, &WaitSignal);
   registry.Register(kCounter, &Counter);
+  registry.Register(kProgress, &Progress);
   registry.Register(kRecordStep, [dsn](ActivityContext& ctx, const StepInput& in) {
     // The effect is keyed by the idempotency key, as a supplier would key it;
     // executions counts how often the activity body ran.

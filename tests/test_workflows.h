@@ -32,6 +32,12 @@ inline constexpr WorkflowType<StepsInput, StepsResult> kSteps{"Steps"};
 inline constexpr WorkflowType<FlakyInput, FlakyResult> kFlaky{"Flaky"};
 inline constexpr WorkflowType<WaitInput, WaitResult> kWaitSignal{"WaitSignal"};
 inline constexpr WorkflowType<CounterInput, CounterResult> kCounter{"Counter"};
+// Runs `steps` RecordStep activities, then waits for the signal "finish".
+// Its queries: "status" (text: "running step 2 of 3", "waiting for finish",
+// "done"), "progress" (the StepsResult so far) and "key" (input StepInput:
+// the idempotency key of step `index`, "" before it ran).
+inline constexpr WorkflowType<StepsInput, StepsResult> kProgress{"Progress"};
+inline constexpr const char* kProgressFinishSignal = "finish";
 inline constexpr ActivityType<StepInput, StepOutput> kRecordStep{"RecordStep"};
 inline constexpr ActivityType<FlakyInput, FlakyResult> kFlakyActivity{"FlakyActivity"};
 

@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "history/history_text.h"
+#include "runtime/query.h"
 #include "store/notification_listener.h"
 
 namespace itinera {
@@ -98,6 +99,28 @@ StatusOr<std::vector<store::ExecutionInfo>> Client::List(const store::ListFilter
 
 StatusOr<std::vector<v1::HistoryEvent>> Client::History(const std::string& workflow_id, const std::string& run_id) {
   return store_->GetHistory(workflow_id, run_id, 1);
+}
+
+StatusOr<v1::Payload> Client::QueryWorkflow(const std::string& workflow_id, const std::string& query_name,
+                                            const v1::Payload& input, const std::string& run_id) {
+  if (registry_ == nullptr) {
+    return Status::FailedPrecondition("queries are answered by replaying the workflow code: connect the client "
+                                      "with the registry that holds it");
+  }
+  auto info = store_->DescribeWorkflow(workflow_id, run_id);
+  if (!info.ok()) return info.status();
+  auto events = store_->GetHistory(workflow_id, info->run_id, 1);
+  if (!events.ok()) return events.status();
+  return QueryByReplay(*registry_, workflow_id, info->run_id, std::move(*events), query_name, input);
+}
+
+StatusOr<std::string> Client::QueryWorkflowJson(const std::string& workflow_id, const std::string& query_name,
+                                                const std::string& json_input, const std::string& run_id) {
+  v1::Payload input;
+  if (!json_input.empty()) input = QueryInputFromJson(json_input);
+  auto answer = QueryWorkflow(workflow_id, query_name, input, run_id);
+  if (!answer.ok()) return answer.status();
+  return QueryResultToJson(*answer);
 }
 
 std::string Client::CloseDescription(const v1::HistoryEvent& e) { return history::DescribeEvent(e); }

@@ -71,6 +71,17 @@ class Client {
                                                   std::string* next_page_token = nullptr);
   StatusOr<std::vector<v1::HistoryEvent>> History(const std::string& workflow_id, const std::string& run_id = "");
 
+  // Asks the run's query handler `query_name` (WorkflowContext::
+  // SetQueryHandler), answered by replaying its history here with the
+  // registry given to Connect (runtime/query.h): nothing is written and no
+  // worker is involved. run_id empty: the current run. NotFound for an
+  // unknown run or query (the message lists the known queries).
+  StatusOr<v1::Payload> QueryWorkflow(const std::string& workflow_id, const std::string& query_name,
+                                      const v1::Payload& input = {}, const std::string& run_id = "");
+  // The same with the input as JSON and the result as JSON (CLI, admin API).
+  StatusOr<std::string> QueryWorkflowJson(const std::string& workflow_id, const std::string& query_name,
+                                          const std::string& json_input, const std::string& run_id = "");
+
   // Waits until the run closes and returns its closing event (completed,
   // failed, canceled, terminated, continued-as-new). DeadlineExceeded is
   // reported as Unavailable with a message.

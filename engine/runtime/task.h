@@ -16,6 +16,17 @@ class Task;
 
 namespace detail {
 
+// Set by the runtime only while it answers a query by replay (runtime/
+// query.h): called whenever a workflow coroutine returns, before its locals
+// are destroyed, so a query handler that reads them can still be asked for
+// the state the code ended in. Null otherwise; one per thread.
+// `frame` is the returning coroutine's frame address.
+inline thread_local void (*on_task_return)(void* arg, void* frame) = nullptr;
+inline thread_local void* on_task_return_arg = nullptr;
+inline void NotifyTaskReturn(void* frame) {
+  if (on_task_return != nullptr) on_task_return(on_task_return_arg, frame);
+}
+
 template <class T>
 struct TaskPromiseBase {
   std::coroutine_handle<> continuation;
@@ -39,7 +50,16 @@ template <class T>
 struct TaskPromise : TaskPromiseBase<T> {
   std::optional<T> value;
   Task<T> get_return_object();
-  void return_value(T v) { value = std::move(v); }
+  // By reference, so that `co_return local;` (an implicit move) leaves the
+  // local intact until the return hook has run.
+  void return_value(T&& v) {
+    NotifyTaskReturn(std::coroutine_handle<TaskPromise>::from_promise(*this).address());
+    value = std::move(v);
+  }
+  void return_value(const T& v) {
+    NotifyTaskReturn(std::coroutine_handle<TaskPromise>::from_promise(*this).address());
+    value = v;
+  }
   T Take() {
     if (this->error) std::rethrow_exception(this->error);
     return std::move(*value);
@@ -49,7 +69,7 @@ struct TaskPromise : TaskPromiseBase<T> {
 template <>
 struct TaskPromise<void> : TaskPromiseBase<void> {
   Task<void> get_return_object();
-  void return_void() {}
+  void return_void() { NotifyTaskReturn(std::coroutine_handle<TaskPromise>::from_promise(*this).address()); }
   void Take() {
     if (error) std::rethrow_exception(error);
   }

@@ -68,6 +68,21 @@ struct Slot {
   std::string timer_id;
 };
 using SlotPtr = std::shared_ptr<Slot>;
+
+// A query handler with its input decoded and its result encoded
+// (runtime/query.h). Throws ApplicationError when the input does not decode.
+using QueryHandler = std::function<v1::Payload(const v1::Payload& input)>;
+// Query results and inputs: protobuf messages, or text.
+v1::Payload EncodeQueryValue(const google::protobuf::Message& value);
+v1::Payload EncodeQueryValue(const std::string& value);
+Status DecodeQueryValue(const v1::Payload& payload, google::protobuf::Message* value);
+Status DecodeQueryValue(const v1::Payload& payload, std::string* value);
+template <class T>
+T DecodeQueryArgument(const v1::Payload& payload) {
+  T value;
+  if (Status s = DecodeQueryValue(payload, &value); !s.ok()) throw ApplicationError("InvalidQueryInput", s.message(), true);
+  return value;
+}
 }  // namespace detail
 
 class WorkflowContext;
@@ -196,12 +211,48 @@ class WorkflowContext {
   // Ends this run and starts a new one of the same type with fresh history.
   [[noreturn]] void continue_as_new(const google::protobuf::Message& input);
 
+  // Registers a read-only query handler under `name` (a second call with
+  // the same name replaces it). Queries are answered by replaying the run's
+  // history in a fresh executor (runtime/query.h), never by the running
+  // worker, so a handler may only read workflow state: it must not change
+  // it, and it records nothing. `fn` is `R()` or `R(const In&)`, where R and
+  // In are protobuf messages or std::string. Capture state that lives as
+  // long as the workflow function (its locals, by reference).
+  template <class Fn>
+  void SetQueryHandler(std::string name, Fn fn) {
+    if constexpr (std::is_invocable_v<Fn&>) {
+      queries_[std::move(name)] = [fn = std::move(fn)](const v1::Payload&) mutable {
+        return detail::EncodeQueryValue(fn());
+      };
+    } else {
+      using In = std::remove_cvref_t<typename FirstArgument<Fn>::type>;
+      queries_[std::move(name)] = [fn = std::move(fn)](const v1::Payload& input) mutable {
+        return detail::EncodeQueryValue(fn(detail::DecodeQueryArgument<In>(input)));
+      };
+    }
+  }
   bool cancel_requested() const { return cancel_requested_; }
   // True while the code is re-executing an already recorded workflow task.
   bool is_replaying() const { return replaying_; }
 
  private:
   friend class WorkflowExecutor;
+
+  // The argument type of a one-argument callable (a lambda or a function).
+  template <class Fn>
+  struct FirstArgument : FirstArgument<decltype(&Fn::operator())> {};
+  template <class R, class C, class A>
+  struct FirstArgument<R (C::*)(A) const> {
+    using type = A;
+  };
+  template <class R, class C, class A>
+  struct FirstArgument<R (C::*)(A)> {
+    using type = A;
+  };
+  template <class R, class A>
+  struct FirstArgument<R (*)(A)> {
+    using type = A;
+  };
 
   struct PendingCommand {
     v1::Command command;
@@ -242,6 +293,7 @@ class WorkflowContext {
   // Looked ahead in history: recorded side-effect values and patch ids.
   std::map<int, v1::Payload> recorded_side_effects_;
   std::set<std::string> recorded_patches_;
+  std::map<std::string, detail::QueryHandler> queries_;  // by query name
 };
 
 }  // namespace itinera

@@ -1,6 +1,7 @@
 #include "runtime/workflow_executor.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/payload.h"
 #include "history/history_text.h"
@@ -325,6 +326,21 @@ void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
 }
 
 void WorkflowExecutor::Activate(Micros now, bool replaying) {
+  if (query_) {
+    // Ask the handler whenever a coroutine returns (the root's locals die
+    // right after), and at the end of this task.
+    detail::on_task_return = &WorkflowExecutor::ProbeQueryHook;
+    detail::on_task_return_arg = this;
+  }
+  ActivateCode(now, replaying);
+  if (query_) {
+    detail::on_task_return = nullptr;
+    detail::on_task_return_arg = nullptr;
+    if (!root_.done() && failure_.type().empty()) ProbeQuery();
+  }
+}
+
+void WorkflowExecutor::ActivateCode(Micros now, bool replaying) {
   ctx_->now_ = now;
   ctx_->replaying_ = replaying;
   if (!started_) {
@@ -408,6 +424,46 @@ std::vector<std::string> WorkflowExecutor::WaitingSignals() const {
     if (waits > 0 && (queued == ctx_->signals_.end() || queued->second.empty())) out.push_back(name);
   }
   return out;  // map order: sorted
+}
+
+}  // namespace itinera
+
+namespace itinera {
+
+void WorkflowExecutor::ArmQuery(std::string name, v1::Payload input) {
+  query_ = ArmedQuery{.name = std::move(name), .input = std::move(input), .answer = std::nullopt};
+}
+
+void WorkflowExecutor::ProbeQuery() {
+  if (!query_ || !ctx_) return;
+  auto it = ctx_->queries_.find(query_->name);
+  if (it == ctx_->queries_.end()) return;
+  try {
+    query_->answer = it->second(query_->input);
+  } catch (const ApplicationError& e) {
+    // "input: ..." first, so callers see which field is wrong.
+    query_->answer = Status::InvalidArgument(fmt::format("{} (query \"{}\")", e.what(), query_->name));
+  } catch (const std::exception& e) {
+    query_->answer = Status::Internal(fmt::format("query \"{}\": the handler threw {}", query_->name, e.what()));
+  }
+}
+
+StatusOr<v1::Payload> WorkflowExecutor::QueryAnswer() {
+  if (!query_) return Status::FailedPrecondition("no query armed");
+  // Still suspended: its state is alive, ask now.
+  if (ctx_ && started_ && !root_.done()) ProbeQuery();
+  if (query_->answer) return *query_->answer;
+  std::vector<std::string> names = QueryNames();
+  return Status::NotFound(fmt::format("workflow {} has no query handler \"{}\"; known queries: {}",
+                                      info_.workflow_type, query_->name,
+                                      names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", "))));
+}
+
+std::vector<std::string> WorkflowExecutor::QueryNames() const {
+  std::vector<std::string> out;
+  if (!ctx_) return out;
+  for (const auto& [name, handler] : ctx_->queries_) out.push_back(name);
+  return out;
 }
 
 }  // namespace itinera

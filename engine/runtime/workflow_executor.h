@@ -67,8 +67,20 @@ class WorkflowExecutor {
   // the last workflow task applied; empty once the code has finished.
   std::vector<std::string> WaitingSignals() const;
 
+  // Queries (runtime/query.h). ArmQuery, before the first Apply, makes the
+  // executor ask the handler `name` at the end of every workflow task and
+  // whenever a workflow coroutine returns, so that a run whose code has
+  // returned still answers with the state it returned in. After Apply,
+  // QueryAnswer gives the newest answer: NotFound (naming the handlers the
+  // code registered) when there is no handler of that name.
+  void ArmQuery(std::string name, v1::Payload input);
+  StatusOr<v1::Payload> QueryAnswer();
+  // The query handlers the code has registered so far, sorted.
+  std::vector<std::string> QueryNames() const;
+
  private:
   void Activate(Micros now, bool replaying);
+  void ActivateCode(Micros now, bool replaying);
   void Finish();
   Status MatchCommand(const v1::HistoryEvent& event);
   Status CheckNoUnmatchedCommands(const v1::HistoryEvent& event);
@@ -78,6 +90,21 @@ class WorkflowExecutor {
   void LookAhead(const std::vector<v1::HistoryEvent>& events);
   Status Fail(std::string type, std::string code, std::string message);
 
+  // Asks the armed query's handler now and keeps its answer.
+  void ProbeQuery();
+  // Not at the return of the root task itself: that is the registry's
+  // wrapper, which returns after the workflow function's locals are gone.
+  static void ProbeQueryHook(void* self, void* frame) {
+    auto* exec = static_cast<WorkflowExecutor*>(self);
+    if (frame != exec->root_.handle().address()) exec->ProbeQuery();
+  }
+
+  struct ArmedQuery {
+    std::string name;
+    v1::Payload input;
+    std::optional<StatusOr<v1::Payload>> answer;  // the newest
+  };
+  std::optional<ArmedQuery> query_;
   const Registry& registry_;
   Micros started_us_ = 0;
   WorkflowInfo info_;

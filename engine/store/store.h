@@ -321,6 +321,15 @@ class Store {
   // The earliest future moment something becomes due (timer, lease expiry,
   // delayed task), so sweepers and pollers sleep exactly until then.
   StatusOr<std::optional<Micros>> NextDueTime();
+  // Whether the worker `identity` on `task_queue` has work now: a task it
+  // could claim, a task leased to it, or (with `sweeps`) a timer or lease
+  // that is due. Worker::WaitIdle polls it.
+  struct WorkerDuties {
+    bool workflows = true;
+    bool activities = true;
+    bool sweeps = true;
+  };
+  StatusOr<bool> WorkerHasWork(const std::string& task_queue, const std::string& identity, WorkerDuties duties);
 
   // A worker shutting down gives up its sticky claims, so other workers take
   // its runs' next tasks at once instead of after the stickiness window.

@@ -212,6 +212,19 @@ const std::pair<const char*, const char*> kStatements[] = {
      "AND lease_expires_us <= $1 LIMIT $2) UNION ALL "
      "(SELECT workflow_id, run_id, scheduled_event_id FROM activity_tasks WHERE lease_token IS NULL "
      "AND schedule_to_close_us > 0 AND scheduled_us + schedule_to_close_us <= $1 LIMIT $2)"},
+    // Worker::WaitIdle: anything the worker `$3` would claim now, holds
+    // under lease, or (with its sweeper) would fire or expire now.
+    {"worker_has_work",
+     "SELECT ($4::boolean AND EXISTS (SELECT 1 FROM workflow_tasks WHERE task_queue = $1 AND ("
+     "  (lease_token IS NULL AND visible_us <= $2 AND (sticky_owner IS NULL OR sticky_owner = $3 "
+     "   OR sticky_until_us <= $2)) OR (lease_token IS NOT NULL AND lease_owner = $3)))) "
+     "OR ($5::boolean AND EXISTS (SELECT 1 FROM activity_tasks WHERE task_queue = $1 AND ("
+     "  (lease_token IS NULL AND visible_us <= $2) OR (lease_token IS NOT NULL AND lease_owner = $3)))) "
+     "OR ($6::boolean AND (EXISTS (SELECT 1 FROM timers WHERE fire_us <= $2) "
+     "  OR EXISTS (SELECT 1 FROM workflow_tasks WHERE lease_token IS NOT NULL AND lease_expires_us <= $2) "
+     "  OR EXISTS (SELECT 1 FROM activity_tasks WHERE lease_token IS NOT NULL AND lease_expires_us <= $2) "
+     "  OR EXISTS (SELECT 1 FROM activity_tasks WHERE lease_token IS NULL AND schedule_to_close_us > 0 "
+     "   AND scheduled_us + schedule_to_close_us <= $2)))"},
     {"next_due",
      "SELECT min(x) FROM ("
      " SELECT min(fire_us) AS x FROM timers"

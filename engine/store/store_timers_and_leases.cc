@@ -148,6 +148,17 @@ StatusOr<std::optional<Micros>> Store::NextDueTime() {
   });
 }
 
+StatusOr<bool> Store::WorkerHasWork(const std::string& task_queue, const std::string& identity,
+                                    WorkerDuties duties) {
+  return Run("worker has work", [&]() -> StatusOr<bool> {
+    pqxx::work tx(conn_->c);
+    pqxx::result r = tx.exec_prepared("worker_has_work", task_queue, clock_->Now(), identity, duties.workflows,
+                                      duties.activities, duties.sweeps);
+    tx.commit();
+    return !r.empty() && r[0][0].as<bool>();
+  });
+}
+
 Status Store::ReleaseSticky(const std::string& identity) {
   return Run("release sticky", [&]() -> Status {
     pqxx::work tx(conn_->c);

@@ -144,12 +144,57 @@ void Worker::Impl::GiveBackStartStore(std::unique_ptr<store::Store> s) {
   if (!stopping_ && start_stores_.size() < 16) start_stores_.push_back(std::move(s));
 }
 
+bool Worker::Impl::NothingInMemory() {
+  {
+    std::lock_guard lock(running_mu_);
+    if (!running_.empty()) return false;
+  }
+  std::scoped_lock lock(eager_mu_, commit_mu_);
+  return eager_workflow_tasks_.empty() && merge_outcomes_.empty() && outcomes_.empty();
+}
+
+Status Worker::Impl::WaitIdle(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(idle_mu_);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const store::Store::WorkerDuties duties{.workflows = options_.run_workflows,
+                                          .activities = options_.run_activities,
+                                          .sweeps = options_.run_sweeper};
+  Status last = Status::Ok();
+  // Idle twice in a row, in memory and in the database: a result being
+  // committed between the two reads shows up in one of them.
+  int idle_in_a_row = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!idle_store_) {
+      auto s = store::Store::Connect(options_.dsn, options_.clock);
+      if (!s.ok()) return s.status();
+      idle_store_ = std::move(s.value());
+    }
+    bool idle = NothingInMemory();
+    if (idle) {
+      auto busy = idle_store_->WorkerHasWork(options_.task_queue, options_.identity, duties);
+      if (!busy.ok()) {
+        last = busy.status();
+        idle_store_.reset();
+        idle = false;
+      } else {
+        idle = !*busy && NothingInMemory();
+      }
+    }
+    idle_in_a_row = idle ? idle_in_a_row + 1 : 0;
+    if (idle_in_a_row >= 2) return Status::Ok();
+    std::this_thread::sleep_for(idle ? 1ms : 5ms);
+  }
+  return Status::Unavailable(fmt::format("worker {} still busy after {} ms{}", options_.identity, timeout.count(),
+                                         last.ok() ? "" : ": " + last.ToString()));
+}
+
 Worker::Worker(const Registry& registry, WorkerOptions options)
     : impl_(std::make_unique<Impl>(registry, std::move(options))) {}
 Worker::~Worker() = default;
 Status Worker::Start() { return impl_->Start(); }
 void Worker::Stop() { impl_->Stop(); }
 void Worker::Wake() { impl_->Wake(); }
+Status Worker::WaitIdle(std::chrono::milliseconds timeout) { return impl_->WaitIdle(timeout); }
 const std::string& Worker::identity() const { return impl_->identity(); }
 const Worker::Stats& Worker::stats() const { return impl_->stats(); }
 StatusOr<store::StartWorkflowResult> Worker::StartWorkflow(const store::StartWorkflowRequest& request) {

@@ -69,6 +69,13 @@ class Worker {
   void Stop();
   // Wakes every poller (tests call it after moving a ManualClock).
   void Wake();
+  // Waits until this worker has nothing to do now: no task it could claim
+  // or holds under lease, no activity running or result waiting to commit,
+  // and (with the sweeper) no timer or lease due. Work due later (a timer,
+  // a retry's backoff) does not count. Tests call it instead of sleeping
+  // before asserting that nothing (more) happened. Unavailable when the
+  // worker is still busy after `timeout` or the database cannot be read.
+  Status WaitIdle(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
   // Starts a run (as Store::StartWorkflow does) and, when it is on this
   // worker's task queue and merge_transitions is on, runs its first

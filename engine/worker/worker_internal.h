@@ -118,6 +118,7 @@ class Worker::Impl {
   StatusOr<store::StartWorkflowResult> StartWorkflow(const store::StartWorkflowRequest& request);
 
   void Wake() { signals_->All(); }
+  Status WaitIdle(std::chrono::milliseconds timeout);
   const std::string& identity() const { return options_.identity; }
   const Stats& stats() const { return stats_; }
 
@@ -138,6 +139,10 @@ class Worker::Impl {
   // Connections for StartWorkflow, which any thread may call.
   StatusOr<std::unique_ptr<store::Store>> TakeStartStore();
   void GiveBackStartStore(std::unique_ptr<store::Store> s);
+
+  // Nothing held in memory: no activity running, no result or handed-over
+  // task waiting (WaitIdle, worker.cc).
+  bool NothingInMemory();
 
   // The workflow poller (workflow_poller.cc).
   bool HasEagerWorkflowTasks();
@@ -220,6 +225,8 @@ class Worker::Impl {
   std::vector<std::unique_ptr<store::Store>> start_stores_;  // idle StartWorkflow connections; guarded by start_mu_
   std::mutex pids_mu_;
   std::map<const store::Store*, int> own_pids_;  // server pid of each of our connections; guarded by pids_mu_
+  std::mutex idle_mu_;
+  std::unique_ptr<store::Store> idle_store_;  // WaitIdle's connection; guarded by idle_mu_
   std::mutex commit_mu_;
   std::vector<store::ActivityOutcome> outcomes_;  // guarded by commit_mu_
 };

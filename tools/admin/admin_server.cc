@@ -270,6 +270,7 @@ std::set<std::string> OperationFields(const std::string& op) {
   if (op == "reset") f.insert({"to", "before_activity", "reason"});
   if (op == "cancel" || op == "terminate") f.insert("reason");
   if (op == "signal") f.insert({"name", "type", "input"});
+  if (op == "query") f.insert({"name", "input"});
   return f;
 }
 
@@ -486,8 +487,8 @@ struct AdminServer::Impl {
       // whole rest is the id.
       std::string action;
       if (size_t slash = rest.rfind('/'); slash != std::string::npos && slash > 0) {
-        static const std::set<std::string> kActions = {"history", "replay", "retry",  "reset",
-                                                       "signal",  "cancel", "terminate"};
+        static const std::set<std::string> kActions = {"history", "replay", "retry",     "reset",
+                                                       "signal",  "cancel", "terminate", "query"};
         if (kActions.contains(rest.substr(slash + 1))) {
           action = rest.substr(slash + 1);
           rest.resize(slash);
@@ -566,6 +567,27 @@ struct AdminServer::Impl {
     return JsonReply(200, body);
   }
 
+  // POST /admin/v1/workflows/{id}/query {"name": N, "input": {...}}: the
+  // run's query handler N, answered by replaying its history with this
+  // server's workflow code (runtime/query.h); writes nothing. A POST because
+  // it takes an input, like the repairs next to it.
+  Reply Query(Client& client, const std::string& id, const std::string& run_id, const json& body) {
+    if (options.registry == nullptr) {
+      return StatusReply(Status::FailedPrecondition("this server has no workflow code to answer queries with"));
+    }
+    auto name = StringField(body, "name");
+    if (!name.ok()) return StatusReply(name.status());
+    if (name->empty()) return StatusReply(Status::InvalidArgument("name: the query's name is required"));
+    std::string input;
+    if (body.contains("input") && !body["input"].is_null()) input = body["input"].dump();
+    auto info = client.Describe(id, run_id);
+    if (!info.ok()) return StatusReply(info.status());
+    auto answer = client.QueryWorkflowJson(id, *name, input, info->run_id);
+    if (!answer.ok()) return StatusReply(answer.status());
+    return JsonReply(200, {{"workflow_id", id}, {"run_id", info->run_id}, {"query", *name},
+                           {"result", json::parse(*answer, nullptr, /*allow_exceptions=*/false)}});
+  }
+
   // POST /admin/v1/workflows/{id}/{op}: one run, through tools/ops like
   // the CLI. run_id in the query or the body; empty: the current run.
   Reply Operate(Client& client, const std::string& op, const std::string& id, std::string run_id,
@@ -585,6 +607,7 @@ struct AdminServer::Impl {
       if (!report.ok()) return StatusReply(report.status());
       return JsonReply(200, ReplayJson(*report));
     }
+    if (op == "query") return Query(client, id, run_id, *j);
     auto operation = OperationFromBody(op, *j);
     if (!operation.ok()) return StatusReply(operation.status());
     if (operation->op == ops::Op::kReset) {

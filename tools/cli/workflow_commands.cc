@@ -1,4 +1,4 @@
-// itinera workflow start|list|describe|history|signal|cancel|terminate|replay
+// itinera workflow start|list|describe|history|query (and, from repair_commands.cc, the repairs)
 #include <fmt/format.h>
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
@@ -162,6 +162,30 @@ void AddWorkflowCommands(CLI::App& app, int& exit_code) {
       } else {
         for (const auto& e : *r) std::cout << history::FormatEventLine(e) << "\n";
       }
+    });
+  }
+  // query
+  {
+    auto* cmd = wf->add_subcommand(
+        "query", "ask a run's query handler; answered by replaying its history with this binary's code");
+    static std::string id, name, input, run;
+    cmd->add_option("id", id, "workflow id")->required();
+    cmd->add_option("name", name, "query name (an unknown name lists the known ones)")->required();
+    cmd->add_option("--input", input, "query input as JSON");
+    cmd->add_option("--run", run, "run id (default: current; closed runs answer too)");
+    cmd->callback([&exit_code] {
+      if (!input.empty()) {
+        if (Status s = CheckJsonSyntax(input, "--input"); !s.ok()) { exit_code = Fail(s); return; }
+      }
+      auto c = Open(common);
+      if (!c.ok()) { exit_code = Fail(c.status()); return; }
+      auto info = (*c)->Describe(id, run);
+      if (!info.ok()) { exit_code = Fail(info.status()); return; }
+      auto answer = (*c)->QueryWorkflowJson(id, name, input, info->run_id);
+      if (!answer.ok()) { exit_code = Fail(answer.status()); return; }
+      json j = {{"workflow_id", id}, {"run_id", info->run_id}, {"query", name},
+                {"result", json::parse(*answer, nullptr, /*allow_exceptions=*/false)}};
+      std::cout << j.dump(2) << "\n";
     });
   }
   // retry, reset, signal, cancel, terminate, replay: repair_commands.cc
