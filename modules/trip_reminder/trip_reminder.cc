@@ -1,4 +1,6 @@
-#include "trip_reminder.h"
+#include "trip_reminder/trip_reminder.h"
+
+#include "itinera/module.h"
 
 #include <fmt/format.h>
 
@@ -49,7 +51,11 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
   co_return result;
 }
 
-void RegisterExamples(Registry& registry) {
+}  // namespace itinera::examples
+
+ITINERA_MODULE(trip_reminder) {
+  using namespace itinera;
+  using namespace itinera::examples;
   registry.Register(kTripReminder, &TripReminder);
   registry.Register(kReserve, [](ActivityContext& ctx, const TripRequest& in) {
     // A real activity would call a supplier with ctx.idempotency_key().
@@ -70,5 +76,3 @@ void RegisterExamples(Registry& registry) {
     return r;
   });
 }
-
-}  // namespace itinera::examples

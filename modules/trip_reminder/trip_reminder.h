@@ -4,7 +4,7 @@
 // a signal, each surviving any crash of any process.
 #pragma once
 
-#include "itinera/example.pb.h"
+#include "trip_reminder/trip_reminder.pb.h"
 #include "runtime/registry.h"
 #include "runtime/workflow_context.h"
 
@@ -27,9 +27,7 @@ inline constexpr ActivityType<NotifyRequest, NotifyResult> kNotify{"Notify"};
 // The name of the signal that carries an Approval.
 inline constexpr const char* kApprovalSignal = "approval";
 
+// The workflow; it and its activities are registered by ITINERA_MODULE(trip_reminder).
 Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request);
-
-// Registers the workflow and its activities.
-void RegisterExamples(Registry& registry);
 
 }  // namespace itinera::examples

@@ -1,4 +1,4 @@
-#include "activities/booking_activities.h"
+#include "booking/activities/booking_activities.h"
 
 #include <fmt/format.h>
 

@@ -11,8 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "activities/supplier_client.h"
-#include "itinera/booking.pb.h"
+#include "booking/activities/supplier_client.h"
+#include "booking/booking.pb.h"
 #include "runtime/registry.h"
 
 namespace itinera::booking {

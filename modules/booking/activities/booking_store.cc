@@ -1,4 +1,4 @@
-#include "activities/booking_store.h"
+#include "booking/activities/booking_store.h"
 
 #include <fmt/format.h>
 
@@ -6,13 +6,12 @@
 
 #include "common/payload.h"
 #include "runtime/errors.h"
-#include "store/sql_session.h"
+#include "itinera/database.h"
 
 namespace itinera::booking {
 
 namespace {
 
-using store::SqlSession;
 using Rows = std::vector<SqlSession::Row>;
 
 // One session per activity thread and database: the activity pool is fixed,

@@ -1,10 +1,10 @@
-// The bookings read model (table `bookings`, migrations/0003_bookings.sql):
+// The bookings read model (table `bookings`, modules/booking/migrations/0001_bookings.sql):
 // what the MCP tools and operators read to answer "where is my booking?"
 // without replaying workflows. The booking workflows are its only writers,
 // through two activities: bookings.Acquire takes a booking for one workflow
 // run at a time (and creates it for BookTrip); bookings.Save writes a newer
 // version. BookingStore is the read side. Each BookingStore owns one
-// database session (store/sql_session.h) and is not thread-safe.
+// database session (itinera/database.h) and is not thread-safe.
 #pragma once
 
 #include <memory>
@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "common/status.h"
-#include "itinera/booking.pb.h"
+#include "booking/booking.pb.h"
 #include "runtime/registry.h"
 
-namespace itinera::store {
+namespace itinera {
 class SqlSession;
 }
 
@@ -59,9 +59,9 @@ class BookingStore {
   StatusOr<std::vector<Booking>> List(const BookingFilter& filter);
 
  private:
-  explicit BookingStore(std::unique_ptr<store::SqlSession> session);
+  explicit BookingStore(std::unique_ptr<SqlSession> session);
   StatusOr<std::vector<Booking>> Query(const std::string& sql, const std::vector<std::string>& params);
-  std::unique_ptr<store::SqlSession> session_;
+  std::unique_ptr<SqlSession> session_;
 };
 
 }  // namespace itinera::booking

@@ -1,4 +1,4 @@
-#include "activities/bulkhead.h"
+#include "booking/activities/bulkhead.h"
 
 #include <gtest/gtest.h>
 

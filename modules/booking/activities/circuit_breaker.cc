@@ -1,4 +1,4 @@
-#include "activities/circuit_breaker.h"
+#include "booking/activities/circuit_breaker.h"
 
 #include <utility>
 

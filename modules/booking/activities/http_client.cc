@@ -1,4 +1,4 @@
-#include "activities/http_client.h"
+#include "booking/activities/http_client.h"
 
 // GCC 12 misreads the sized operator delete of Asio 1.74's coroutine frames
 // as a mismatched new/delete pair (a known false positive).

@@ -1,8 +1,8 @@
-#include "activities/http_client.h"
+#include "booking/activities/http_client.h"
 
 #include <gtest/gtest.h>
 
-#include "activities/test_http_server.h"
+#include "booking/activities/test_http_server.h"
 
 namespace itinera::http {
 namespace {

@@ -1,4 +1,4 @@
-#include "activities/supplier_client.h"
+#include "booking/activities/supplier_client.h"
 
 #include "common/log.h"
 
@@ -8,7 +8,7 @@
 #include <cctype>
 #include <utility>
 
-#include "activities/http_client.h"
+#include "booking/activities/http_client.h"
 #include "common/json_limits.h"
 #include "common/log.h"
 

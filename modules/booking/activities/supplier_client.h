@@ -15,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "activities/bulkhead.h"
-#include "activities/circuit_breaker.h"
+#include "booking/activities/bulkhead.h"
+#include "booking/activities/circuit_breaker.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "runtime/errors.h"

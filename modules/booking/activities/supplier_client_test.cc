@@ -1,11 +1,11 @@
-#include "activities/supplier_client.h"
+#include "booking/activities/supplier_client.h"
 
 #include <gtest/gtest.h>
 
 #include <thread>
 
-#include "activities/booking_activities.h"
-#include "activities/test_http_server.h"
+#include "booking/activities/booking_activities.h"
+#include "booking/activities/test_http_server.h"
 
 namespace itinera::booking {
 namespace {

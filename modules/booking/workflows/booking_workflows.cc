@@ -1,4 +1,4 @@
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 
 #include <fmt/format.h>
 
@@ -8,10 +8,10 @@
 #include <optional>
 #include <regex>
 
-#include "activities/booking_activities.h"
+#include "booking/activities/booking_activities.h"
 #include "runtime/saga.h"
 #include "runtime/workflow_context.h"
-#include "activities/booking_store.h"
+#include "booking/activities/booking_store.h"
 
 // Workflow code: deterministic. Time comes from ctx.now(), everything else
 // from activities. GCC 12: no temporaries inside co_await expressions (see

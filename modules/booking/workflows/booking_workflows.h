@@ -16,7 +16,7 @@
 
 #include <string>
 
-#include "itinera/booking.pb.h"
+#include "booking/booking.pb.h"
 #include "runtime/registry.h"
 #include "runtime/task.h"
 
@@ -55,7 +55,8 @@ Task<v1::BookingResult> CancelBooking(WorkflowContext& ctx, v1::CancelBookingReq
 
 // Registers the three workflows. A worker also needs their activities: the
 // read model's (RegisterBookingStoreActivities, activities/booking_store.h) and the
-// supplier's (RegisterBookingActivities, activities/booking_activities.h).
+// supplier's (RegisterBookingActivities, activities/booking_activities.h);
+// ITINERA_MODULE(booking) (booking_module.cc) registers all of them.
 void RegisterBookingWorkflows(Registry& registry);
 
 }  // namespace itinera::booking

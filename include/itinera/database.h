@@ -1,8 +1,12 @@
-// SqlSession: one database connection for code outside the engine that keeps
-// tables of its own (the bookings read model), so that only engine/store
-// sees libpqxx. Statements take text parameters (cast them in SQL:
-// `$2::bigint`) and return rows of text, NULL as nullopt. Not thread-safe:
-// one session per thread; the session owns its connection.
+// itinera/database.h: a database session for module code that keeps tables
+// of its own (a read model such as the booking module's `bookings`), so that
+// modules need neither libpqxx nor the engine's store. The tables come from
+// the module's migrations (itinera_workflow_module(... MIGRATIONS dir)).
+//
+// Statements take text parameters (cast them in SQL: `$2::bigint`) and return
+// rows of text, NULL as nullopt. Not thread-safe: one session per thread (an
+// activity thread keeps its own, see booking/activities/booking_store.cc);
+// the session owns its connection and reconnects after losing it.
 #pragma once
 
 #include <functional>
@@ -14,7 +18,7 @@
 
 #include "common/status.h"
 
-namespace itinera::store {
+namespace itinera {
 
 class SqlSession {
  public:
@@ -42,4 +46,4 @@ class SqlSession {
   std::unique_ptr<Connection> conn_;
 };
 
-}  // namespace itinera::store
+}  // namespace itinera
