@@ -30,9 +30,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "activities/booking_activities.h"
-#include "activities/booking_store.h"
+#include "booking/activities/booking_activities.h"
+#include "booking/activities/booking_store.h"
 #include "client/client.h"
+#include "module_table.h"
 #include "runtime/registry.h"
 #include "runtime/workflow_context.h"
 #include "store/migrator.h"
@@ -40,7 +41,7 @@
 #include "store/sql_admin.h"
 #include "supplier/supplier_server.h"
 #include "worker/worker.h"
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 
 namespace itinera::bench {
 namespace {
@@ -236,12 +237,11 @@ StatusOr<std::unique_ptr<BookingSetup>> SetUpBooking(const std::string& dsn, Reg
   if (seats.status != 200 || rooms.status != 200) {
     return Status::Internal("supplier inventory: " + seats.body.dump() + " " + rooms.body.dump());
   }
-  booking::RegisterBookingWorkflows(registry);
-  booking::RegisterBookingStoreActivities(registry, dsn);
-  booking::SupplierConfig sc;
-  sc.base_url = fmt::format("http://127.0.0.1:{}", b->server->port());
-  sc.max_in_flight = 256;
-  if (Status s = booking::RegisterBookingActivities(registry, sc); !s.ok()) return s;
+  ModuleConfig modules_config;
+  modules_config.dsn = dsn;
+  modules_config.Set("supplier_url", fmt::format("http://127.0.0.1:{}", b->server->port()));
+  modules_config.Set("supplier_max_in_flight", "256");
+  if (Status s = modules::RegisterAll(registry, modules_config); !s.ok()) return s;
 
   booking::v1::BookTripRequest trip;
   trip.set_tenant("bench");
@@ -655,7 +655,7 @@ int Main(int argc, char** argv) {
     return 1;
   };
 
-  if (Status s = store::Migrate(o.dsn); !s.ok()) return fail("migrating", s);
+  if (Status s = modules::Migrate(o.dsn); !s.ok()) return fail("migrating", s);
   if (Status s = store::TruncateEngineTables(o.dsn); !s.ok()) return fail("emptying engine tables", s);
   const bool statement_stats = EnableStatementStats(o.dsn);
   auto settings = store::QueryText(

@@ -5,7 +5,7 @@
 
 #include <optional>
 
-#include "activities/booking_activities.h"
+#include "booking/activities/booking_activities.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
 

@@ -12,7 +12,7 @@
 #include <set>
 #include <thread>
 
-#include "activities/http_client.h"
+#include "booking/activities/http_client.h"
 #include "admin/admin_server.h"
 #include "cli/operator_read.h"
 #include "client/client.h"

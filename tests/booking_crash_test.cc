@@ -18,8 +18,8 @@
 #include "history/history_text.h"
 #include "support/supplier_process.h"
 #include "support/test_database.h"
-#include "activities/booking_store.h"
-#include "workflows/booking_workflows.h"
+#include "booking/activities/booking_store.h"
+#include "booking/workflows/booking_workflows.h"
 
 extern char** environ;
 

@@ -13,7 +13,7 @@
 #include <map>
 #include <thread>
 
-#include "activities/booking_activities.h"
+#include "booking/activities/booking_activities.h"
 #include "client/client.h"
 #include "common/payload.h"
 #include "history/history_text.h"
@@ -22,8 +22,8 @@
 #include "support/test_database.h"
 #include "support/wait.h"
 #include "worker/worker.h"
-#include "activities/booking_store.h"
-#include "workflows/booking_workflows.h"
+#include "booking/activities/booking_store.h"
+#include "booking/workflows/booking_workflows.h"
 
 namespace itinera::booking {
 namespace {

@@ -13,7 +13,7 @@
 #include "runtime/workflow_executor.h"
 #include "store/migrator.h"
 #include "store/sql_admin.h"
-#include "store/sql_session.h"
+#include "itinera/database.h"
 #include "support/test_database.h"
 #include "support/wait.h"
 #include "test_workflows.h"
@@ -690,10 +690,10 @@ void InLockOrder(const std::string& dsn, const std::string& sql, const std::vect
                                   "AND wait_event_type = 'Lock'");
     return n.ok() ? *n : -1;
   };
-  auto session = store::SqlSession::Connect(dsn);
+  auto session = SqlSession::Connect(dsn);
   ASSERT_TRUE(session.ok()) << session.status().ToString();
   std::vector<std::thread> threads;
-  Status held = (*session)->Transact([&](store::SqlSession::Tx& tx) {
+  Status held = (*session)->Transact([&](SqlSession::Tx& tx) {
     ASSERT_EQ(tx.Exec(sql, params).size(), 1u) << sql;
     for (const auto& contender : contenders) {
       threads.emplace_back(contender);

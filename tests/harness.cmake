@@ -5,7 +5,8 @@ add_library(itinera_test_support STATIC
   ${CMAKE_CURRENT_LIST_DIR}/support/test_database.cc
 )
 target_include_directories(itinera_test_support PUBLIC ${CMAKE_CURRENT_LIST_DIR})
-target_link_libraries(itinera_test_support PUBLIC itinera_store GTest::gtest)
+# Test databases get the engine's and every module's migrations.
+target_link_libraries(itinera_test_support PUBLIC itinera_store itinera_modules GTest::gtest)
 
 add_executable(store_harness_test ${CMAKE_CURRENT_LIST_DIR}/store_harness_test.cc)
 target_link_libraries(store_harness_test PRIVATE itinera_test_support GTest::gmock GTest::gtest_main)

@@ -11,8 +11,8 @@
 #include <mutex>
 #include <thread>
 
-#include "activities/booking_activities.h"
-#include "activities/booking_store.h"
+#include "booking/activities/booking_activities.h"
+#include "booking/activities/booking_store.h"
 #include "client/client.h"
 #include "mcp/booking/booking_tools.h"
 #include "mcp/schema_check.h"
@@ -21,7 +21,7 @@
 #include "support/supplier_process.h"
 #include "support/test_database.h"
 #include "worker/worker.h"
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 
 namespace itinera::mcp::booking {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "common/payload.h"
 #include "history/history_text.h"
-#include "itinera/example.pb.h"
+#include "trip_reminder/trip_reminder.pb.h"
 
 namespace itinera::history {
 namespace {

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "common/payload.h"
-#include "itinera/example.pb.h"
+#include "trip_reminder/trip_reminder.pb.h"
 
 namespace itinera {
 namespace {

@@ -89,9 +89,22 @@ std::string MigrationChecksum(std::string_view sql) {
 
 Migrator::Migrator() : Migrator(EmbeddedMigrations()) {}
 
-Migrator::Migrator(std::vector<EmbeddedMigration> migrations) : migrations_(std::move(migrations)) {
-  std::stable_sort(migrations_.begin(), migrations_.end(),
-                   [](const auto& a, const auto& b) { return a.version < b.version; });
+Migrator::Migrator(std::vector<EmbeddedMigration> migrations) : Migrator(std::move(migrations), {}) {}
+
+Migrator::Migrator(std::vector<EmbeddedMigration> migrations, std::vector<ModuleMigrations> modules)
+    : migrations_(std::move(migrations)), modules_(std::move(modules)) {
+  auto by_version = [](const auto& a, const auto& b) { return a.version < b.version; };
+  std::stable_sort(migrations_.begin(), migrations_.end(), by_version);
+  for (auto& m : modules_) std::stable_sort(m.migrations.begin(), m.migrations.end(), by_version);
+}
+
+bool Migrator::AdoptedByModule(const AppliedMigration& applied) const {
+  for (const auto& module : modules_) {
+    for (const auto& m : module.migrations) {
+      if (MigrationChecksum(m.sql) == applied.checksum) return true;
+    }
+  }
+  return false;
 }
 
 int Migrator::LatestVersion() const { return migrations_.empty() ? 0 : migrations_.back().version; }
@@ -146,6 +159,7 @@ Status Migrator::Migrate(pqxx::connection_base& conn) const {
     }
     for (const auto& a : applied) {
       auto it = known.find(a.version);
+      if (it == known.end() && AdoptedByModule(a)) continue;  // moved into a module
       if (it == known.end()) {
         return Status::FailedPrecondition("database has migration " + std::to_string(a.version) + " (" +
                                           a.name + ") that this binary does not know");
@@ -183,10 +197,90 @@ Status Migrator::Migrate(pqxx::connection_base& conn) const {
                                           PqError(e));
       }
     }
+    for (const auto& module : modules_) {
+      if (Status s = MigrateModule(conn, module); !s.ok()) return s;
+    }
     return Status::Ok();
   } catch (const std::exception& e) {
     return FromException(e, "migrating");
   }
+}
+
+// Called by Migrate() under its advisory lock, after the engine's migrations.
+Status Migrator::MigrateModule(pqxx::connection_base& conn, const ModuleMigrations& module) const {
+  const std::string& name = module.module;
+  const auto& migrations = module.migrations;
+  for (size_t i = 1; i < migrations.size(); ++i) {
+    if (migrations[i].version == migrations[i - 1].version) {
+      return Status::Internal("module " + name + ": migrations " + migrations[i - 1].name + " and " +
+                              migrations[i].name + " share version " + std::to_string(migrations[i].version));
+    }
+  }
+  {
+    pqxx::work tx(conn);
+    tx.exec(
+        "CREATE TABLE IF NOT EXISTS module_migrations ("
+        "  module     text NOT NULL,"
+        "  version    integer NOT NULL,"
+        "  name       text NOT NULL,"
+        "  checksum   text NOT NULL,"
+        "  applied_at timestamptz NOT NULL DEFAULT now(),"
+        "  PRIMARY KEY (module, version))");
+    tx.commit();
+  }
+  std::map<int, std::string> applied;  // version -> checksum
+  std::map<std::string, std::string> engine_checksums;  // checksum -> engine migration name
+  {
+    pqxx::read_transaction tx(conn);
+    for (const auto& row : tx.exec_params("SELECT version, checksum FROM module_migrations WHERE module = $1", name)) {
+      applied[row[0].as<int>()] = row[1].as<std::string>();
+    }
+    for (const auto& a : ReadApplied(tx)) engine_checksums[a.checksum] = a.name;
+  }
+  std::map<int, const EmbeddedMigration*> known;
+  for (const auto& m : migrations) known[m.version] = &m;
+  const int db_version = applied.empty() ? 0 : applied.rbegin()->first;
+  for (const auto& [version, checksum] : applied) {
+    auto it = known.find(version);
+    if (it == known.end()) {
+      return Status::FailedPrecondition("database has migration " + std::to_string(version) + " of module " +
+                                        name + " that this binary does not know; run a binary built from "
+                                        "newer sources");
+    }
+    const std::string expected = MigrationChecksum(it->second->sql);
+    if (checksum != expected) {
+      return Status::FailedPrecondition("migration " + it->second->name + " of module " + name +
+                                        " was edited after it was applied (checksum " + checksum +
+                                        " in database, " + expected +
+                                        " in this binary); migrations are forward-only: add a new one instead");
+    }
+  }
+  for (const auto& m : migrations) {
+    if (!applied.count(m.version) && m.version < db_version) {
+      return Status::FailedPrecondition("migration " + m.name + " of module " + name +
+                                        " was never applied but the module is already at version " +
+                                        std::to_string(db_version) + "; give it a number above " +
+                                        std::to_string(db_version));
+    }
+  }
+  for (const auto& m : migrations) {
+    if (applied.count(m.version)) continue;
+    const std::string checksum = MigrationChecksum(m.sql);
+    try {
+      pqxx::work tx(conn);
+      // Applied already, as an engine migration of an older binary: record, do not re-run.
+      if (!engine_checksums.count(checksum)) tx.exec(m.sql);
+      tx.exec_params("INSERT INTO module_migrations (module, version, name, checksum) VALUES ($1, $2, $3, $4)",
+                     name, m.version, m.name, checksum);
+      tx.commit();
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (const std::exception& e) {
+      return Status::FailedPrecondition("migration " + m.name + " of module " + name +
+                                        " failed and was rolled back (earlier ones stay applied): " + PqError(e));
+    }
+  }
+  return Status::Ok();
 }
 
 StatusOr<int> Migrator::CurrentVersion(const std::string& dsn) const {
@@ -218,7 +312,8 @@ Status TruncateEngineTables(const std::string& dsn) {
     tx.exec("SET LOCAL lock_timeout = '30s'");
     std::string tables;
     for (const auto& row : tx.exec("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                                   "WHERE schemaname = current_schema() AND tablename <> 'schema_migrations' "
+                                   "WHERE schemaname = current_schema() "
+                                   "AND tablename NOT IN ('schema_migrations', 'module_migrations') "
                                    "ORDER BY 1")) {
       tables += (tables.empty() ? "" : ", ") + row[0].as<std::string>();
     }

@@ -1,4 +1,6 @@
-// Migrator: brings a database up to the migrations/*.sql embedded in this binary.
+// Migrator: brings a database up to the migrations/*.sql embedded in this
+// binary, and to the migrations of the workflow modules it carries (each
+// module's MIGRATIONS folder, numbered per module, recorded in module_migrations).
 // Thread-safe; concurrent Migrate() calls, in any processes, serialize on an
 // advisory lock. Each call owns the connection it opens (or borrows the caller's).
 #pragma once
@@ -26,6 +28,17 @@ struct EmbeddedMigration {
 // engine/store/embed_migrations.cmake.
 const std::vector<EmbeddedMigration>& EmbeddedMigrations();
 
+// A module's own migrations (itinera_workflow_module(... MIGRATIONS dir)),
+// numbered from 1 within the module and recorded in module_migrations under
+// the module's name, so modules never compete for numbers with the engine or
+// with each other. A module migration whose bytes were applied before as an
+// engine migration (the bookings table was migrations/0003_bookings.sql) is
+// adopted: recorded as applied without running it again.
+struct ModuleMigrations {
+  std::string module;                       // the module's NAME
+  std::vector<EmbeddedMigration> migrations;  // sorted by version
+};
+
 // A row of schema_migrations.
 struct AppliedMigration {
   int version = 0;
@@ -44,11 +57,14 @@ class Migrator {
   Migrator();
   // Other migrations, for tests; must have unique versions.
   explicit Migrator(std::vector<EmbeddedMigration> migrations);
+  // Engine migrations and, after them, the modules' (in the given order).
+  Migrator(std::vector<EmbeddedMigration> migrations, std::vector<ModuleMigrations> modules);
 
   // Applies, in version order, every migration the database has not seen,
   // each in its own transaction with its schema_migrations row. Refuses (and
   // changes nothing) when an applied migration was edited since, or when the
-  // database has a version this binary does not know.
+  // database has a version this binary does not know. Then the same for each
+  // module's migrations.
   Status Migrate(const std::string& dsn) const;
   // Same, on a caller's connection, which must not be inside a transaction.
   // The advisory lock is taken and released on it.
@@ -62,9 +78,15 @@ class Migrator {
   // The highest version this migrator knows; 0 when it has none.
   int LatestVersion() const;
   const std::vector<EmbeddedMigration>& migrations() const { return migrations_; }
+  const std::vector<ModuleMigrations>& modules() const { return modules_; }
 
  private:
+  Status MigrateModule(pqxx::connection_base& conn, const ModuleMigrations& module) const;
+  // True when an applied engine migration is now one of a module's.
+  bool AdoptedByModule(const AppliedMigration& applied) const;
+
   std::vector<EmbeddedMigration> migrations_;
+  std::vector<ModuleMigrations> modules_;
 };
 
 // Migrator().Migrate(dsn) and Migrator().CurrentVersion(dsn).
@@ -72,7 +94,7 @@ Status Migrate(const std::string& dsn);
 StatusOr<int> CurrentVersion(const std::string& dsn);
 
 // Empties every table in the database's current schema except
-// schema_migrations, restarting sequences: a clean slate for tests.
+// schema_migrations and module_migrations, restarting sequences: a clean slate for tests.
 Status TruncateEngineTables(const std::string& dsn);
 
 // Runs one or more SQL statements in one transaction; for tools and tests

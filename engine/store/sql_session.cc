@@ -1,8 +1,8 @@
-#include "store/sql_session.h"
+#include "itinera/database.h"
 
 #include <pqxx/pqxx>
 
-namespace itinera::store {
+namespace itinera {
 
 struct SqlSession::Connection {
   explicit Connection(const std::string& dsn) : conn(dsn) {}
@@ -63,4 +63,4 @@ Status SqlSession::Transact(const std::function<void(Tx&)>& fn) {
   }
 }
 
-}  // namespace itinera::store
+}  // namespace itinera

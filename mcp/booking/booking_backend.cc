@@ -6,7 +6,7 @@
 
 #include "common/metrics.h"
 #include "common/payload.h"
-#include "itinera/booking.pb.h"
+#include "booking/booking.pb.h"
 
 namespace itinera::mcp::booking {
 namespace {

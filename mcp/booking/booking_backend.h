@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "activities/booking_store.h"
-#include "activities/supplier_client.h"
+#include "booking/activities/booking_store.h"
+#include "booking/activities/supplier_client.h"
 #include "client/client.h"
 #include "mcp/booking/booking_snapshot.h"
 #include "mcp/booking/booking_tools.h"

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "common/clock.h"
-#include "itinera/mcp_tools.pb.h"
+#include "mcp/booking/mcp_tools.pb.h"
 #include "mcp/booking/proto_schema.h"
 
 namespace itinera::mcp::booking {

@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "activities/booking_store.h"
+#include "booking/activities/booking_store.h"
 #include "client/client.h"
 #include "mcp/server.h"
 

@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "common/payload.h"
-#include "itinera/mcp_tools.pb.h"
+#include "mcp/booking/mcp_tools.pb.h"
 #include "mcp/booking/booking_backend.h"
 #include "mcp/booking/booking_snapshot.h"
 #include "mcp/booking/proto_schema.h"
 #include "mcp/booking/workflow_tasks.h"
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 
 namespace itinera::mcp::booking {
 namespace {

@@ -13,7 +13,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "itinera/mcp_tools.pb.h"
+#include "mcp/booking/mcp_tools.pb.h"
 #include "mcp/server.h"
 
 namespace itinera::mcp::booking {

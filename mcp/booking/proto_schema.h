@@ -2,7 +2,7 @@
 // (a tool's inputSchema or outputSchema), tool arguments checked and parsed
 // into a message, and a message rendered as the JSON its schema describes.
 // What the schema says of a field comes from its (doc) option and of a
-// message from its (description) option (proto/itinera/mcp_tools.proto).
+// message from its (description) option (mcp/booking/mcp_tools.proto).
 // JSON names are the proto field names; 64-bit integers are JSON numbers;
 // an enum value is its name without the enum's prefix, in lower case
 // (BOOKING_STATUS_BOOKED is "booked"). Stateless and thread-safe.

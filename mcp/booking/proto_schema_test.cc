@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "itinera/booking.pb.h"
-#include "itinera/mcp_tools.pb.h"
+#include "booking/booking.pb.h"
+#include "mcp/booking/mcp_tools.pb.h"
 #include "mcp/booking/booking_tools.h"
 #include "mcp/schema_check.h"
 #include "mcp/server.h"

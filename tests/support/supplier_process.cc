@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "activities/http_client.h"
+#include "booking/activities/http_client.h"
 #include "store/sql_admin.h"
 #include "support/test_database.h"
 

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "module_table.h"
 #include "store/migrator.h"
 #include "store/private_postgres.h"
 
@@ -134,7 +135,7 @@ std::string TestDsn(std::string_view binary_name) {
   std::lock_guard<std::mutex> lock(h.mu());
   if (auto it = h.migrated().find(binary_name); it != h.migrated().end()) return it->second;
   std::string dsn = h.CreateLocked(binary_name);
-  Status s = store::Migrate(dsn);
+  Status s = modules::Migrate(dsn);
   if (!s.ok()) Die("migrating the test database failed: " + s.ToString());
   h.migrated().emplace(std::string(binary_name), dsn);
   return dsn;

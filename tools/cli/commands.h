@@ -21,12 +21,13 @@ StatusOr<std::string> ResolveDsn(const std::string& flag);
 inline constexpr const char* kDbHelp =
     "database DSN; default: ITINERA_DB, else ./.itinera/dsn (written by `itinera dev`)";
 
-// The workflows this binary knows, for starting from JSON and replaying.
-// Their activities are not runnable through it: workers build their own
-// (WorkerRegistry), which needs the database and the supplier.
+// The workflows this binary knows (every module's), for starting from JSON
+// and replaying. Their activities are registered too but never run through
+// it: it has no database. Workers build their own (WorkerRegistry).
 const Registry& BuiltinRegistry();
 
-// Everything a worker runs: the workflows and all their activities.
+// Everything a worker runs: every module's workflows and activities, with
+// the database and the supplier they need.
 StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const std::string& supplier_url);
 
 // --supplier-url, else ITINERA_SUPPLIER_URL, else http://127.0.0.1:7301.

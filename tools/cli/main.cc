@@ -10,11 +10,8 @@
 
 #include "cli/commands.h"
 #include "cli/mcp_endpoint.h"
-#include "activities/booking_activities.h"
-#include "trip_reminder.h"
-#include "activities/booking_store.h"
+#include "module_table.h"
 #include "store/sql_admin.h"
-#include "workflows/booking_workflows.h"
 
 namespace itinera::cli {
 
@@ -79,33 +76,42 @@ StatusOr<std::string> ResolveDsn(const std::string& flag) {
       "--db: no database given; pass --db DSN, set ITINERA_DB, or start `itinera dev` in this directory");
 }
 
-const Registry& BuiltinRegistry() {
-  static const Registry registry = [] {
-    Registry r;
-    examples::RegisterExamples(r);
-    booking::RegisterBookingWorkflows(r);
-    return r;
-  }();
-  return registry;
-}
-
 std::string ResolveSupplierUrl(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("ITINERA_SUPPLIER_URL"); env != nullptr && *env) return env;
   return "http://127.0.0.1:7301";
 }
 
-StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const std::string& supplier_url) {
+namespace {
+
+// Every module of modules/CMakeLists.txt, registered once, the same way for
+// the commands that run activities and for those that only replay or read.
+StatusOr<std::unique_ptr<Registry>> ModuleRegistry(const std::string& dsn, const std::string& supplier_url) {
+  ModuleConfig config;
+  config.dsn = dsn;
+  if (!supplier_url.empty()) config.Set("supplier_url", supplier_url, "--supplier-url");
   auto r = std::make_unique<Registry>();
-  examples::RegisterExamples(*r);
-  booking::RegisterBookingWorkflows(*r);
-  booking::RegisterBookingStoreActivities(*r, dsn);
-  booking::SupplierConfig config;
-  config.base_url = supplier_url;
-  if (Status s = booking::RegisterBookingActivities(*r, config); !s.ok()) {
-    return Status::InvalidArgument("--supplier-url: " + s.message());
-  }
+  if (Status s = modules::RegisterAll(*r, config); !s.ok()) return s;
   return r;
+}
+
+}  // namespace
+
+const Registry& BuiltinRegistry() {
+  // Replay, describe and start need the types, not a database or a supplier.
+  static const std::unique_ptr<Registry> registry = [] {
+    auto r = ModuleRegistry("", "");
+    if (!r.ok()) {
+      std::cerr << "error: " << r.status().message() << "\n";
+      std::exit(2);
+    }
+    return std::move(r).value();
+  }();
+  return *registry;
+}
+
+StatusOr<std::unique_ptr<Registry>> WorkerRegistry(const std::string& dsn, const std::string& supplier_url) {
+  return ModuleRegistry(dsn, supplier_url);
 }
 
 Status CheckJsonSyntax(const std::string& text, const std::string& flag) {

@@ -8,7 +8,7 @@
 
 #include "history/history_text.h"
 #include "runtime/workflow_executor.h"
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 
 namespace itinera::cli {
 

@@ -13,6 +13,7 @@
 #include "client/client.h"
 #include "cli/mcp_endpoint.h"
 #include "common/log.h"
+#include "module_table.h"
 #include "store/migrator.h"
 #include "store/private_postgres.h"
 #include "supplier/supplier_server.h"
@@ -206,7 +207,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     cmd->callback([&exit_code] {
       auto dsn = ResolveDsn(db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
-      if (Status s = store::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
+      if (Status s = modules::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
       auto v = store::CurrentVersion(*dsn);
       std::cout << "database schema is at version " << (v.ok() ? *v : -1) << "\n";
     });
@@ -221,7 +222,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
       BlockTerminationSignals();
       auto dsn = ResolveDsn(f.db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
-      if (Status s = store::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
+      if (Status s = modules::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
       exit_code = RunWorkers(*dsn, f, /*sweeper=*/true);
     });
   }
@@ -264,7 +265,7 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
         return;
       }
       std::string dsn = (*pg)->Dsn("itinera");
-      if (Status s = store::Migrate(dsn); !s.ok()) { exit_code = Fail(s); return; }
+      if (Status s = modules::Migrate(dsn); !s.ok()) { exit_code = Fail(s); return; }
       std::ofstream(std::filesystem::path(data_dir) / "dsn") << dsn << "\n";
 
       // The supplier simulator in this process, its state in the same database.
