@@ -1,5 +1,7 @@
 #include "trip_reminder.h"
 
+#include "trip_planner.h"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -51,6 +53,7 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
 
 void RegisterExamples(Registry& registry) {
   registry.Register(kTripReminder, &TripReminder);
+  registry.Register(kTripPlanner, &TripPlanner);
   registry.Register(kReserve, [](ActivityContext& ctx, const TripRequest& in) {
     // A real activity would call a supplier with ctx.idempotency_key().
     Reservation r;

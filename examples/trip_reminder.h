@@ -29,7 +29,7 @@ inline constexpr const char* kApprovalSignal = "approval";
 
 Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request);
 
-// Registers the workflow and its activities.
+// Registers the workflow and its activities, and TripPlanner (trip_planner.h).
 void RegisterExamples(Registry& registry);
 
 }  // namespace itinera::examples
