@@ -43,3 +43,15 @@ if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
   exit 1
 fi
 echo "ok: tampered booking history reported: $out"
+# A parent whose child, by today's code, is another workflow type.
+sed '0,/"workflow_type": "TripReminder"/s//"workflow_type": "Renamed"/' \
+  "$root/examples/golden/trip_planner_confirmed.json" >"$tmp/tampered_child.json"
+set +e
+out="$("$itinera" workflow replay --history "$tmp/tampered_child.json")"
+code=$?
+set -e
+if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
+  echo "FAIL: a tampered parent history was not reported as a divergence (exit $code): $out"
+  exit 1
+fi
+echo "ok: tampered parent history reported: $out"
