@@ -2,15 +2,31 @@
 
 namespace itinera::modules {
 
-Status RegisterAll(Registry& registry, const ModuleConfig& config) {
-  for (const ModuleEntry& m : All()) {
-    try {
-      m.register_fn(registry, config);
-    } catch (const ModuleConfigError& e) {
-      return Status::InvalidArgument(e.what());
-    }
+namespace {
+
+Status RegisterEntry(const ModuleEntry& m, Registry& registry, const ModuleConfig& config) {
+  try {
+    m.register_fn(registry, config);
+  } catch (const ModuleConfigError& e) {
+    return Status::InvalidArgument(e.what());
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status RegisterAll(Registry& registry, const ModuleConfig& config) {
+  for (const ModuleEntry& m : All()) {
+    if (Status s = RegisterEntry(m, registry, config); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status RegisterModule(Registry& registry, std::string_view name, const ModuleConfig& config) {
+  for (const ModuleEntry& m : All()) {
+    if (m.name == name) return RegisterEntry(m, registry, config);
+  }
+  return Status::NotFound("no module '" + std::string(name) + "' in this build (modules/CMakeLists.txt)");
 }
 
 store::Migrator AllMigrations() {

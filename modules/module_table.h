@@ -28,6 +28,9 @@ const std::vector<ModuleEntry>& All();
 // Registers every module into registry. A module refusing its settings is
 // InvalidArgument with the module's message ("--supplier-url: ...").
 Status RegisterAll(Registry& registry, const ModuleConfig& config);
+// Registers one module by name (tests that need one module's workflows);
+// NotFound when this build does not carry it.
+Status RegisterModule(Registry& registry, std::string_view name, const ModuleConfig& config = {});
 
 // The engine's migrations, then each module's.
 store::Migrator AllMigrations();

@@ -19,6 +19,7 @@
 #include "trip_reminder.h"
 #include "worker/worker.h"
 #include "support/shell.h"
+#include "module_table.h"
 #include "support/test_database.h"
 
 namespace itinera {
@@ -166,7 +167,7 @@ TEST_F(CliTest, QueryAnswersFromHistoryAsJson) {
     // A worker runs the first steps (each run reserves, then waits for its
     // approval), and stops: queries need none.
     Registry registry;
-    examples::RegisterExamples(registry);
+    ASSERT_TRUE(modules::RegisterModule(registry, "trip_reminder").ok());
     Worker worker(registry, WorkerOptions{.dsn = Dsn()});
     ASSERT_TRUE(worker.Start().ok());
     ASSERT_TRUE(worker.WaitIdle().ok());

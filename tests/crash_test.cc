@@ -73,6 +73,7 @@ class WorkerProcess {
     std::string task_queue;
     std::string identity;
     std::string crash_at = "none";  // see test_worker_main.cc
+    bool sweeper = true;            // off: no timers, no transfer tasks (child workflows)
   };
 
   // Spawns the worker and waits until it polls.
@@ -83,7 +84,8 @@ class WorkerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
     std::vector<std::string> args = {ITINERA_TEST_WORKER, "--db",       o.dsn,       "--task-queue", o.task_queue,
-                                     "--identity",        o.identity,   "--crash-at", o.crash_at};
+                                     "--identity",        o.identity,   "--crash-at", o.crash_at,
+                                     "--sweeper",         o.sweeper ? "on" : "off"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -231,8 +233,9 @@ class CrashTest : public ::testing::Test {
 
   // A worker process on `queue`; owned by the test, killed at its end.
   WorkerProcess* SpawnWorker(const std::string& queue, const std::string& identity,
-                             const std::string& crash_at = "none") {
-    auto w = WorkerProcess::Start({.dsn = dsn_, .task_queue = queue, .identity = identity, .crash_at = crash_at});
+                             const std::string& crash_at = "none", bool sweeper = true) {
+    auto w = WorkerProcess::Start(
+        {.dsn = dsn_, .task_queue = queue, .identity = identity, .crash_at = crash_at, .sweeper = sweeper});
     if (!w.ok()) {
       ADD_FAILURE() << "starting worker " << identity << ": " << w.status().ToString();
       return nullptr;
@@ -744,6 +747,141 @@ TEST_F(CrashTest, QueriesAnswerFromHistoryAfterTheWorkerIsKilled) {
   EXPECT_EQ(ask("status"), "\"done\"");
   EXPECT_EQ(ask("key", R"({"index": 0})"), first_key) << "the answer changed with the worker";
   EXPECT_NE(ask("key", R"({"index": 2})"), "\"\"");
+}
+
+// (f) Child workflows. A parent (Parent) starts a Steps or WaitSignal
+// child; a worker is killed with SIGKILL while a transfer task is pending or
+// while the child runs; another worker finishes. The child must start once
+// (one run of its workflow id), its steps apply once, and the parent must
+// hear of the child's start and close exactly once.
+class ChildCrashTest : public CrashTest {
+ protected:
+  void StartParent(const std::string& id, tv1::ParentInput in) {
+    auto r = client_->Start(testing::kParent, id, in, StartOptions{.task_queue = id, .workflow_task_timeout = 2s});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+  std::int64_t Query(const std::string& sql) {
+    auto n = store::QueryInt(dsn_, sql);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? *n : -1;
+  }
+  std::int64_t Runs(const std::string& workflow_id) {
+    return Query("SELECT count(*) FROM executions WHERE workflow_id = " + store::SqlQuote(workflow_id));
+  }
+  std::int64_t Transfers(int kind) {
+    return Query(fmt::format("SELECT count(*) FROM transfer_tasks WHERE kind = {}", kind));
+  }
+  tv1::ParentResult AwaitParent(const std::string& id) {
+    auto r = client_->AwaitResult<tv1::ParentResult>(id, "", kDeadline);
+    EXPECT_TRUE(r.ok()) << r.status().ToString() << "\n" << Dump(id);
+    return r.ok() ? *r : tv1::ParentResult();
+  }
+  // The parent heard of its child once: one start, one close of `closed`.
+  void ExpectReportedOnce(const std::string& id, v1::EventType closed) {
+    auto h = History(id);
+    const std::string dump = Dump(h);
+    for (size_t i = 0; i < h.size(); ++i) ASSERT_EQ(h[i].event_id(), static_cast<std::int64_t>(i + 1)) << dump;
+    Status valid = history::ValidateHistory(h);
+    EXPECT_TRUE(valid.ok()) << valid.ToString() << "\n" << dump;
+    EXPECT_EQ(Count(h, v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED), 1) << dump;
+    EXPECT_EQ(Count(h, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED), 1) << dump;
+    EXPECT_EQ(Count(h, closed), 1) << dump;
+  }
+  static void ExpectKilled(int status) {
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << DescribeWaitStatus(status);
+  }
+};
+
+// Killed after the parent's StartChildWorkflowExecutionInitiated committed
+// and before the child started. The killed worker runs no sweeper, so the
+// start is certainly still a pending transfer task when it dies.
+TEST_F(ChildCrashTest, ChildStartsOnceAfterKillBetweenInitiatedAndStart) {
+  const std::string id = "crash-child-initiated";
+  const std::string child = id + "/child-1";
+  WorkerProcess* w1 = SpawnWorker(id, "w1-initiated", "none", /*sweeper=*/false);
+  ASSERT_NE(w1, nullptr);
+  tv1::ParentInput in;
+  in.set_child_type("Steps");
+  in.set_child_label(child);
+  in.set_child_steps(2);
+  ASSERT_NO_FATAL_FAILURE(StartParent(id, in));
+  ASSERT_TRUE(WaitUntil([&] { return Count(id, v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) == 1; }))
+      << Dump(id);
+  EXPECT_EQ(Transfers(1), 1) << "the child's start is pending";
+  EXPECT_EQ(Runs(child), 0) << "the child has not started";
+  ExpectKilled(w1->Kill());
+
+  ASSERT_NE(SpawnWorker(id, "w2-initiated"), nullptr);
+  tv1::ParentResult out = AwaitParent(id);
+  EXPECT_EQ(out.outcome(), "completed");
+  EXPECT_EQ(out.keys_size(), 2);
+  EXPECT_EQ(Runs(child), 1) << "the child started once";
+  ASSERT_NO_FATAL_FAILURE(ExpectReportedOnce(id, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED));
+  RunRecord run;
+  ASSERT_NO_FATAL_FAILURE(CheckCompletedRun(child, 2, 0, &run));
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(run.steps[i].executions, 1) << "step " << i;
+}
+
+// Killed while the child runs: during its second activity.
+TEST_F(ChildCrashTest, ChildResultReachesParentOnceAfterKillWhileChildRuns) {
+  const std::string id = "crash-child-running";
+  const std::string child = id + "/child-1";
+  WorkerProcess* w1 = SpawnWorker(id, "w1-running", "during-activity:2");
+  ASSERT_NE(w1, nullptr);
+  tv1::ParentInput in;
+  in.set_child_type("Steps");
+  in.set_child_label(child);
+  in.set_child_steps(3);
+  ASSERT_NO_FATAL_FAILURE(StartParent(id, in));
+  ASSERT_NO_FATAL_FAILURE(ExpectKilledByCrashPoint(*w1, child));
+  EXPECT_EQ(Runs(child), 1);
+
+  ASSERT_NE(SpawnWorker(id, "w2-running"), nullptr);
+  tv1::ParentResult out = AwaitParent(id);
+  EXPECT_EQ(out.outcome(), "completed");
+  EXPECT_EQ(out.keys_size(), 3);
+  EXPECT_EQ(Runs(child), 1) << "the child started once";
+  ASSERT_NO_FATAL_FAILURE(ExpectReportedOnce(id, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED));
+  RunRecord run;
+  ASSERT_NO_FATAL_FAILURE(CheckCompletedRun(child, 3, 0, &run));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run.steps[i].executions, 1) << "step " << i;
+  EXPECT_EQ(run.steps[1].attempt, 2) << "the killed attempt timed out and ran again";
+}
+
+// Killed right after the child closed, before the parent was told: the
+// worker that completes the child runs no sweeper, so the report is still a
+// pending transfer task when it dies.
+TEST_F(ChildCrashTest, ChildCloseReachesParentOnceAfterKillRightAfterClose) {
+  const std::string id = "crash-child-closed";
+  const std::string child = id + "/child-1";
+  WorkerProcess* w1 = SpawnWorker(id, "w1-closed");
+  ASSERT_NE(w1, nullptr);
+  tv1::ParentInput in;
+  in.set_child_type("WaitSignal");
+  ASSERT_NO_FATAL_FAILURE(StartParent(id, in));
+  // The child waits for its signal, with no workflow task in flight.
+  ASSERT_TRUE(WaitUntil([&] {
+    return Count(id, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED) == 1 &&
+           Count(child, v1::EVENT_TYPE_WORKFLOW_TASK_COMPLETED) >= 1;
+  })) << Dump(id);
+  ExpectKilled(w1->Kill());
+
+  WorkerProcess* w2 = SpawnWorker(id, "w2-closed", "none", /*sweeper=*/false);
+  ASSERT_NE(w2, nullptr);
+  ASSERT_TRUE(client_->Signal(child, "child-go", tv1::WaitInput()).ok());
+  ASSERT_TRUE(WaitUntil([&] {
+    auto d = client_->Describe(child);
+    return d.ok() && d->status == store::ExecutionStatus::kCompleted;
+  })) << Dump(child);
+  EXPECT_EQ(Transfers(2), 1) << "the report to the parent is pending";
+  EXPECT_EQ(Count(id, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED), 0) << Dump(id);
+  ExpectKilled(w2->Kill());
+
+  ASSERT_NE(SpawnWorker(id, "w3-closed"), nullptr);
+  EXPECT_EQ(AwaitParent(id).outcome(), "completed:signaled:");
+  ASSERT_NO_FATAL_FAILURE(ExpectReportedOnce(id, v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED));
+  EXPECT_EQ(Runs(child), 1);
+  EXPECT_EQ(Transfers(2), 0);
 }
 
 }  // namespace

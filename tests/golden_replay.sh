@@ -35,3 +35,20 @@ if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
   exit 1
 fi
 echo "ok: tampered $(basename "$first_with_activity") reported: $out"
+# A parent whose child is, by today's code, another workflow type (when the
+# folder holds a history that starts a child).
+first_with_child="$(grep -l '"start_child_workflow_execution_initiated_event_attributes"' "$dir"/*.json 2>/dev/null | head -1 || true)"
+if [ -n "$first_with_child" ]; then
+  sed -E '/"start_child_workflow_execution_initiated_event_attributes"/,/"workflow_type"/s/"workflow_type": "([^"]*)"/"workflow_type": "\1.Renamed"/' \
+    "$first_with_child" >"$tmp/tampered_child.json"
+  cmp -s "$first_with_child" "$tmp/tampered_child.json" && { echo "FAIL: could not tamper with $first_with_child"; exit 1; }
+  set +e
+  out="$("$itinera" workflow replay --history "$tmp/tampered_child.json")"
+  code=$?
+  set -e
+  if [ "$code" -ne 6 ] || ! grep -q 'ITN-NDE-001' <<<"$out"; then
+    echo "FAIL: a tampered parent history was not reported as a divergence (exit $code): $out"
+    exit 1
+  fi
+  echo "ok: tampered parent $(basename "$first_with_child") reported: $out"
+fi

@@ -4,7 +4,12 @@
 // what a real kill -9 at that moment leaves behind and how another process
 // finishes the run.
 //
-//   itinera_test_worker --db DSN --task-queue Q [--identity NAME] [--crash-at POINT]
+//   itinera_test_worker --db DSN --task-queue Q [--identity NAME] [--crash-at POINT] [--sweeper on|off]
+//
+// --sweeper off: this process fires no timers and does no transfer tasks,
+// so the child workflow tests can hold a run in the state a transfer task
+// leaves it in (a child initiated but not started, a child closed but its
+// parent not told) while they kill the process.
 //
 // POINT (activity ids are "1", "2", ... in scheduling order; for Steps that
 // is the step index + 1; only the first attempt of an activity crashes):
@@ -68,6 +73,7 @@ struct Flags {
   CrashPoint crash = CrashPoint::kNone;
   std::string crash_activity_id;  // for the activity points
   int crash_batch = 0;            // for during-workflow-task
+  bool sweeper = true;
 };
 
 [[noreturn]] void Usage(const std::string& problem) {
@@ -119,6 +125,9 @@ Flags ParseFlags(int argc, char** argv) {
       flags.identity = value;
     } else if (name == "--crash-at") {
       ParseCrashPoint(value, flags);
+    } else if (name == "--sweeper") {
+      if (value != "on" && value != "off") Usage("--sweeper: on or off, got \"" + value + "\"");
+      flags.sweeper = value == "on";
     } else {
       Usage("unknown flag " + std::string(name));
     }
@@ -237,6 +246,7 @@ int Main(int argc, char** argv) {
   // Short, so another worker takes over a run soon after this one dies.
   options.sticky_timeout = 500ms;
   options.hooks = CrashHooks(flags, ids);
+  options.run_sweeper = flags.sweeper;
   // These two points are windows of the two-step path: between an
   // activity's result commit and the workflow task it causes, and inside
   // that task's own commit. A merged transition (architecture §5) commits

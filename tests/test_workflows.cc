@@ -128,6 +128,59 @@ Task<StepsResult> Progress(WorkflowContext& ctx, StepsInput in) {
   co_return done;
 }
 
+Task<StepsResult> Failing(WorkflowContext&, StepsInput) {
+  throw ApplicationError("ChildBroke", "the child fails on purpose", true);
+  co_return StepsResult();
+}
+
+ParentClosePolicy PolicyOf(int p) {
+  switch (p) {
+    case 1: return ParentClosePolicy::kRequestCancel;
+    case 2: return ParentClosePolicy::kAbandon;
+    default: return ParentClosePolicy::kTerminate;
+  }
+}
+
+Task<ParentResult> Parent(WorkflowContext& ctx, ParentInput in) {
+  ParentResult out;
+  // A child task lost with a killed worker is handed out again after 2s.
+  const ChildWorkflowOptions options{.workflow_id = in.child_workflow_id(),
+                                     .parent_close_policy = PolicyOf(in.parent_close_policy()),
+                                     .workflow_task_timeout = 2s};
+  try {
+    if (in.child_type() == "Steps" || in.child_type() == "Failing") {
+      StepsInput steps;
+      steps.set_label(in.child_label());
+      steps.set_steps(in.child_steps());
+      auto child = ctx.ExecuteChildWorkflow(in.child_type() == "Steps" ? kSteps : kFailing, steps, options);
+      StepsResult r = co_await child;
+      for (const auto& k : r.keys()) out.add_keys(k);
+      out.set_outcome("completed");
+      co_return out;
+    }
+    WaitInput wait;
+    wait.set_signal_name("child-go");
+    auto child = ctx.ExecuteChildWorkflow(kWaitSignal, wait, options);
+    if (in.mode() == "cancel") {
+      const std::string signal = "cancel-child";
+      auto got = co_await ctx.wait_signal_payload(signal);
+      (void)got;
+      child.RequestCancel();
+    } else if (in.mode() == "finish-early") {
+      const std::string signal = "finish";
+      auto got = co_await ctx.wait_signal_payload(signal);
+      (void)got;
+      out.set_outcome("finished-early");
+      co_return out;
+    }
+    WaitResult r = co_await child;
+    out.set_outcome("completed:" + r.outcome());
+  } catch (const ChildWorkflowFailure& e) {
+    out.set_outcome("failed:" + e.cause_type());
+  }
+  co_return out;
+}
+
 }  // namespace
 
 void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
@@ -136,6 +189,9 @@ void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
   registry.Register(kWaitSignal, &WaitSignal);
   registry.Register(kCounter, &Counter);
   registry.Register(kProgress, &Progress);
+
+  registry.Register(kParent, &Parent);
+  registry.Register(kFailing, &Failing);
   registry.Register(kRecordStep, [dsn](ActivityContext& ctx, const StepInput& in) {
     // The effect is keyed by the idempotency key, as a supplier would key it;
     // executions counts how often the activity body ran.

@@ -21,6 +21,8 @@ using v1::CounterInput;
 using v1::CounterResult;
 using v1::FlakyInput;
 using v1::FlakyResult;
+using v1::ParentInput;
+using v1::ParentResult;
 using v1::StepInput;
 using v1::StepOutput;
 using v1::StepsInput;
@@ -38,6 +40,10 @@ inline constexpr WorkflowType<CounterInput, CounterResult> kCounter{"Counter"};
 // the idempotency key of step `index`, "" before it ran).
 inline constexpr WorkflowType<StepsInput, StepsResult> kProgress{"Progress"};
 inline constexpr const char* kProgressFinishSignal = "finish";
+// Child workflows: Parent starts one child (Steps, WaitSignal or Failing,
+// which fails at once with type "ChildBroke").
+inline constexpr WorkflowType<ParentInput, ParentResult> kParent{"Parent"};
+inline constexpr WorkflowType<StepsInput, StepsResult> kFailing{"Failing"};
 inline constexpr ActivityType<StepInput, StepOutput> kRecordStep{"RecordStep"};
 inline constexpr ActivityType<FlakyInput, FlakyResult> kFlakyActivity{"FlakyActivity"};
 

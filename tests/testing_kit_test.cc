@@ -15,12 +15,13 @@
 #include <thread>
 #include <vector>
 
-#include "workflows/booking_workflows.h"
+#include "booking/workflows/booking_workflows.h"
 #include "common/payload.h"
 #include "history/history_text.h"
 #include "support/wait.h"
+#include "module_table.h"
 #include "test_workflows.h"
-#include "trip_reminder.h"
+#include "trip_reminder/trip_reminder.h"
 
 namespace itinera::testing {
 namespace {
@@ -278,7 +279,7 @@ TEST(ReplayerTest, UnreadableFilesAndUnknownTypesAreNotClean) {
   ReplayResult missing = Replayer(empty).ReplayFile("/nonexistent/history.json");
   EXPECT_FALSE(missing.clean);
   EXPECT_EQ(missing.code, "read-error");
-  auto golden = std::string(ITINERA_SOURCE_DIR) + "/examples/golden/trip_reminder_confirmed.json";
+  auto golden = std::string(ITINERA_SOURCE_DIR) + "/modules/trip_reminder/golden/trip_reminder_confirmed.json";
   ReplayResult unknown = Replayer(empty).ReplayFile(golden);
   EXPECT_FALSE(unknown.clean);
   EXPECT_EQ(unknown.code, kUnknownWorkflowType) << unknown.ToString();
@@ -289,10 +290,9 @@ TEST(ReplayerTest, UnreadableFilesAndUnknownTypesAreNotClean) {
 // the Replayer alone (tests/golden_replay.sh does the same through the CLI).
 TEST(ReplayerTest, GoldenHistoriesReplayCleanly) {
   Registry r;
-  examples::RegisterExamples(r);
-  booking::RegisterBookingWorkflows(r);
+  ASSERT_TRUE(modules::RegisterAll(r, ModuleConfig{}).ok());
   int files = 0;
-  for (const char* dir : {"/examples/golden", "/workflows/golden"}) {
+  for (const char* dir : {"/modules/trip_reminder/golden", "/modules/booking/golden"}) {
     for (const auto& f : std::filesystem::directory_iterator(std::string(ITINERA_SOURCE_DIR) + dir)) {
       if (f.path().extension() != ".json") continue;
       ExpectReplaysCleanly(f.path().string(), r);
@@ -305,14 +305,14 @@ TEST(ReplayerTest, GoldenHistoriesReplayCleanly) {
 // The sample's golden histories answer its "status" query from history.
 TEST(ReplayerTest, GoldenHistoriesAnswerQueries) {
   Registry r;
-  examples::RegisterExamples(r);
+  ASSERT_TRUE(modules::RegisterModule(r, "trip_reminder").ok());
   const std::pair<const char*, const char*> cases[] = {
       {"trip_reminder_confirmed.json", "\"confirmed\""},
       {"trip_reminder_declined.json", "\"declined\""},
       {"trip_reminder_expired.json", "\"expired\""},
   };
   for (const auto& [file, want] : cases) {
-    auto h = LoadHistoryFile(std::string(ITINERA_SOURCE_DIR) + "/examples/golden/" + file);
+    auto h = LoadHistoryFile(std::string(ITINERA_SOURCE_DIR) + "/modules/trip_reminder/golden/" + file);
     ASSERT_TRUE(h.ok()) << h.status().ToString();
     auto answer = QueryByReplay(r, h->workflow_id, h->run_id, h->events, "status", ::itinera::v1::Payload());
     ASSERT_TRUE(answer.ok()) << file << ": " << answer.status().ToString();

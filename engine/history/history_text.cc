@@ -40,6 +40,8 @@ bool IsCommandEvent(EventType type) {
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+    case v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+    case v1::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
       return true;
     default:
       return false;
@@ -73,6 +75,14 @@ int ExpectedAttributesCase(EventType type) {
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: return HistoryEvent::kWorkflowExecutionSignaledEventAttributes;
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: return HistoryEvent::kWorkflowExecutionTerminatedEventAttributes;
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: return HistoryEvent::kWorkflowExecutionContinuedAsNewEventAttributes;
+    case v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: return HistoryEvent::kStartChildWorkflowExecutionInitiatedEventAttributes;
+    case v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: return HistoryEvent::kStartChildWorkflowExecutionFailedEventAttributes;
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED: return HistoryEvent::kChildWorkflowExecutionStartedEventAttributes;
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: return HistoryEvent::kChildWorkflowExecutionCompletedEventAttributes;
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: return HistoryEvent::kChildWorkflowExecutionFailedEventAttributes;
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: return HistoryEvent::kChildWorkflowExecutionCanceledEventAttributes;
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: return HistoryEvent::kChildWorkflowExecutionTerminatedEventAttributes;
+    case v1::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: return HistoryEvent::kRequestCancelExternalWorkflowExecutionInitiatedEventAttributes;
     default: return 0;
   }
 }
@@ -176,6 +186,45 @@ std::string Attributes(const HistoryEvent& e) {
       auto it = a.details().find("id");
       return fmt::format("marker_name={} id={}", a.marker_name(), it == a.details().end() ? "" : it->second.data());
     }
+    case HistoryEvent::kStartChildWorkflowExecutionInitiatedEventAttributes: {
+      const auto& a = e.start_child_workflow_execution_initiated_event_attributes();
+      return fmt::format("workflow_type={} workflow_id={} task_queue={} parent_close_policy={} input={}",
+                         a.workflow_type(), a.workflow_id(), a.task_queue(),
+                         v1::ParentClosePolicy_Name(a.parent_close_policy()), Truncate(PayloadToJson(a.input())));
+    }
+    case HistoryEvent::kStartChildWorkflowExecutionFailedEventAttributes: {
+      const auto& a = e.start_child_workflow_execution_failed_event_attributes();
+      return fmt::format("workflow_id={} initiated_event_id={} cause={}", a.workflow_id(), a.initiated_event_id(),
+                         a.cause());
+    }
+    case HistoryEvent::kChildWorkflowExecutionStartedEventAttributes: {
+      const auto& a = e.child_workflow_execution_started_event_attributes();
+      return fmt::format("workflow_id={} run_id={} initiated_event_id={}", a.workflow_id(), a.run_id(),
+                         a.initiated_event_id());
+    }
+    case HistoryEvent::kChildWorkflowExecutionCompletedEventAttributes: {
+      const auto& a = e.child_workflow_execution_completed_event_attributes();
+      return fmt::format("workflow_id={} initiated_event_id={} result={}", a.workflow_id(), a.initiated_event_id(),
+                         Truncate(PayloadToJson(a.result())));
+    }
+    case HistoryEvent::kChildWorkflowExecutionFailedEventAttributes: {
+      const auto& a = e.child_workflow_execution_failed_event_attributes();
+      return fmt::format("workflow_id={} initiated_event_id={} failure=\"{}\"", a.workflow_id(),
+                         a.initiated_event_id(), FailureText(a.failure()));
+    }
+    case HistoryEvent::kChildWorkflowExecutionCanceledEventAttributes: {
+      const auto& a = e.child_workflow_execution_canceled_event_attributes();
+      return fmt::format("workflow_id={} initiated_event_id={}", a.workflow_id(), a.initiated_event_id());
+    }
+    case HistoryEvent::kChildWorkflowExecutionTerminatedEventAttributes: {
+      const auto& a = e.child_workflow_execution_terminated_event_attributes();
+      return fmt::format("workflow_id={} initiated_event_id={} reason=\"{}\"", a.workflow_id(),
+                         a.initiated_event_id(), a.reason());
+    }
+    case HistoryEvent::kRequestCancelExternalWorkflowExecutionInitiatedEventAttributes: {
+      const auto& a = e.request_cancel_external_workflow_execution_initiated_event_attributes();
+      return fmt::format("workflow_id={} run_id={}", a.workflow_id(), a.run_id());
+    }
     default:
       return "";
   }
@@ -194,6 +243,11 @@ std::string DescribeEvent(const HistoryEvent& e) {
     case HistoryEvent::kWorkflowExecutionCompletedEventAttributes:
     case HistoryEvent::kWorkflowExecutionFailedEventAttributes:
       attrs = "";
+      break;
+    case HistoryEvent::kStartChildWorkflowExecutionInitiatedEventAttributes:
+      attrs = fmt::format("workflow_type={}, workflow_id={}",
+                          e.start_child_workflow_execution_initiated_event_attributes().workflow_type(),
+                          e.start_child_workflow_execution_initiated_event_attributes().workflow_id());
       break;
     default:
       break;
@@ -224,6 +278,14 @@ std::string DescribeCommand(const v1::Command& c) {
       return fmt::format("FailWorkflowExecution({})", FailureText(c.fail_workflow_execution().failure()));
     case v1::Command::kCancelWorkflowExecution: return "CancelWorkflowExecution";
     case v1::Command::kContinueAsNewWorkflowExecution: return "ContinueAsNewWorkflowExecution";
+    case v1::Command::kStartChildWorkflowExecution:
+      return fmt::format("StartChildWorkflowExecution(workflow_type={}, workflow_id={})",
+                         c.start_child_workflow_execution().workflow_type(),
+                         c.start_child_workflow_execution().workflow_id());
+    case v1::Command::kRequestCancelExternalWorkflowExecution:
+      return fmt::format("RequestCancelExternalWorkflowExecution(workflow_id={}, run_id={})",
+                         c.request_cancel_external_workflow_execution().workflow_id(),
+                         c.request_cancel_external_workflow_execution().run_id());
     default: return "UnknownCommand";
   }
 }

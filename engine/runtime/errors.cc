@@ -28,4 +28,19 @@ v1::Failure ActivityFailure::ToFailure() const {
   return f;
 }
 
+ChildWorkflowFailure::ChildWorkflowFailure(std::string workflow_type, std::string workflow_id, v1::Failure cause)
+    : ApplicationError("ChildWorkflowFailure",
+                       fmt::format("child workflow {} ({}) did not complete: {}: {}", workflow_type, workflow_id,
+                                   cause.type(), cause.message()),
+                       true),
+      workflow_type_(std::move(workflow_type)),
+      workflow_id_(std::move(workflow_id)),
+      cause_(std::move(cause)) {}
+
+v1::Failure ChildWorkflowFailure::ToFailure() const {
+  v1::Failure f = ApplicationError::ToFailure();
+  *f.mutable_cause() = cause_;
+  return f;
+}
+
 }  // namespace itinera

@@ -46,6 +46,25 @@ class ActivityFailure : public ApplicationError {
   v1::RetryState retry_state_;
 };
 
+// A child workflow that did not complete: it failed, was canceled or
+// terminated, or could not start (its workflow id had an open run).
+// cause() says which: the child's own failure, or type "CanceledError",
+// "Terminated" or "WorkflowAlreadyExists".
+class ChildWorkflowFailure : public ApplicationError {
+ public:
+  ChildWorkflowFailure(std::string workflow_type, std::string workflow_id, v1::Failure cause);
+  const std::string& workflow_type() const { return workflow_type_; }
+  const std::string& workflow_id() const { return workflow_id_; }
+  const v1::Failure& cause() const { return cause_; }
+  const std::string& cause_type() const { return cause_.type(); }
+  v1::Failure ToFailure() const override;
+
+ private:
+  std::string workflow_type_;
+  std::string workflow_id_;
+  v1::Failure cause_;
+};
+
 // Thrown from a wait that was pending when cancellation of the workflow was
 // requested. Uncaught, it ends the workflow as canceled.
 class CanceledError : public ApplicationError {

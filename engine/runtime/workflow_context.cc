@@ -91,6 +91,49 @@ detail::SlotPtr WorkflowContext::ScheduleActivity(std::string type, v1::Payload 
   return slot;
 }
 
+const ChildWorkflowOptions& WorkflowContext::DefaultChildWorkflowOptions() {
+  static const ChildWorkflowOptions defaults;
+  return defaults;
+}
+
+detail::SlotPtr WorkflowContext::StartChild(std::string type, v1::Payload input, const ChildWorkflowOptions& o) {
+  int seq = next_child_seq_++;
+  v1::Command cmd;
+  auto* c = cmd.mutable_start_child_workflow_execution();
+  c->set_workflow_id(o.workflow_id.empty() ? info_.workflow_id + "/child-" + std::to_string(seq) : o.workflow_id);
+  c->set_workflow_type(type);
+  c->set_task_queue(o.task_queue.empty() ? info_.task_queue : o.task_queue);
+  *c->mutable_input() = std::move(input);
+  if (!info_.traceparent.empty()) (*c->mutable_input()->mutable_metadata())["traceparent"] = info_.traceparent;
+  *c->mutable_workflow_task_timeout() = ToDuration(o.workflow_task_timeout);
+  switch (o.parent_close_policy) {
+    case ParentClosePolicy::kTerminate: c->set_parent_close_policy(v1::PARENT_CLOSE_POLICY_TERMINATE); break;
+    case ParentClosePolicy::kRequestCancel: c->set_parent_close_policy(v1::PARENT_CLOSE_POLICY_REQUEST_CANCEL); break;
+    case ParentClosePolicy::kAbandon: c->set_parent_close_policy(v1::PARENT_CLOSE_POLICY_ABANDON); break;
+  }
+  auto slot = std::make_shared<detail::Slot>();
+  slot->child_workflow_type = std::move(type);
+  slot->child_workflow_id = c->workflow_id();
+  AddCommand(std::move(cmd), slot);
+  return slot;
+}
+
+void WorkflowContext::RequestCancelChild(const detail::SlotPtr& child) {
+  if (child->ready || child->child_cancel_sent) return;
+  if (child->child_run_id.empty()) {
+    child->child_cancel_wanted = true;  // sent when history says it started
+    return;
+  }
+  child->child_cancel_sent = true;
+  v1::Command cmd;
+  auto* c = cmd.mutable_request_cancel_external_workflow_execution();
+  c->set_workflow_id(child->child_workflow_id);
+  c->set_run_id(child->child_run_id);
+  c->set_child_workflow_only(true);
+  c->set_reason("canceled by the parent workflow " + info_.workflow_id);
+  AddCommand(std::move(cmd));
+}
+
 TimerFuture WorkflowContext::sleep(microseconds duration) {
   if (duration.count() < 0) duration = microseconds(0);
   v1::Command cmd;

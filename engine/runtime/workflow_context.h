@@ -45,6 +45,22 @@ struct ActivityOptions {
   std::string task_queue;             // empty: the workflow's own queue
 };
 
+// What a parent's close does to a child that is still running.
+enum class ParentClosePolicy {
+  kTerminate,      // the child is terminated (the default)
+  kRequestCancel,  // the child is asked to cancel and may clean up
+  kAbandon,        // the child runs on by itself
+};
+
+// Options of one child workflow call. The child runs on its own history,
+// under its own workflow id, like any run.
+struct ChildWorkflowOptions {
+  std::string workflow_id;  // empty: "<parent workflow id>/child-<n>", n = 1, 2, ... per run
+  std::string task_queue;   // empty: the parent's queue
+  ParentClosePolicy parent_close_policy = ParentClosePolicy::kTerminate;
+  microseconds workflow_task_timeout{std::chrono::seconds(10)};
+};
+
 struct WorkflowInfo {
   std::string workflow_id;
   std::string run_id;
@@ -66,6 +82,12 @@ struct Slot {
   std::coroutine_handle<> waiter;
   std::string activity_type;
   std::string timer_id;
+  // Child workflows: identity, start, and the parent's cancel request.
+  std::string child_workflow_type;
+  std::string child_workflow_id;
+  std::string child_run_id;  // set when history says the child started
+  bool child_cancel_wanted = false;  // asked before the child started
+  bool child_cancel_sent = false;
 };
 using SlotPtr = std::shared_ptr<Slot>;
 
@@ -127,6 +149,35 @@ class [[nodiscard]] TimerFuture {
   detail::SlotPtr slot_;
 };
 
+// co_await it for the child workflow's result; throws ChildWorkflowFailure
+// when the child fails, is canceled or terminated, or cannot start.
+template <class Out>
+class [[nodiscard]] ChildWorkflowFuture {
+ public:
+  ChildWorkflowFuture(WorkflowContext& ctx, detail::SlotPtr slot) : ctx_(&ctx), slot_(std::move(slot)) {}
+  bool await_ready() const { return slot_->ready; }
+  void await_suspend(std::coroutine_handle<> h) { slot_->waiter = h; }
+  Out await_resume() {
+    if (slot_->failure) throw ChildWorkflowFailure(slot_->child_workflow_type, slot_->child_workflow_id, *slot_->failure);
+    Out out;
+    if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
+      throw ApplicationError("BadChildWorkflowResult", s.message(), true);
+    }
+    return out;
+  }
+  // The child has closed (co_await returns at once).
+  bool ready() const { return slot_->ready; }
+  const std::string& workflow_id() const { return slot_->child_workflow_id; }
+  // Asks the child to cancel (sent once it has started). The child sees a
+  // cancel request; when it ends canceled, co_await throws
+  // ChildWorkflowFailure with cause type "CanceledError".
+  inline void RequestCancel();
+
+ private:
+  WorkflowContext* ctx_;
+  detail::SlotPtr slot_;
+};
+
 class WorkflowContext {
  public:
   explicit WorkflowContext(WorkflowInfo info);
@@ -152,6 +203,21 @@ class WorkflowContext {
                                                        const ActivityOptions& options) {
     return ActivityFuture<v1::Payload>(ScheduleActivity(std::move(type), std::move(input), options));
   }
+
+  // Starts a child workflow; co_await the returned future for its result.
+  // The child is started by the engine after this workflow task commits,
+  // exactly once, and its close is reported back to this run.
+  template <class In, class Out>
+  ChildWorkflowFuture<Out> ExecuteChildWorkflow(WorkflowType<In, Out> type, const In& input,
+                                                const ChildWorkflowOptions& options) {
+    return ChildWorkflowFuture<Out>(*this, StartChild(std::string(type.name), EncodePayload(input), options));
+  }
+  // With the default options (not a default argument: see execute_activity).
+  template <class In, class Out>
+  ChildWorkflowFuture<Out> ExecuteChildWorkflow(WorkflowType<In, Out> type, const In& input) {
+    return ExecuteChildWorkflow(type, input, DefaultChildWorkflowOptions());
+  }
+  static const ChildWorkflowOptions& DefaultChildWorkflowOptions();
 
   // A durable timer.
   TimerFuture sleep(microseconds duration);
@@ -237,6 +303,8 @@ class WorkflowContext {
 
  private:
   friend class WorkflowExecutor;
+  template <class Out>
+  friend class ChildWorkflowFuture;
 
   // The argument type of a one-argument callable (a lambda or a function).
   template <class Fn>
@@ -264,6 +332,10 @@ class WorkflowContext {
   };
 
   detail::SlotPtr ScheduleActivity(std::string type, v1::Payload input, const ActivityOptions& options);
+  detail::SlotPtr StartChild(std::string type, v1::Payload input, const ChildWorkflowOptions& options);
+  // Sends the cancel request for a started child, or remembers it until the
+  // child has started.
+  void RequestCancelChild(const detail::SlotPtr& child);
   v1::Payload SideEffect(const std::function<v1::Payload()>& fn);
   void AddCommand(v1::Command command, detail::SlotPtr slot = nullptr);
   void CancelTimer(const detail::SlotPtr& timer);
@@ -281,11 +353,13 @@ class WorkflowContext {
   int next_activity_seq_ = 1;
   int next_timer_seq_ = 1;
   int next_side_effect_seq_ = 1;
+  int next_child_seq_ = 1;
 
   std::deque<PendingCommand> pending_;            // produced, not yet matched to events
   std::deque<std::coroutine_handle<>> ready_;     // coroutines to resume next
   std::map<std::int64_t, detail::SlotPtr> activities_;  // by scheduled event id
   std::map<std::string, detail::SlotPtr> timers_;       // by timer id, while pending
+  std::map<std::int64_t, detail::SlotPtr> children_;    // by initiated event id, while open
   std::vector<Condition> conditions_;
   std::map<std::string, std::deque<v1::Payload>> signals_;
   std::map<std::string, int> signal_waits_;       // wait_signal calls suspended, by signal name
@@ -295,5 +369,10 @@ class WorkflowContext {
   std::set<std::string> recorded_patches_;
   std::map<std::string, detail::QueryHandler> queries_;  // by query name
 };
+
+template <class Out>
+void ChildWorkflowFuture<Out>::RequestCancel() {
+  ctx_->RequestCancelChild(slot_);
+}
 
 }  // namespace itinera

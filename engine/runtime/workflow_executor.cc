@@ -174,6 +174,18 @@ bool Matches(const v1::HistoryEvent& e, const v1::Command& c) {
     case v1::EVENT_TYPE_MARKER_RECORDED:
       return c.has_record_marker() && c.record_marker().marker_name() == e.marker_recorded_event_attributes().marker_name() &&
              MarkerId(c.record_marker().details()) == MarkerId(e.marker_recorded_event_attributes().details());
+    case v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+      return c.has_start_child_workflow_execution() &&
+             c.start_child_workflow_execution().workflow_type() ==
+                 e.start_child_workflow_execution_initiated_event_attributes().workflow_type() &&
+             c.start_child_workflow_execution().workflow_id() ==
+                 e.start_child_workflow_execution_initiated_event_attributes().workflow_id();
+    case v1::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+      return c.has_request_cancel_external_workflow_execution() &&
+             c.request_cancel_external_workflow_execution().workflow_id() ==
+                 e.request_cancel_external_workflow_execution_initiated_event_attributes().workflow_id() &&
+             c.request_cancel_external_workflow_execution().run_id() ==
+                 e.request_cancel_external_workflow_execution_initiated_event_attributes().run_id();
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED: return c.has_complete_workflow_execution();
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED: return c.has_fail_workflow_execution();
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: return c.has_cancel_workflow_execution();
@@ -211,6 +223,9 @@ Status WorkflowExecutor::MatchCommand(const v1::HistoryEvent& e) {
   if (e.event_type() == v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED && matched.slot) {
     ctx_->activities_[e.event_id()] = matched.slot;
   }
+  if (e.event_type() == v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED && matched.slot) {
+    ctx_->children_[e.event_id()] = matched.slot;
+  }
   switch (e.event_type()) {
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
     case v1::EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
@@ -225,19 +240,30 @@ Status WorkflowExecutor::MatchCommand(const v1::HistoryEvent& e) {
 }
 
 Status WorkflowExecutor::MatchInput(const v1::HistoryEvent& e, const v1::Command& c) {
-  if (e.event_type() != v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) return Status::Ok();
-  const auto& recorded = e.activity_task_scheduled_event_attributes();
+  const v1::Payload* recorded_input = nullptr;
+  const std::string* recorded_digest = nullptr;
+  const v1::Payload* input = nullptr;
+  if (e.event_type() == v1::EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) {
+    recorded_input = &e.activity_task_scheduled_event_attributes().input();
+    recorded_digest = &e.activity_task_scheduled_event_attributes().input_digest();
+    input = &c.schedule_activity_task().input();
+  } else if (e.event_type() == v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED) {
+    recorded_input = &e.start_child_workflow_execution_initiated_event_attributes().input();
+    recorded_digest = &e.start_child_workflow_execution_initiated_event_attributes().input_digest();
+    input = &c.start_child_workflow_execution().input();
+  } else {
+    return Status::Ok();
+  }
   // Histories written before digests were recorded compare nothing.
-  if (recorded.input_digest().empty()) return Status::Ok();
-  const v1::Payload& input = c.schedule_activity_task().input();
-  const std::string digest = PayloadDigest(input);
-  if (digest == recorded.input_digest()) return Status::Ok();
+  if (recorded_digest->empty()) return Status::Ok();
+  const std::string digest = PayloadDigest(*input);
+  if (digest == *recorded_digest) return Status::Ok();
   return Fail("NonDeterminism", kNdeInputMismatch,
               fmt::format("non-deterministic workflow {}: at event {} history recorded {} with input {} ({}), but the "
                           "code produced {} with input {} ({}); guard the change with ctx.patched() so that runs "
                           "already past this point keep the old input",
-                          info_.workflow_type, e.event_id(), DescribeEvent(e), PayloadToJson(recorded.input()),
-                          recorded.input_digest(), DescribeCommand(c), PayloadToJson(input), digest));
+                          info_.workflow_type, e.event_id(), DescribeEvent(e), PayloadToJson(*recorded_input),
+                          *recorded_digest, DescribeCommand(c), PayloadToJson(*input), digest));
 }
 
 void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
@@ -252,6 +278,16 @@ void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
     if (result) slot->result = *result;
     if (failure) slot->failure = *failure;
     slot->retry_state = retry_state;
+    ctx_->MakeReady(slot);
+  };
+  auto resolve_child = [&](std::int64_t initiated_event_id, const v1::Payload* result, const v1::Failure* failure) {
+    auto it = ctx_->children_.find(initiated_event_id);
+    if (it == ctx_->children_.end()) return;
+    auto slot = it->second;
+    ctx_->children_.erase(it);
+    if (slot->ready) return;
+    if (result) slot->result = *result;
+    if (failure) slot->failure = *failure;
     ctx_->MakeReady(slot);
   };
   switch (e.event_type()) {
@@ -276,6 +312,49 @@ void WorkflowExecutor::Resolve(const v1::HistoryEvent& e) {
       f.set_type("CanceledError");
       f.set_message("activity canceled");
       resolve_activity(a.scheduled_event_id(), nullptr, &f, v1::RETRY_STATE_CANCEL_REQUESTED);
+      break;
+    }
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED: {
+      const auto& a = e.child_workflow_execution_started_event_attributes();
+      auto it = ctx_->children_.find(a.initiated_event_id());
+      if (it == ctx_->children_.end()) break;
+      it->second->child_run_id = a.run_id();
+      // A cancel the code asked for before the child started goes out now.
+      if (it->second->child_cancel_wanted) ctx_->RequestCancelChild(it->second);
+      break;
+    }
+    case v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED: {
+      const auto& a = e.start_child_workflow_execution_failed_event_attributes();
+      v1::Failure f;
+      f.set_type(a.cause());
+      f.set_message(a.message());
+      resolve_child(a.initiated_event_id(), nullptr, &f);
+      break;
+    }
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: {
+      const auto& a = e.child_workflow_execution_completed_event_attributes();
+      resolve_child(a.initiated_event_id(), &a.result(), nullptr);
+      break;
+    }
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: {
+      const auto& a = e.child_workflow_execution_failed_event_attributes();
+      resolve_child(a.initiated_event_id(), nullptr, &a.failure());
+      break;
+    }
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: {
+      const auto& a = e.child_workflow_execution_canceled_event_attributes();
+      v1::Failure f;
+      f.set_type("CanceledError");
+      f.set_message("child workflow canceled");
+      resolve_child(a.initiated_event_id(), nullptr, &f);
+      break;
+    }
+    case v1::EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: {
+      const auto& a = e.child_workflow_execution_terminated_event_attributes();
+      v1::Failure f;
+      f.set_type("Terminated");
+      f.set_message(a.reason().empty() ? "child workflow terminated" : a.reason());
+      resolve_child(a.initiated_event_id(), nullptr, &f);
       break;
     }
     case v1::EVENT_TYPE_TIMER_FIRED: {

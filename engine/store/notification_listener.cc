@@ -13,7 +13,9 @@ class Receiver final : public pqxx::notification_receiver {
            std::function<bool(int)>* ignore)
       : pqxx::notification_receiver(c, channel), handler_(handler), ignore_(ignore) {}
   void operator()(const std::string& payload, int backend_pid) override {
-    if (*ignore_ && (*ignore_)(backend_pid)) return;
+    // Transfer tasks are for whichever sweeper comes first, the sender's
+    // own process included: they are never ignored.
+    if (*ignore_ && channel() != kTransferChannel && (*ignore_)(backend_pid)) return;
     (*handler_)(channel(), payload);
   }
 

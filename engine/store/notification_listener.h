@@ -18,6 +18,8 @@ namespace itinera::store {
 inline constexpr const char* kWorkflowTaskChannel = "itinera_wft";
 inline constexpr const char* kActivityTaskChannel = "itinera_act";
 inline constexpr const char* kClosedChannel = "itinera_closed";
+// Transfer tasks (child workflows) were written; the payload is empty.
+inline constexpr const char* kTransferChannel = "itinera_transfer";
 
 class NotificationListener {
  public:

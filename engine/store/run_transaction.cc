@@ -91,6 +91,7 @@ void Notifications::Send(Sql tx) const {
     chunk += id;
   }
   if (!chunk.empty()) tx.exec_prepared("notify", "itinera_closed", chunk);
+  if (transfer_tasks) tx.exec_prepared("notify", "itinera_transfer", "");
 }
 
 void PendingEvents::Add(const std::string& workflow_id, const std::string& run_id, const v1::HistoryEvent& event,
@@ -517,7 +518,13 @@ void RunTransaction::Close(ExecutionStatus status) {
   exec_.task_failure_message.clear();
   exec_.task_failure_attempt = 0;
   DeleteWorkflowTask();
-  tx_.exec_prepared("close_rows", exec_.workflow_id, exec_.run_id);
+  // A child run reports how it closed to its parent (the closing event is
+  // the last one appended); a run continued as new reports through the
+  // last run of its chain instead.
+  bool report = status != ExecutionStatus::kContinuedAsNew && !new_events_.empty();
+  std::string closing = report ? new_events_.back().SerializeAsString() : std::string();
+  pqxx::result r = tx_.exec_prepared("close_rows", exec_.workflow_id, exec_.run_id, Bin(closing), report, now_);
+  if (!r.empty() && r[0][0].as<std::int64_t>() > 0) notes_.transfer_tasks = true;
   if (auto* b = BatchBuffered()) b->clear();
   notes_.closed_workflows.push_back(exec_.workflow_id);
 }

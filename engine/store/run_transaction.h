@@ -29,6 +29,7 @@ struct Notifications {
   std::set<std::string> workflow_queues;
   std::set<std::string> activity_queues;
   std::vector<std::string> closed_workflows;
+  bool transfer_tasks = false;  // wrote transfer tasks (child workflows): wake the sweepers
   void Send(Sql tx) const;
 };
 

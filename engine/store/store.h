@@ -63,6 +63,15 @@ struct PendingTimerInfo {
   Micros fire_us = 0;
 };
 
+// A child workflow run of a parent, as DescribeWorkflow lists it.
+struct ChildRunInfo {
+  std::string workflow_id;
+  std::string run_id;
+  std::string workflow_type;
+  ExecutionStatus status = ExecutionStatus::kRunning;
+  std::int64_t initiated_event_id = 0;  // the parent's StartChildWorkflowExecutionInitiated
+};
+
 struct ExecutionInfo {
   std::string workflow_id;
   std::string run_id;
@@ -84,6 +93,12 @@ struct ExecutionInfo {
   std::vector<PendingActivityInfo> pending_activities;
   std::vector<PendingTimerInfo> pending_timers;
   bool workflow_task_pending = false;
+  // Child workflows: this run's parent (empty when it has none) and the
+  // child runs it started, in the order it started them.
+  std::string parent_workflow_id;
+  std::string parent_run_id;
+  std::int64_t parent_initiated_event_id = 0;
+  std::vector<ChildRunInfo> children;
 };
 
 // Which runs ListWorkflows returns: all conditions must hold. Runs come
@@ -318,6 +333,10 @@ class Store {
   // activity or rescheduling the workflow task). Returns how many it handled.
   StatusOr<int> FireDueTimers(int max);
   StatusOr<int> ExpireLeases(int max);
+  // Child workflows (store_children.cc): does due transfer tasks, each in
+  // its own transaction that locks one run: starts children, reports their
+  // start and close to parents, applies parent-close policies.
+  StatusOr<int> ProcessTransferTasks(int max);
   // The earliest future moment something becomes due (timer, lease expiry,
   // delayed task), so sweepers and pollers sleep exactly until then.
   StatusOr<std::optional<Micros>> NextDueTime();

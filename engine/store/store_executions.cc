@@ -304,6 +304,17 @@ StatusOr<ExecutionInfo> Store::DescribeWorkflow(const std::string& workflow_id, 
       if (!row["reset_run_id"].is_null()) info.reset_run_id = row["reset_run_id"].as<std::string>();
       if (!row["reset_from_run_id"].is_null()) info.reset_from_run_id = row["reset_from_run_id"].as<std::string>();
     }
+    for (const auto& row : tx.exec_prepared("child_parent_get", workflow_id, run_id)) {
+      info.parent_workflow_id = row["parent_workflow_id"].as<std::string>();
+      info.parent_run_id = row["parent_run_id"].as<std::string>();
+      info.parent_initiated_event_id = row["initiated_event_id"].as<std::int64_t>();
+    }
+    for (const auto& row : tx.exec_prepared("child_list", workflow_id, run_id)) {
+      info.children.push_back({row["workflow_id"].as<std::string>(), row["run_id"].as<std::string>(),
+                               row["workflow_type"].as<std::string>(),
+                               static_cast<ExecutionStatus>(row["status"].as<int>()),
+                               row["initiated_event_id"].as<std::int64_t>()});
+    }
     return info;
   });
 }

@@ -103,10 +103,26 @@ const std::pair<const char*, const char*> kStatements[] = {
     {"buffer_take", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 RETURNING seq, data"},
     {"buffer_delete_one", "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2 AND seq = $3"},
     // A closing run's task rows, in one round trip (each WITH part runs).
+    // Child workflows ride along: the run's open children get their
+    // parent-close policy as transfer tasks ($5 = now), and a child run
+    // reports its closing event ($3) to its parent unless $4 is false
+    // (continue-as-new). Returns how many transfer tasks it wrote.
     {"close_rows",
      "WITH a AS (DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2), "
-     "t AS (DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2) "
-     "DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2"},
+     "t AS (DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2), "
+     "b AS (DELETE FROM buffered_events WHERE workflow_id = $1 AND run_id = $2), "
+     "k AS (DELETE FROM child_executions WHERE workflow_id = $1 AND run_id = $2 "
+     "  RETURNING child_workflow_id, child_run_id, parent_close_policy, initiated_event_id), "
+     "kt AS (INSERT INTO transfer_tasks (workflow_id, run_id, kind, source_workflow_id, source_run_id, "
+     "  initiated_event_id, data, visible_us) SELECT child_workflow_id, child_run_id, "
+     "  CASE parent_close_policy WHEN 3 THEN 3 ELSE 4 END, $1, $2, initiated_event_id, "
+     "  convert_to('parent closed', 'UTF8'), $5 FROM k WHERE child_run_id IS NOT NULL AND parent_close_policy <> 2 "
+     "  RETURNING 1), "
+     "pt AS (INSERT INTO transfer_tasks (workflow_id, run_id, kind, source_workflow_id, source_run_id, "
+     "  initiated_event_id, data, visible_us) SELECT parent_workflow_id, parent_run_id, 2, $1, $2, "
+     "  initiated_event_id, $3, $5 FROM child_parents WHERE workflow_id = $1 AND run_id = $2 AND $4::boolean "
+     "  RETURNING 1) "
+     "SELECT (SELECT count(*) FROM kt) + (SELECT count(*) FROM pt)"},
     {"events_insert",
      "INSERT INTO history_events (workflow_id, run_id, event_id, event_type, event_us, data) "
      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[], $6::bytea[])"},
@@ -233,7 +249,8 @@ const std::pair<const char*, const char*> kStatements[] = {
      " UNION ALL SELECT min(visible_us) FROM workflow_tasks WHERE lease_token IS NULL AND visible_us > $1"
      " UNION ALL SELECT min(visible_us) FROM activity_tasks WHERE lease_token IS NULL AND visible_us > $1"
      " UNION ALL SELECT min(scheduled_us + schedule_to_close_us) FROM activity_tasks"
-     "   WHERE lease_token IS NULL AND schedule_to_close_us > 0) s"},
+     "   WHERE lease_token IS NULL AND schedule_to_close_us > 0"
+     " UNION ALL SELECT min(visible_us) FROM transfer_tasks) s"},
     {"exec_describe",
      "SELECT workflow_id, run_id, workflow_type, task_queue, status, started_us, closed_us, next_event_id, "
      "history_bytes, cancel_requested, task_failure_code, task_failure_message, task_failure_attempt "
@@ -314,6 +331,7 @@ StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr
   try {
     auto conn = std::make_unique<Connection>(dsn);
     for (const auto& [name, sql] : kStatements) conn->c.prepare(name, sql);
+    for (const auto& [name, sql] : ChildStatements()) conn->c.prepare(name, sql);
     return std::unique_ptr<Store>(new Store(std::move(conn), clock ? clock : DefaultClock()));
   } catch (const std::exception& e) {
     return Status::Unavailable(fmt::format("cannot connect to the database: {}", e.what()));

@@ -31,6 +31,17 @@ Status ValidateCommands(const std::vector<v1::Command>& commands) {
             "command {}: activity {} needs start_to_close or schedule_to_close timeout", i, a.activity_type()));
       }
     }
+    if (c.has_start_child_workflow_execution()) {
+      const auto& a = c.start_child_workflow_execution();
+      if (a.workflow_type().empty()) return Status::InvalidArgument(fmt::format("command {}: child workflow_type is empty", i));
+      if (a.workflow_id().empty() || a.workflow_id().size() > 255) {
+        return Status::InvalidArgument(fmt::format("command {}: child workflow_id must have 1 to 255 characters", i));
+      }
+    }
+    if (c.has_request_cancel_external_workflow_execution() &&
+        c.request_cancel_external_workflow_execution().workflow_id().empty()) {
+      return Status::InvalidArgument(fmt::format("command {}: workflow_id of the run to cancel is empty", i));
+    }
     if (c.attributes_case() == v1::Command::ATTRIBUTES_NOT_SET) {
       return Status::InvalidArgument(fmt::format("command {}: empty command", i));
     }
@@ -328,6 +339,7 @@ void ContinueAsNew(CommandScope& s, const v1::ContinueAsNewWorkflowExecutionComm
   CreateRun(s.w.tx, s.w.now, s.w.pe, s.w.n, ex.workflow_id, new_run, type, queue, a.input(), NewUuid(),
             s.c.identity, ex.workflow_task_timeout, ex.run_id);
   s.w.tx.exec_prepared("current_set", ex.workflow_id, new_run);
+  InheritParent(s.w.tx, ex.workflow_id, ex.run_id, new_run);
 }
 
 void ApplyCommand(CommandScope& s, const v1::Command& cmd) {
@@ -342,6 +354,11 @@ void ApplyCommand(CommandScope& s, const v1::Command& cmd) {
     case v1::Command::kCancelWorkflowExecution: return CancelRun(s, cmd.cancel_workflow_execution());
     case v1::Command::kContinueAsNewWorkflowExecution:
       return ContinueAsNew(s, cmd.continue_as_new_workflow_execution());
+    case v1::Command::kStartChildWorkflowExecution:
+      return StartChildWorkflow(s.w.tx, s.run, s.w.n, s.completed, cmd.start_child_workflow_execution());
+    case v1::Command::kRequestCancelExternalWorkflowExecution:
+      return RequestCancelExternalWorkflow(s.w.tx, s.run, s.w.n, s.completed,
+                                           cmd.request_cancel_external_workflow_execution());
     default:
       return;  // ValidateCommands refused empty commands
   }

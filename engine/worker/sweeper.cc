@@ -24,10 +24,16 @@ void Worker::Impl::SweeperLoop() {
       HandleStoreError(store, expired.status(), "expiring leases");
       continue;
     }
+    // Child workflows: starts, reports to parents, parent-close policies.
+    auto transferred = store->ProcessTransferTasks(kBatch);
+    if (!transferred.ok()) {
+      HandleStoreError(store, transferred.status(), "processing transfer tasks");
+      continue;
+    }
     // Delayed tasks (retries with backoff) may have become visible.
     signals_->workflow.Notify();
     signals_->activity.Notify();
-    if (*fired >= kBatch || *expired >= kBatch) continue;
+    if (*fired >= kBatch || *expired >= kBatch || *transferred >= kBatch) continue;
     auto next = store->NextDueTime();
     if (!next.ok()) {
       HandleStoreError(store, next.status(), "reading next due time");

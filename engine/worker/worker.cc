@@ -106,8 +106,9 @@ bool Worker::Impl::IsOwnConnection(int pid) {
 void Worker::Impl::ListenLoop() {
   while (!stopping_) {
     auto l = store::NotificationListener::Connect(
-        options_.dsn, {store::kWorkflowTaskChannel, store::kActivityTaskChannel},
+        options_.dsn, {store::kWorkflowTaskChannel, store::kActivityTaskChannel, store::kTransferChannel},
         [this](const std::string& channel, const std::string& queue) {
+          if (channel == store::kTransferChannel) signals_->sweep.Notify();  // child workflow work, any queue
           if (queue != options_.task_queue) return;
           if (channel == store::kWorkflowTaskChannel) signals_->workflow.Notify();
           if (channel == store::kActivityTaskChannel) signals_->activity.Notify();

@@ -2,6 +2,8 @@
 
 #include "itinera/module.h"
 
+#include "trip_planner.h"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -65,6 +67,7 @@ ITINERA_MODULE(trip_reminder) {
   using namespace itinera;
   using namespace itinera::examples;
   registry.Register(kTripReminder, &TripReminder);
+  registry.Register(kTripPlanner, &TripPlanner);
   registry.Register(kReserve, [](ActivityContext& ctx, const TripRequest& in) {
     // A real activity would call a supplier with ctx.idempotency_key().
     Reservation r;

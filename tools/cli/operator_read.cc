@@ -268,6 +268,23 @@ nlohmann::json RunDetailJson(const store::ExecutionInfo& i) {
   j["workflow_task_pending"] = i.workflow_task_pending;
   if (!i.reset_run_id.empty()) j["reset_to_run"] = i.reset_run_id;          // reset: continues in that run
   if (!i.reset_from_run_id.empty()) j["reset_from_run"] = i.reset_from_run_id;  // a reset of that run
+  // Child workflows: the parent that started this run, the children it started.
+  if (!i.parent_workflow_id.empty()) {
+    j["parent"] = {{"workflow_id", i.parent_workflow_id},
+                   {"run_id", i.parent_run_id},
+                   {"initiated_event_id", i.parent_initiated_event_id}};
+  }
+  if (!i.children.empty()) {
+    nlohmann::json children = nlohmann::json::array();
+    for (const auto& c : i.children) {
+      children.push_back({{"workflow_id", c.workflow_id},
+                          {"run_id", c.run_id},
+                          {"workflow_type", c.workflow_type},
+                          {"status", store::ExecutionStatusName(c.status)},
+                          {"initiated_event_id", c.initiated_event_id}});
+    }
+    j["children"] = children;
+  }
   return j;
 }
 

@@ -59,7 +59,7 @@ StatusOr<v1::Payload> SignalInput(const std::string& type_name, const std::strin
   return p;
 }
 
-StatusOr<std::vector<v1::HistoryEvent>> ReadHistoryFile(const std::string& path) {
+StatusOr<v1::History> ReadHistoryFile(const std::string& path) {
   std::ifstream f(path);
   if (!f) return Status::InvalidArgument(fmt::format("--history: cannot read {}", path));
   std::stringstream ss;
@@ -68,7 +68,7 @@ StatusOr<std::vector<v1::HistoryEvent>> ReadHistoryFile(const std::string& path)
   google::protobuf::util::JsonParseOptions o;
   auto st = google::protobuf::util::JsonStringToMessage(ss.str(), &h, o);
   if (!st.ok()) return Status::InvalidArgument(fmt::format("--history: {}: {}", path, std::string(st.message())));
-  return std::vector<v1::HistoryEvent>(h.events().begin(), h.events().end());
+  return h;
 }
 
 // Which runs a command acts on: one ID (and --run), or --all with filters.
@@ -308,9 +308,13 @@ void AddRepairCommands(CLI::App& wf, std::string& db, int& exit_code) {
       }
       ops::ReplayReport report;
       if (!file.empty()) {
-        auto events = ReadHistoryFile(file);
-        if (!events.ok()) { exit_code = Fail(events.status()); return; }
-        report = ops::ReplayHistory(BuiltinRegistry(), id.empty() ? "replay" : id, run, *events);
+        auto h = ReadHistoryFile(file);
+        if (!h.ok()) { exit_code = Fail(h.status()); return; }
+        // The code may use its workflow id (a child's default id is made
+        // from it), so the file's id is the default.
+        if (id.empty()) id = h->workflow_id().empty() ? "replay" : h->workflow_id();
+        std::vector<v1::HistoryEvent> events(h->events().begin(), h->events().end());
+        report = ops::ReplayHistory(BuiltinRegistry(), id, run, events);
       } else {
         if (id.empty()) { exit_code = Fail(Status::InvalidArgument("id: give a workflow id, --history FILE or --all --type T")); return; }
         auto c = Open(db);
