@@ -523,8 +523,9 @@ void RunTransaction::Close(ExecutionStatus status) {
   // last run of its chain instead.
   bool report = status != ExecutionStatus::kContinuedAsNew && !new_events_.empty();
   std::string closing = report ? new_events_.back().SerializeAsString() : std::string();
-  pqxx::result r = tx_.exec_prepared("close_rows", exec_.workflow_id, exec_.run_id, Bin(closing), report, now_);
-  if (!r.empty() && r[0][0].as<std::int64_t>() > 0) notes_.transfer_tasks = true;
+  // Write-only: the statement notifies the sweepers of the transfer tasks it
+  // writes, so a speculative transition may defer it.
+  tx_.exec_prepared("close_rows", exec_.workflow_id, exec_.run_id, Bin(closing), report, now_);
   if (auto* b = BatchBuffered()) b->clear();
   notes_.closed_workflows.push_back(exec_.workflow_id);
 }

@@ -106,7 +106,8 @@ const std::pair<const char*, const char*> kStatements[] = {
     // Child workflows ride along: the run's open children get their
     // parent-close policy as transfer tasks ($5 = now), and a child run
     // reports its closing event ($3) to its parent unless $4 is false
-    // (continue-as-new). Returns how many transfer tasks it wrote.
+    // (continue-as-new). Wakes the sweepers itself when it wrote transfer
+    // tasks: a speculative transition sends it without reading its result.
     {"close_rows",
      "WITH a AS (DELETE FROM activity_tasks WHERE workflow_id = $1 AND run_id = $2), "
      "t AS (DELETE FROM timers WHERE workflow_id = $1 AND run_id = $2), "
@@ -122,7 +123,8 @@ const std::pair<const char*, const char*> kStatements[] = {
      "  initiated_event_id, data, visible_us) SELECT parent_workflow_id, parent_run_id, 2, $1, $2, "
      "  initiated_event_id, $3, $5 FROM child_parents WHERE workflow_id = $1 AND run_id = $2 AND $4::boolean "
      "  RETURNING 1) "
-     "SELECT (SELECT count(*) FROM kt) + (SELECT count(*) FROM pt)"},
+     "SELECT s.n FROM (SELECT (SELECT count(*) FROM kt) + (SELECT count(*) FROM pt) AS n) s "
+     "LEFT JOIN LATERAL (SELECT pg_notify('itinera_transfer', '') WHERE s.n > 0) w ON true"},
     {"events_insert",
      "INSERT INTO history_events (workflow_id, run_id, event_id, event_type, event_us, data) "
      "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::smallint[], $5::bigint[], $6::bytea[])"},
