@@ -6,7 +6,7 @@
 #     [PROTOS <name>/<file>.proto...]   # domain messages; include as "<name>/<file>.pb.h"
 #     [GOLDEN <dir>]                    # recorded histories that must replay against today's code
 #     [MIGRATIONS <dir>]                # NNNN_name.sql, numbered from 1 within the module
-#     [TESTS <test sources...>])        # gtest unit tests that need no database
+#     [TESTS <test sources...>])        # gtest tests; the test kit (itinera/testing.h) is linked
 #
 # builds the library itinera_module_<name> against the SDK (itinera_sdk) only,
 # adds it to the module table that modules/CMakeLists.txt generates (so every
@@ -111,9 +111,11 @@ function(itinera_workflow_module)
   endif()
   if(M_TESTS)
     add_executable(${M_NAME}_unit_tests ${M_TESTS})
-    target_link_libraries(${M_NAME}_unit_tests PRIVATE ${target} GTest::gtest_main)
+    # With the test kit (itinera/testing.h): a test may run the module's
+    # workflows on a real database with time skipped.
+    target_link_libraries(${M_NAME}_unit_tests PRIVATE ${target} itinera_testing itinera_modules GTest::gtest_main)
     include(GoogleTest)
-    gtest_discover_tests(${M_NAME}_unit_tests DISCOVERY_TIMEOUT 60)
+    gtest_discover_tests(${M_NAME}_unit_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300)
   endif()
 endfunction()
 

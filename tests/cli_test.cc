@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/sql_admin.h"
-#include "trip_reminder.h"
+#include "trip_reminder/trip_reminder.h"
 #include "worker/worker.h"
 #include "support/shell.h"
 #include "module_table.h"

@@ -75,7 +75,7 @@ struct TransferTask {
   std::string data;
 };
 
-void InsertTransfer(pqxx::transaction_base& tx, Notifications& n, Micros now, const TransferTask& t) {
+void InsertTransfer(Sql tx, Notifications& n, Micros now, const TransferTask& t) {
   tx.exec_prepared("transfer_insert", t.workflow_id, t.run_id, t.kind, t.source_workflow_id, t.source_run_id,
                    t.initiated_event_id, Bin(t.data), now);
   n.transfer_tasks = true;
@@ -105,7 +105,7 @@ namespace internal {
 
 const std::vector<std::pair<const char*, const char*>>& ChildStatements() { return kChildStatements; }
 
-void StartChildWorkflow(pqxx::transaction_base& tx, RunTransaction& run, Notifications& n, std::int64_t completed,
+void StartChildWorkflow(Sql tx, RunTransaction& run, Notifications& n, std::int64_t completed,
                         const v1::StartChildWorkflowExecutionCommand& c) {
   const auto& ex = run.exec();
   v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED);
@@ -128,7 +128,7 @@ void StartChildWorkflow(pqxx::transaction_base& tx, RunTransaction& run, Notific
   n.transfer_tasks = true;
 }
 
-void RequestCancelExternalWorkflow(pqxx::transaction_base& tx, RunTransaction& run, Notifications& n,
+void RequestCancelExternalWorkflow(Sql tx, RunTransaction& run, Notifications& n,
                                    std::int64_t completed, const v1::RequestCancelExternalWorkflowExecutionCommand& c) {
   const auto& ex = run.exec();
   v1::HistoryEvent e = NewEvent(v1::EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED);
@@ -143,7 +143,7 @@ void RequestCancelExternalWorkflow(pqxx::transaction_base& tx, RunTransaction& r
   InsertTransfer(tx, n, run.now(), {c.workflow_id(), c.run_id(), kCancelChild, ex.workflow_id, ex.run_id, id, reason});
 }
 
-void InheritParent(pqxx::transaction_base& tx, const std::string& workflow_id, const std::string& old_run_id,
+void InheritParent(Sql tx, const std::string& workflow_id, const std::string& old_run_id,
                    const std::string& new_run_id) {
   tx.exec_prepared("child_parent_inherit", workflow_id, old_run_id, new_run_id);
 }

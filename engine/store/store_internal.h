@@ -313,12 +313,12 @@ const std::vector<std::pair<const char*, const char*>>& ChildStatements();
 // The command handlers CompleteWorkflowTask calls: they append the command's
 // event to the parent and write the transfer task that acts on the child
 // later; `completed` is the WorkflowTaskCompleted event they follow.
-void StartChildWorkflow(pqxx::transaction_base& tx, RunTransaction& run, Notifications& n, std::int64_t completed,
+void StartChildWorkflow(Sql tx, RunTransaction& run, Notifications& n, std::int64_t completed,
                         const v1::StartChildWorkflowExecutionCommand& c);
-void RequestCancelExternalWorkflow(pqxx::transaction_base& tx, RunTransaction& run, Notifications& n,
+void RequestCancelExternalWorkflow(Sql tx, RunTransaction& run, Notifications& n,
                                    std::int64_t completed, const v1::RequestCancelExternalWorkflowExecutionCommand& c);
 // A child run that continues as new hands its parent link to the new run.
-void InheritParent(pqxx::transaction_base& tx, const std::string& workflow_id, const std::string& old_run_id,
+void InheritParent(Sql tx, const std::string& workflow_id, const std::string& old_run_id,
                    const std::string& new_run_id);
 
 }  // namespace internal
