@@ -42,6 +42,15 @@ std::string IntArray(const std::vector<std::int64_t>& values) {
   return out;
 }
 
+std::string BoolArray(const std::vector<bool>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += values[i] ? 't' : 'f';
+  }
+  return out + "}";
+}
+
 std::string HexArray(const std::vector<std::string>& values) {
   static const char* kHex = "0123456789abcdef";
   std::string out = "{";
@@ -150,15 +159,6 @@ WorkflowTaskRow ReadTaskRow(const pqxx::row& w, const std::string& prefix = "") 
   task.sticky_owner = f("sticky_owner").is_null() ? "" : f("sticky_owner").as<std::string>();
   task.sticky_until_us = f("sticky_until_us").as<std::int64_t>();
   return task;
-}
-
-std::string BoolArray(const std::vector<bool>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out += ',';
-    out += values[i] ? 't' : 'f';
-  }
-  return out + "}";
 }
 
 }  // namespace

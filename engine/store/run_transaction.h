@@ -119,6 +119,7 @@ std::string Bytes(const pqxx::field& f);
 // A PostgreSQL array literal of text values.
 std::string TextArray(const std::vector<std::string>& values);
 std::string IntArray(const std::vector<std::int64_t>& values);
+std::string BoolArray(const std::vector<bool>& values);
 std::string NullableIntArray(const std::vector<std::optional<std::int64_t>>& values);
 // A bytea[] literal (hex format).
 std::string HexArray(const std::vector<std::string>& values);

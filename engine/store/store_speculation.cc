@@ -14,15 +14,6 @@ namespace {
 // costs the locking path).
 constexpr std::size_t kMaxSnapshots = 16384;
 
-std::string BoolArray(const std::vector<bool>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i) out += ',';
-    out += values[i] ? 't' : 'f';
-  }
-  return out + "}";
-}
-
 }  // namespace
 
 RunSnapshots& RunSnapshots::Process() {
