@@ -51,6 +51,21 @@ std::string BoolArray(const std::vector<bool>& values) {
   return out + "}";
 }
 
+void ExecutionColumns::Add(const ExecutionRow& e) {
+  workflow_id.push_back(e.workflow_id);
+  run_id.push_back(e.run_id);
+  status.push_back(static_cast<int>(e.status));
+  next_event_id.push_back(e.next_event_id);
+  history_bytes.push_back(e.history_bytes);
+  cancel_requested.push_back(e.cancel_requested);
+  sticky_owner.push_back(e.sticky_owner);
+  sticky_until.push_back(e.sticky_until_us);
+  failure_code.push_back(e.task_failure_code);
+  failure_message.push_back(e.task_failure_message);
+  failure_attempt.push_back(e.task_failure_attempt);
+  closed.push_back(e.closed_us);
+}
+
 std::string HexArray(const std::vector<std::string>& values) {
   static const char* kHex = "0123456789abcdef";
   std::string out = "{";
@@ -210,26 +225,12 @@ void BatchRows::Flush(Sql tx) {
     buffered_taken_.clear();
   }
   if (dirty_.empty()) return;
-  std::vector<std::string> w, r, owner, code, message;
-  std::vector<std::int64_t> status, next, bytes, sticky_until, attempt, closed;
-  std::vector<bool> cancel;
-  for (const auto& [key, e] : dirty_) {
-    w.push_back(e.workflow_id);
-    r.push_back(e.run_id);
-    status.push_back(static_cast<int>(e.status));
-    next.push_back(e.next_event_id);
-    bytes.push_back(e.history_bytes);
-    cancel.push_back(e.cancel_requested);
-    owner.push_back(e.sticky_owner);
-    sticky_until.push_back(e.sticky_until_us);
-    code.push_back(e.task_failure_code);
-    message.push_back(e.task_failure_message);
-    attempt.push_back(e.task_failure_attempt);
-    closed.push_back(e.closed_us);
-  }
-  tx.exec_prepared("exec_update_many", TextArray(w), TextArray(r), IntArray(status), IntArray(next), IntArray(bytes),
-                   BoolArray(cancel), TextArray(owner), IntArray(sticky_until), TextArray(code), TextArray(message),
-                   IntArray(attempt), IntArray(closed));
+  ExecutionColumns c;
+  for (const auto& [key, e] : dirty_) c.Add(e);
+  tx.exec_prepared("exec_update_many", TextArray(c.workflow_id), TextArray(c.run_id), IntArray(c.status),
+                   IntArray(c.next_event_id), IntArray(c.history_bytes), BoolArray(c.cancel_requested),
+                   TextArray(c.sticky_owner), IntArray(c.sticky_until), TextArray(c.failure_code),
+                   TextArray(c.failure_message), IntArray(c.failure_attempt), IntArray(c.closed));
   dirty_.clear();
 }
 

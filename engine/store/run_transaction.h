@@ -79,6 +79,15 @@ struct WorkflowTaskRow {
 
 using RunKey = std::pair<std::string, std::string>;  // (workflow_id, run_id)
 
+// Execution rows as the array literals of the columns a transition writes
+// and a speculative check compares (exec_update_many, itinera_expect).
+struct ExecutionColumns {
+  std::vector<std::string> workflow_id, run_id, sticky_owner, failure_code, failure_message;
+  std::vector<std::int64_t> status, next_event_id, history_bytes, sticky_until, failure_attempt, closed;
+  std::vector<bool> cancel_requested;
+  void Add(const ExecutionRow& e);
+};
+
 // The runs of a batch, locked up front in key order with one statement per
 // table instead of two per run, and their execution rows written back with
 // one statement at the end. RunTransactions of the batch read and update

@@ -113,22 +113,10 @@ void RunSnapshots::RecordBatch(const BatchRows& rows, const std::vector<Activity
 
 void AppendExpectation(Script& script, const std::vector<ExecutionRow>& runs,
                        const std::vector<std::pair<ActivityKey, ActivityRow>>& activities) {
-  std::vector<std::string> w, r, owner, code, message, aw, ar;
-  std::vector<std::int64_t> status, next, bytes, sticky_until, fattempt, asched, atoken, aattempt;
-  std::vector<bool> cancel;
-  for (const auto& e : runs) {
-    w.push_back(e.workflow_id);
-    r.push_back(e.run_id);
-    status.push_back(static_cast<int>(e.status));
-    next.push_back(e.next_event_id);
-    bytes.push_back(e.history_bytes);
-    cancel.push_back(e.cancel_requested);
-    owner.push_back(e.sticky_owner);
-    sticky_until.push_back(e.sticky_until_us);
-    code.push_back(e.task_failure_code);
-    message.push_back(e.task_failure_message);
-    fattempt.push_back(e.task_failure_attempt);
-  }
+  ExecutionColumns c;
+  for (const auto& e : runs) c.Add(e);
+  std::vector<std::string> aw, ar;
+  std::vector<std::int64_t> asched, atoken, aattempt;
   for (const auto& [key, a] : activities) {
     aw.push_back(std::get<0>(key));
     ar.push_back(std::get<1>(key));
@@ -136,10 +124,11 @@ void AppendExpectation(Script& script, const std::vector<ExecutionRow>& runs,
     atoken.push_back(a.lease_token.value_or(0));
     aattempt.push_back(a.attempt);
   }
-  Sql::Deferred(&script).exec_prepared("run_expect", TextArray(w), TextArray(r), IntArray(status), IntArray(next),
-                                       IntArray(bytes), BoolArray(cancel), TextArray(owner), IntArray(sticky_until),
-                                       TextArray(code), TextArray(message), IntArray(fattempt), TextArray(aw),
-                                       TextArray(ar), IntArray(asched), IntArray(atoken), IntArray(aattempt));
+  Sql::Deferred(&script).exec_prepared(
+      "run_expect", TextArray(c.workflow_id), TextArray(c.run_id), IntArray(c.status), IntArray(c.next_event_id),
+      IntArray(c.history_bytes), BoolArray(c.cancel_requested), TextArray(c.sticky_owner), IntArray(c.sticky_until),
+      TextArray(c.failure_code), TextArray(c.failure_message), IntArray(c.failure_attempt), TextArray(aw),
+      TextArray(ar), IntArray(asched), IntArray(atoken), IntArray(aattempt));
 }
 
 bool SendScript(pqxx::connection& c, const Script& script) {
