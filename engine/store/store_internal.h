@@ -264,10 +264,13 @@ void StartInline(Sql tx, Micros now, PendingEvents& pe, Notifications& n, RunTra
 
 // Runs as this process last wrote them, for speculative transitions
 // (architecture §5, "One round trip per transition"): the executions row of
-// a running run without a workflow task row, and the activity rows leased
-// with it. Every Store of the process records what it commits here and
-// forgets what it cannot vouch for. Only hints: a speculative script's check
-// (itinera_expect, migration 0006) decides under the row locks. Thread-safe.
+// a running run without a workflow task row, and the activity rows this
+// process leased. Every Store of the process records what it commits here
+// and forgets what it cannot vouch for. Only hints: a speculative script's
+// check (itinera_expect, migration 0006) decides under the row locks.
+// Activities are kept apart from their run's row: a lease is recorded by
+// whichever thread committed it, which may be before the thread that
+// committed the run's transition records the run. Thread-safe.
 class RunSnapshots {
  public:
   static RunSnapshots& Process();
@@ -275,10 +278,11 @@ class RunSnapshots {
   std::optional<ExecutionRow> Run(const RunKey& key);
   std::optional<ActivityRow> Activity(const ActivityKey& key);
   // After a commit: the run as written, and whether it has a workflow task
-  // row now (then, or when closed, it is forgotten: the next transition locks).
+  // row now (then it is forgotten: the next transition locks; when closed,
+  // its activities are forgotten too).
   void Record(const ExecutionRow& exec, bool has_task_row);
   void RecordLeased(const ActivityWrites::Insert& row);
-  // An activity row leased by a claim (kept only if its run is kept).
+  // An activity row leased by a claim.
   void RecordActivity(const ActivityKey& key, ActivityRow row);
   void ForgetActivity(const ActivityKey& key);
   void Forget(const RunKey& key);
@@ -288,14 +292,12 @@ class RunSnapshots {
                    const std::vector<ActivityWrites::Insert>& leased);
 
  private:
-  struct Entry {
-    ExecutionRow exec;
-    std::map<std::int64_t, ActivityRow> activities;  // by scheduled event id
-  };
   RunSnapshots();
+  void ForgetActivitiesOf(const RunKey& key);  // mu_ held
   bool enabled_ = true;
   std::mutex mu_;
-  std::map<RunKey, Entry> runs_;  // guarded by mu_
+  std::map<RunKey, ExecutionRow> runs_;             // guarded by mu_
+  std::map<ActivityKey, ActivityRow> activities_;   // guarded by mu_
 };
 
 // Puts the check that `runs` and `activities` are as the snapshots say at

@@ -2,6 +2,7 @@
 // transition"): the snapshots of runs this process wrote last, the check
 // that heads a speculative script, and sending that script.
 
+#include <cstdint>
 #include <cstdlib>
 
 #include "store/store_internal.h"
@@ -34,40 +35,55 @@ std::optional<ExecutionRow> RunSnapshots::Run(const RunKey& key) {
   std::lock_guard lock(mu_);
   auto it = runs_.find(key);
   if (it == runs_.end()) return std::nullopt;
-  return it->second.exec;
+  return it->second;
 }
 
 std::optional<ActivityRow> RunSnapshots::Activity(const ActivityKey& key) {
   std::lock_guard lock(mu_);
-  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
-  if (it == runs_.end()) return std::nullopt;
-  auto a = it->second.activities.find(std::get<2>(key));
-  if (a == it->second.activities.end()) return std::nullopt;
-  return a->second;
+  auto it = activities_.find(key);
+  if (it == activities_.end()) return std::nullopt;
+  return it->second;
+}
+
+namespace {
+// Keeps a snapshot map within kMaxSnapshots, sparing `keep`.
+template <class Map, class Key>
+void Bound(Map& m, const Key& keep) {
+  if (m.size() <= kMaxSnapshots) return;
+  auto victim = m.begin();
+  if (victim->first == keep) ++victim;
+  m.erase(victim);
+}
+}  // namespace
+
+void RunSnapshots::ForgetActivitiesOf(const RunKey& key) {
+  auto first = activities_.lower_bound({key.first, key.second, INT64_MIN});
+  auto last = activities_.upper_bound({key.first, key.second, INT64_MAX});
+  activities_.erase(first, last);
 }
 
 void RunSnapshots::Record(const ExecutionRow& exec, bool has_task_row) {
   if (!enabled_) return;
   RunKey key{exec.workflow_id, exec.run_id};
   std::lock_guard lock(mu_);
-  if (has_task_row || exec.status != ExecutionStatus::kRunning) {
+  if (exec.status != ExecutionStatus::kRunning) {
+    runs_.erase(key);
+    ForgetActivitiesOf(key);
+    return;
+  }
+  if (has_task_row) {
+    // The next transition locks; the run's leases stay valid until then.
     runs_.erase(key);
     return;
   }
-  Entry& e = runs_[key];
-  e.exec = exec;
-  e.exec.closed_us = 0;
-  if (runs_.size() > kMaxSnapshots) {
-    auto victim = runs_.begin();
-    if (victim->first == key) ++victim;
-    runs_.erase(victim);
-  }
+  ExecutionRow& e = runs_[key];
+  e = exec;
+  e.closed_us = 0;
+  Bound(runs_, key);
 }
 
 void RunSnapshots::RecordLeased(const ActivityWrites::Insert& row) {
-  std::lock_guard lock(mu_);
-  auto it = runs_.find({row.workflow_id, row.run_id});
-  if (it == runs_.end() || !row.token) return;
+  if (!enabled_ || !row.token) return;
   ActivityRow a;
   a.activity_type = row.type;
   a.attrs.ParseFromString(row.attrs);
@@ -80,25 +96,25 @@ void RunSnapshots::RecordLeased(const ActivityWrites::Insert& row) {
   a.lease_expires_us = row.lease_expires.value_or(0);
   a.started_us = row.scheduled_us;  // act_insert_many: a leased row starts when scheduled
   a.task_queue = row.queue;
-  it->second.activities[row.scheduled_event_id] = std::move(a);
+  RecordActivity({row.workflow_id, row.run_id, row.scheduled_event_id}, std::move(a));
 }
 
 void RunSnapshots::RecordActivity(const ActivityKey& key, ActivityRow row) {
   if (!enabled_) return;
   std::lock_guard lock(mu_);
-  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
-  if (it != runs_.end()) it->second.activities[std::get<2>(key)] = std::move(row);
+  activities_[key] = std::move(row);
+  Bound(activities_, key);
 }
 
 void RunSnapshots::ForgetActivity(const ActivityKey& key) {
   std::lock_guard lock(mu_);
-  auto it = runs_.find({std::get<0>(key), std::get<1>(key)});
-  if (it != runs_.end()) it->second.activities.erase(std::get<2>(key));
+  activities_.erase(key);
 }
 
 void RunSnapshots::Forget(const RunKey& key) {
   std::lock_guard lock(mu_);
   runs_.erase(key);
+  ForgetActivitiesOf(key);
 }
 
 void RunSnapshots::RecordBatch(const BatchRows& rows, const std::vector<ActivityKey>& touched,
