@@ -2,9 +2,9 @@
 
 namespace itinera {
 
-void ActivityContext::heartbeat(const google::protobuf::Message& details) {
+void ActivityContext::HeartbeatPayload(v1::Payload details) {
   std::lock_guard lock(mu_);
-  pending_details_ = EncodePayload(details);
+  pending_details_ = std::move(details);
   heartbeat_pending_.store(true);
 }
 

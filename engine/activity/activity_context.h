@@ -4,8 +4,6 @@
 // heartbeat() and is_canceled() may be called from the activity's own threads.
 #pragma once
 
-#include <google/protobuf/message.h>
-
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -43,10 +41,15 @@ class ActivityContext {
   Micros deadline() const { return info_.deadline; }
 
   // Records progress; the worker sends it on (throttled) and extends the
-  // heartbeat deadline. Details survive into the next attempt.
-  void heartbeat(const google::protobuf::Message& details);
+  // heartbeat deadline. Details (any payload type, common/codec.h) survive
+  // into the next attempt.
+  template <class T>
+  void heartbeat(const T& details) {
+    HeartbeatPayload(EncodePayload(details));
+  }
   void heartbeat();
-  // Details of the last heartbeat of an earlier attempt, if any.
+  // Details of the last heartbeat of an earlier attempt, if any, when they
+  // are a T.
   template <class T>
   bool last_heartbeat_details(T* out) const {
     return last_heartbeat_ && DecodePayload(*last_heartbeat_, out).ok();
@@ -69,6 +72,8 @@ class ActivityContext {
   bool heartbeat_pending() const { return heartbeat_pending_.load(); }
 
  private:
+  void HeartbeatPayload(v1::Payload details);
+
   ActivityInfo info_;
   std::optional<v1::Payload> last_heartbeat_;
   std::atomic<bool> canceled_{false};

@@ -61,11 +61,6 @@ StatusOr<store::StartWorkflowResult> Client::StartJson(const std::string& workfl
   return StartPayload(workflow_type, workflow_id, *payload, options);
 }
 
-Status Client::Signal(const std::string& workflow_id, const std::string& signal_name,
-                      const google::protobuf::Message& input, const std::string& run_id) {
-  return SignalPayload(workflow_id, signal_name, EncodePayload(input), run_id);
-}
-
 Status Client::SignalPayload(const std::string& workflow_id, const std::string& signal_name,
                              const v1::Payload& input, const std::string& run_id) {
   return store_->SignalWorkflow(workflow_id, run_id, signal_name, input, DefaultIdentity("client"));

@@ -1,15 +1,15 @@
 // Client: how programs, the CLI and tests start and steer workflows. Wraps a
-// Store connection; typed helpers encode protobuf inputs. Not thread-safe:
-// one Client per thread.
+// Store connection; typed helpers encode and decode payload types
+// (common/codec.h: messages, strings, scalars, JSON structs). Not
+// thread-safe: one Client per thread.
 #pragma once
-
-#include <google/protobuf/message.h>
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/payload.h"
@@ -42,9 +42,10 @@ class Client {
   using Starter = std::function<StatusOr<store::StartWorkflowResult>(const store::StartWorkflowRequest&)>;
   void RouteStarts(Starter start) { starter_ = std::move(start); }
 
+  // The input converts to In ("Ada" for a std::string input).
   template <class In, class Out>
   StatusOr<store::StartWorkflowResult> Start(WorkflowType<In, Out> type, const std::string& workflow_id,
-                                             const In& input, const StartOptions& options = {}) {
+                                             const std::type_identity_t<In>& input, const StartOptions& options = {}) {
     return StartPayload(std::string(type.name), workflow_id, EncodePayload(input), options);
   }
   StatusOr<store::StartWorkflowResult> StartPayload(const std::string& workflow_type, const std::string& workflow_id,
@@ -53,8 +54,11 @@ class Client {
   StatusOr<store::StartWorkflowResult> StartJson(const std::string& workflow_type, const std::string& workflow_id,
                                                  const std::string& json, const StartOptions& options = {});
 
-  Status Signal(const std::string& workflow_id, const std::string& signal_name,
-                const google::protobuf::Message& input, const std::string& run_id = "");
+  template <class T>
+  Status Signal(const std::string& workflow_id, const std::string& signal_name, const T& input,
+                const std::string& run_id = "") {
+    return SignalPayload(workflow_id, signal_name, EncodePayload(input), run_id);
+  }
   Status SignalPayload(const std::string& workflow_id, const std::string& signal_name, const v1::Payload& input,
                        const std::string& run_id = "");
   Status Cancel(const std::string& workflow_id, const std::string& reason, const std::string& run_id = "");
@@ -78,6 +82,15 @@ class Client {
   // unknown run or query (the message lists the known queries).
   StatusOr<v1::Payload> QueryWorkflow(const std::string& workflow_id, const std::string& query_name,
                                       const v1::Payload& input = {}, const std::string& run_id = "");
+  // Typed: the handler's result as R, asked without input or with one.
+  template <class R>
+  StatusOr<R> Query(const std::string& workflow_id, const std::string& query_name) {
+    return DecodeQueryResult<R>(QueryWorkflow(workflow_id, query_name));
+  }
+  template <class R, class In>
+  StatusOr<R> Query(const std::string& workflow_id, const std::string& query_name, const In& input) {
+    return DecodeQueryResult<R>(QueryWorkflow(workflow_id, query_name, EncodePayload(input)));
+  }
   // The same with the input as JSON and the result as JSON (CLI, admin API).
   StatusOr<std::string> QueryWorkflowJson(const std::string& workflow_id, const std::string& query_name,
                                           const std::string& json_input, const std::string& run_id = "");
@@ -96,7 +109,7 @@ class Client {
     if (!e->has_workflow_execution_completed_event_attributes()) {
       return Status::FailedPrecondition("workflow did not complete: " + CloseDescription(*e));
     }
-    Out out;
+    Out out{};
     if (Status s = DecodePayload(e->workflow_execution_completed_event_attributes().result(), &out); !s.ok()) return s;
     return out;
   }
@@ -106,6 +119,13 @@ class Client {
  private:
   Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry);
   static std::string CloseDescription(const v1::HistoryEvent& e);
+  template <class R>
+  static StatusOr<R> DecodeQueryResult(const StatusOr<v1::Payload>& answer) {
+    if (!answer.ok()) return answer.status();
+    R out{};
+    if (Status s = DecodePayload(*answer, &out); !s.ok()) return s;
+    return out;
+  }
 
   std::unique_ptr<store::Store> store_;
   Starter starter_;  // empty: starts use store_

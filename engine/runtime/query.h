@@ -31,7 +31,7 @@ StatusOr<v1::Payload> QueryByReplay(const Registry& registry, const std::string&
 // A query input given as JSON (the CLI's --input, the admin API's body);
 // the handler converts it into its own input type.
 v1::Payload QueryInputFromJson(std::string json);
-// A query result as JSON: a message's JSON form, text as a JSON string.
+// A query result as JSON: a message's JSON form, a JSON value as itself.
 std::string QueryResultToJson(const v1::Payload& result);
 
 }  // namespace itinera

@@ -1,9 +1,6 @@
 #include "runtime/registry.h"
 
 #include <fmt/format.h>
-#include <google/protobuf/dynamic_message.h>
-
-#include <memory>
 
 namespace itinera {
 
@@ -36,17 +33,10 @@ StatusOr<v1::Payload> Registry::WorkflowInputFromJson(std::string_view workflow_
     return Status::InvalidArgument(fmt::format("workflow type: unknown workflow type \"{}\" (known: {})",
                                                workflow_type, fmt::join(WorkflowNames(), ", ")));
   }
-  google::protobuf::DynamicMessageFactory factory;
-  std::unique_ptr<google::protobuf::Message> m(factory.GetPrototype(e->input_type)->New());
-  if (Status s = JsonToMessage(json, m.get(), "input"); !s.ok()) return s;
-  // Re-encode under the generated type name; dynamic and generated messages
-  // share the wire format.
-  v1::Payload p;
-  p.set_encoding(std::string(kEncodingProtobuf));
-  p.set_type_name(e->input_type->full_name());
-  m->SerializeToString(p.mutable_data());
+  auto p = e->input_from_json(json);
+  if (!p.ok()) return p.status();
   if (e->validate_input) {
-    if (Status s = e->validate_input(p); !s.ok()) {
+    if (Status s = e->validate_input(*p); !s.ok()) {
       return Status(s.code(), fmt::format("input.{}", s.message()));
     }
   }

@@ -2,12 +2,13 @@
 // name. Built once at start-up, then read concurrently without locks.
 //
 //   inline constexpr WorkflowType<TripRequest, TripResult> kTrip{"TripReminder"};
-//   inline constexpr ActivityType<ConfirmRequest, Confirmation> kConfirm{"Confirm"};
+//   inline constexpr ActivityType<std::string, Confirmation> kConfirm{"Confirm", {.start_to_close = 30s}};
 //   registry.Register(kTrip, &TripReminder);
-//   registry.Register(kConfirm, [](ActivityContext& ctx, const ConfirmRequest& in) {...});
+//   registry.Register(kConfirm, [](ActivityContext& ctx, const std::string& in) {...});
+//
+// Inputs and outputs are any payload type (common/codec.h): protobuf
+// messages, std::string and scalars, structs nlohmann-json converts.
 #pragma once
-
-#include <google/protobuf/descriptor.h>
 
 #include <functional>
 #include <map>
@@ -18,6 +19,7 @@
 #include "activity/activity_context.h"
 #include "common/payload.h"
 #include "common/status.h"
+#include "runtime/activity_options.h"
 #include "runtime/errors.h"
 #include "runtime/task.h"
 
@@ -26,21 +28,27 @@ namespace itinera {
 class WorkflowContext;
 
 // Typed names: the name a workflow or activity is registered and recorded
-// under, with its input and output messages. Declare one per kind, use it to
+// under, with its input and output types. Declare one per kind, use it to
 // register and to call.
 template <class In, class Out>
 struct WorkflowType {
   std::string_view name;
 };
+// An activity's declaration also carries the options a call without its
+// own uses (WorkflowContext::execute_activity).
 template <class In, class Out>
 struct ActivityType {
   std::string_view name;
+  ActivityOptions options;
 };
 
 struct WorkflowEntry {
   std::string name;
-  const google::protobuf::Descriptor* input_type = nullptr;
-  const google::protobuf::Descriptor* output_type = nullptr;
+  std::string input_type;   // payload type names (PayloadTypeName, common/codec.h)
+  std::string output_type;
+  // JSON text to an input payload (PayloadFromJson): the CLI's and the
+  // admin API's starts, through Registry::WorkflowInputFromJson.
+  std::function<StatusOr<v1::Payload>(std::string_view json)> input_from_json;
   // Runs the workflow on a decoded-later payload; the result is its output payload.
   std::function<Task<v1::Payload>(WorkflowContext&, v1::Payload)> run;
   // Optional: checks a start request's input before any run exists, so bad
@@ -62,7 +70,8 @@ struct StartRules {
 
 struct ActivityEntry {
   std::string name;
-  const google::protobuf::Descriptor* input_type = nullptr;
+  std::string input_type;  // payload type names, as in WorkflowEntry
+  std::string output_type;
   // Throws ApplicationError (or any exception) to fail the attempt.
   std::function<v1::Payload(ActivityContext&, const v1::Payload&)> run;
 };
@@ -71,7 +80,7 @@ namespace detail {
 template <class In, class Out>
 Task<v1::Payload> RunTypedWorkflow(Task<Out> (*fn)(WorkflowContext&, In), WorkflowContext& ctx,
                                    v1::Payload input) {
-  In in;
+  In in{};
   if (Status s = DecodePayload(input, &in); !s.ok()) {
     throw ApplicationError("InvalidInput", s.message(), true);
   }
@@ -84,10 +93,12 @@ class Registry {
  public:
   template <class In, class Out>
   void Register(WorkflowType<In, Out> type, Task<Out> (*fn)(WorkflowContext&, In)) {
+    static_assert(PayloadValue<In> && PayloadValue<Out>, "see EncodePayload (common/codec.h)");
     WorkflowEntry e;
     e.name = std::string(type.name);
-    e.input_type = In::descriptor();
-    e.output_type = Out::descriptor();
+    e.input_type = PayloadTypeName<In>();
+    e.output_type = PayloadTypeName<Out>();
+    e.input_from_json = [](std::string_view json) { return PayloadFromJson<In>(json, "input"); };
     e.run = [fn](WorkflowContext& ctx, v1::Payload input) {
       return detail::RunTypedWorkflow<In, Out>(fn, ctx, std::move(input));
     };
@@ -101,19 +112,21 @@ class Registry {
     e.once_per_id = rules.once_per_id;
     if (rules.validate == nullptr) return;
     e.validate_input = [validate = rules.validate](const v1::Payload& input) {
-      In in;
+      In in{};
       if (Status s = DecodePayload(input, &in); !s.ok()) return s;
       return validate(in);
     };
   }
 
   template <class In, class Out, class Fn>
-  void Register(ActivityType<In, Out> type, Fn fn) {
+  void Register(const ActivityType<In, Out>& type, Fn fn) {
+    static_assert(PayloadValue<In> && PayloadValue<Out>, "see EncodePayload (common/codec.h)");
     ActivityEntry e;
     e.name = std::string(type.name);
-    e.input_type = In::descriptor();
+    e.input_type = PayloadTypeName<In>();
+    e.output_type = PayloadTypeName<Out>();
     e.run = [fn = std::move(fn)](ActivityContext& ctx, const v1::Payload& input) {
-      In in;
+      In in{};
       if (Status s = DecodePayload(input, &in); !s.ok()) {
         throw ApplicationError("InvalidInput", s.message(), true);
       }
@@ -128,9 +141,10 @@ class Registry {
   std::vector<std::string> WorkflowNames() const;
   std::vector<std::string> ActivityNames() const;
 
-  // Converts JSON into the named workflow's input payload, naming the bad
-  // field ("input.flight_id: required", when the type validates its input)
-  // or the unknown type.
+  // Converts JSON into the named workflow's input payload (PayloadFromJson),
+  // naming the bad field (`input: unknown field "nmae" for hello::Name`;
+  // "input.flight_id: required", when the type validates its input) or the
+  // unknown type.
   StatusOr<v1::Payload> WorkflowInputFromJson(std::string_view workflow_type,
                                               std::string_view json) const;
 

@@ -38,11 +38,11 @@ class Saga {
   explicit Saga(WorkflowContext& ctx) : ctx_(ctx) {}
 
   template <class In, class Out>
-  void add_compensation(ActivityType<In, Out> type, const In& input, const ActivityOptions& options) {
+  void add_compensation(const ActivityType<In, Out>& type, const In& input, const ActivityOptions& options) {
     steps_.push_back(Step{std::string(type.name), EncodePayload(input), options});
   }
   template <class In, class Out>
-  void add_compensation(ActivityType<In, Out> type, const In& input) {
+  void add_compensation(const ActivityType<In, Out>& type, const In& input) {
     add_compensation(type, input, DefaultCompensationOptions());
   }
 

@@ -263,8 +263,4 @@ bool WorkflowContext::patched(const std::string& change_id) {
   return value;
 }
 
-void WorkflowContext::continue_as_new(const google::protobuf::Message& input) {
-  throw ContinueAsNewRequest{EncodePayload(input)};
-}
-
 }  // namespace itinera

@@ -5,8 +5,6 @@
 // One per run, owned by its WorkflowExecutor; single-threaded.
 #pragma once
 
-#include <google/protobuf/message.h>
-
 #include <chrono>
 #include <coroutine>
 #include <deque>
@@ -23,6 +21,7 @@
 #include "common/payload.h"
 #include "itinera/command.pb.h"
 #include "itinera/history.pb.h"
+#include "runtime/activity_options.h"
 #include "runtime/errors.h"
 #include "runtime/registry.h"
 #include "runtime/task.h"
@@ -30,20 +29,6 @@
 namespace itinera {
 
 using std::chrono::microseconds;
-
-// Options of one activity call, as in Temporal. At least one of
-// start_to_close and schedule_to_close must be set.
-struct ActivityOptions {
-  microseconds start_to_close{std::chrono::seconds(10)};  // one attempt's budget
-  microseconds schedule_to_close{0};  // all attempts together; 0: unlimited
-  microseconds heartbeat{0};          // max silence between heartbeats; 0: none
-  microseconds initial_interval{std::chrono::seconds(1)};  // first retry backoff
-  double backoff_coefficient = 2.0;   // backoff growth per attempt
-  microseconds maximum_interval{0};   // backoff cap; 0: 100 x initial_interval
-  int maximum_attempts = 0;           // 0: unlimited (bounded by schedule_to_close)
-  std::vector<std::string> non_retryable_error_types;  // fail at once on these types
-  std::string task_queue;             // empty: the workflow's own queue
-};
 
 // What a parent's close does to a child that is still running.
 enum class ParentClosePolicy {
@@ -94,14 +79,20 @@ using SlotPtr = std::shared_ptr<Slot>;
 // A query handler with its input decoded and its result encoded
 // (runtime/query.h). Throws ApplicationError when the input does not decode.
 using QueryHandler = std::function<v1::Payload(const v1::Payload& input)>;
-// Query results and inputs: protobuf messages, or text.
-v1::Payload EncodeQueryValue(const google::protobuf::Message& value);
-v1::Payload EncodeQueryValue(const std::string& value);
-Status DecodeQueryValue(const v1::Payload& payload, google::protobuf::Message* value);
-Status DecodeQueryValue(const v1::Payload& payload, std::string* value);
+// A query input given as JSON text (QueryInputFromJson: the CLI, the admin
+// API) rather than encoded by a typed caller.
+inline constexpr std::string_view kQueryInputJson = "application/json";
+// A query's input as the handler's type: any payload type (common/codec.h).
+template <class T>
+Status DecodeQueryValue(const v1::Payload& payload, T* value) {
+  if (payload.encoding() != kQueryInputJson) return DecodePayload(payload, value);
+  auto typed = PayloadFromJson<T>(payload.data(), "input");
+  if (!typed.ok()) return typed.status();
+  return DecodePayload(*typed, value);
+}
 template <class T>
 T DecodeQueryArgument(const v1::Payload& payload) {
-  T value;
+  T value{};
   if (Status s = DecodeQueryValue(payload, &value); !s.ok()) throw ApplicationError("InvalidQueryInput", s.message(), true);
   return value;
 }
@@ -121,7 +112,7 @@ class [[nodiscard]] ActivityFuture {
     if constexpr (std::is_same_v<Out, v1::Payload>) {
       return slot_->result;  // untyped callers decode it themselves
     } else {
-      Out out;
+      Out out{};
       if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
         throw ApplicationError("BadActivityResult", s.message(), true);
       }
@@ -159,7 +150,7 @@ class [[nodiscard]] ChildWorkflowFuture {
   void await_suspend(std::coroutine_handle<> h) { slot_->waiter = h; }
   Out await_resume() {
     if (slot_->failure) throw ChildWorkflowFailure(slot_->child_workflow_type, slot_->child_workflow_id, *slot_->failure);
-    Out out;
+    Out out{};
     if (Status s = DecodePayload(slot_->result, &out); !s.ok()) {
       throw ApplicationError("BadChildWorkflowResult", s.message(), true);
     }
@@ -187,15 +178,18 @@ class WorkflowContext {
   // Schedules an activity now; co_await the returned future for its result.
   // Several may be in flight at once.
   template <class In, class Out>
-  ActivityFuture<Out> execute_activity(ActivityType<In, Out> type, const In& input, const ActivityOptions& options) {
+  ActivityFuture<Out> execute_activity(const ActivityType<In, Out>& type, const In& input,
+                                       const ActivityOptions& options) {
     return ActivityFuture<Out>(ScheduleActivity(std::string(type.name), EncodePayload(input), options));
   }
-  // With the default options. (Not a default argument: GCC 12 destroys a
-  // defaulted temporary twice when the call sits inside co_await.)
+  // With the options the declaration carries (ActivityType::options;
+  // ActivityOptions{} when it names none). Not a default argument: GCC 12
+  // destroys a defaulted temporary twice when the call sits inside co_await.
   template <class In, class Out>
-  ActivityFuture<Out> execute_activity(ActivityType<In, Out> type, const In& input) {
-    return execute_activity(type, input, DefaultActivityOptions());
+  ActivityFuture<Out> execute_activity(const ActivityType<In, Out>& type, const In& input) {
+    return execute_activity(type, input, type.options);
   }
+  // ActivityOptions{}: what a declaration without options carries.
   static const ActivityOptions& DefaultActivityOptions();
   // Untyped, for helpers that keep activity calls by name (Saga): the
   // future resolves to the encoded result.
@@ -235,14 +229,15 @@ class WorkflowContext {
   Task<std::optional<v1::Payload>> wait_signal_payload(std::string name,
                                                        std::optional<microseconds> timeout = std::nullopt);
   // Signals whose input is not a T are passed over (they stay in history);
-  // a signal sent without input reads as an empty T.
+  // a signal sent without input reads as a default T. T is any payload type
+  // (common/codec.h).
   template <class T>
   Task<std::optional<T>> wait_signal(std::string name,
                                      std::optional<microseconds> timeout = std::nullopt) {
     for (;;) {
       auto p = co_await wait_signal_payload(name, timeout);
       if (!p) co_return std::nullopt;
-      T out;
+      T out{};
       if (DecodePayload(*p, &out).ok()) co_return out;
     }
   }
@@ -257,11 +252,12 @@ class WorkflowContext {
   std::uint64_t random();
   std::string uuid();
 
-  // Runs fn once; on replay returns the recorded value instead.
+  // Runs fn once; on replay returns the recorded value instead. T is any
+  // payload type (common/codec.h).
   template <class T>
   T side_effect(const std::function<T()>& fn) {
     v1::Payload recorded = SideEffect([&] { return EncodePayload(fn()); });
-    T out;
+    T out{};
     if (Status s = DecodePayload(recorded, &out); !s.ok()) {
       // History holds another type here: the code changed under a running
       // workflow. Not an application error: the task fails and the run waits.
@@ -274,26 +270,31 @@ class WorkflowContext {
   // deployed (and for all new runs), false when replaying older history.
   bool patched(const std::string& change_id);
 
-  // Ends this run and starts a new one of the same type with fresh history.
-  [[noreturn]] void continue_as_new(const google::protobuf::Message& input);
+  // Ends this run and starts a new one of the same type with fresh history;
+  // `input` is the new run's input, of the workflow's input type.
+  template <class In>
+  [[noreturn]] void continue_as_new(const In& input) {
+    throw ContinueAsNewRequest{EncodePayload(input)};
+  }
 
   // Registers a read-only query handler under `name` (a second call with
   // the same name replaces it). Queries are answered by replaying the run's
   // history in a fresh executor (runtime/query.h), never by the running
   // worker, so a handler may only read workflow state: it must not change
   // it, and it records nothing. `fn` is `R()` or `R(const In&)`, where R and
-  // In are protobuf messages or std::string. Capture state that lives as
-  // long as the workflow function (its locals, by reference).
+  // In are payload types (common/codec.h: messages, std::string, scalars,
+  // JSON structs). Capture state that lives as long as the workflow
+  // function (its locals, by reference).
   template <class Fn>
   void SetQueryHandler(std::string name, Fn fn) {
     if constexpr (std::is_invocable_v<Fn&>) {
       queries_[std::move(name)] = [fn = std::move(fn)](const v1::Payload&) mutable {
-        return detail::EncodeQueryValue(fn());
+        return EncodePayload(fn());
       };
     } else {
       using In = std::remove_cvref_t<typename FirstArgument<Fn>::type>;
       queries_[std::move(name)] = [fn = std::move(fn)](const v1::Payload& input) mutable {
-        return detail::EncodeQueryValue(fn(detail::DecodeQueryArgument<In>(input)));
+        return EncodePayload(fn(detail::DecodeQueryArgument<In>(input)));
       };
     }
   }

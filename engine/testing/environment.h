@@ -49,7 +49,7 @@ class Environment {
   // from the double: ReplaceActivity("flights.Hold", same lambda). The
   // double runs on the worker's activity threads.
   template <class In, class Out, class Fn>
-  void ReplaceActivity(ActivityType<In, Out> type, Fn fn) {
+  void ReplaceActivity(const ActivityType<In, Out>& type, Fn fn) {
     RefuseAfterStart();
     registry_.Register(type, std::move(fn));
   }
@@ -66,7 +66,8 @@ class Environment {
 
   // Starts a run on this environment's queue; returns its run id.
   template <class In, class Out>
-  StatusOr<std::string> StartWorkflow(WorkflowType<In, Out> type, const std::string& workflow_id, const In& input) {
+  StatusOr<std::string> StartWorkflow(WorkflowType<In, Out> type, const std::string& workflow_id,
+                                      const std::type_identity_t<In>& input) {
     if (Status s = Start(); !s.ok()) return s;
     StartOptions o;
     o.task_queue = options_.task_queue;
@@ -85,13 +86,35 @@ class Environment {
   // Starts the run, awaits it with time skipping, returns its result (a
   // failed run's failure as FailedPrecondition).
   template <class In, class Out>
-  StatusOr<Out> ExecuteWorkflow(WorkflowType<In, Out> type, const std::string& workflow_id, const In& input,
+  StatusOr<Out> ExecuteWorkflow(WorkflowType<In, Out> type, const std::string& workflow_id,
+                                const std::type_identity_t<In>& input,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
     auto run = StartWorkflow(type, workflow_id, input);
     if (!run.ok()) return run.status();
     auto closed = AwaitClose(workflow_id, *run, timeout);
     if (!closed.ok()) return closed.status();
     return client_->AwaitResult<Out>(workflow_id, *run, std::chrono::seconds(5));
+  }
+
+  // Sends a signal to the run (its current run) and waits until the worker
+  // has handled what it caused, so the test reads the state after it.
+  template <class T>
+  Status Signal(const std::string& workflow_id, const std::string& signal_name, const T& input) {
+    if (Status s = Start(); !s.ok()) return s;
+    if (Status s = client_->Signal(workflow_id, signal_name, input); !s.ok()) return s;
+    return WaitIdle();
+  }
+
+  // Asks the run's query handler (answered by replay, runtime/query.h).
+  template <class R>
+  StatusOr<R> Query(const std::string& workflow_id, const std::string& query_name) {
+    if (Status s = Start(); !s.ok()) return s;
+    return client_->Query<R>(workflow_id, query_name);
+  }
+  template <class R, class In>
+  StatusOr<R> Query(const std::string& workflow_id, const std::string& query_name, const In& input) {
+    if (Status s = Start(); !s.ok()) return s;
+    return client_->Query<R>(workflow_id, query_name, input);
   }
 
   // Moves the test clock forward by `d`, stopping at every due time in

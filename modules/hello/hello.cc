@@ -4,7 +4,7 @@
 
 namespace hello {
 using namespace std::chrono_literals;
-itinera::Task<Greeting> Hello(itinera::WorkflowContext& ctx, Name name) {
+itinera::Task<std::string> Hello(itinera::WorkflowContext& ctx, std::string name) {
   co_await ctx.sleep(1h);
   co_return co_await ctx.execute_activity(kGreet, name);
 }
@@ -12,9 +12,5 @@ itinera::Task<Greeting> Hello(itinera::WorkflowContext& ctx, Name name) {
 
 ITINERA_MODULE(hello) {
   registry.Register(hello::kHello, &hello::Hello);
-  registry.Register(hello::kGreet, [](itinera::ActivityContext&, const hello::Name& in) {
-    hello::Greeting out;
-    out.set_text("Hello, " + in.name());
-    return out;
-  });
+  registry.Register(hello::kGreet, [](itinera::ActivityContext&, const std::string& name) { return "Hello, " + name; });
 }

@@ -7,11 +7,8 @@ TEST(HelloTest, GreetsAfterAnHourOfSkippedTime) {
   itinera::Registry registry;
   ASSERT_TRUE(itinera::modules::RegisterModule(registry, "hello").ok());
   itinera::testing::Environment env(registry);
-  ASSERT_TRUE(env.Start().ok());
-  hello::Name ada;
-  ada.set_name("Ada");
-  auto greeting = env.ExecuteWorkflow(hello::kHello, "hello-1", ada);
+  auto greeting = env.ExecuteWorkflow(hello::kHello, "hello-1", "Ada");
   ASSERT_TRUE(greeting.ok()) << greeting.status().ToString();
-  EXPECT_EQ(greeting->text(), "Hello, Ada");
+  EXPECT_EQ(*greeting, "Hello, Ada");
   EXPECT_GE(env.skipped(), std::chrono::hours(1));
 }
