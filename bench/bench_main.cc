@@ -59,7 +59,7 @@ inline constexpr ActivityType<Empty, Empty> kNoop{"BenchNoop"};
 
 Task<Empty> ThreeSteps(WorkflowContext& ctx, Empty in) {
   const ActivityOptions options{.start_to_close = 30s};
-  for (int i = 0; i < 3; ++i) co_await ctx.execute_activity(kNoop, in, options);
+  for (int i = 0; i < 3; ++i) co_await ctx.ExecuteActivity(kNoop, in, options);
   co_return Empty();
 }
 

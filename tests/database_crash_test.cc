@@ -49,7 +49,7 @@ Task<tv1::StepsResult> Holds(WorkflowContext& ctx, tv1::StepsInput in) {
     tv1::StepInput s;
     s.set_label(in.label());
     s.set_index(i);
-    tv1::StepOutput r = co_await ctx.execute_activity(kHold, s, options);
+    tv1::StepOutput r = co_await ctx.ExecuteActivity(kHold, s, options);
     out.add_keys(r.idempotency_key());
   }
   co_return out;

@@ -45,7 +45,7 @@ Task<tv1::StepsResult> FireAndForget(WorkflowContext& ctx, tv1::StepsInput in) {
     tv1::StepInput s;
     s.set_label(in.label());
     s.set_index(i);
-    (void)ctx.execute_activity(::itinera::testing::kRecordStep, s);
+    (void)ctx.ExecuteActivity(::itinera::testing::kRecordStep, s);
   }
   co_return tv1::StepsResult();
 }
@@ -58,7 +58,7 @@ Task<tv1::StepsResult> FanOut(WorkflowContext& ctx, tv1::StepsInput in) {
   for (int i = 0; i < in.steps(); ++i) {
     tv1::StepInput s;
     s.set_index(i);
-    calls.push_back(ctx.execute_activity(kHold, s, ActivityOptions{.start_to_close = 60s}));
+    calls.push_back(ctx.ExecuteActivity(kHold, s, ActivityOptions{.start_to_close = 60s}));
   }
   tv1::StepsResult out;
   for (auto& c : calls) out.add_keys((co_await c).idempotency_key());

@@ -461,16 +461,16 @@ TEST_F(EngineTest, ContinueAsNewStartsAFreshRunUnderTheSameId) {
 }
 
 // Three versions of one workflow: the original, a careless edit, and the
-// edit done right with patched().
+// edit done right with Patched().
 inline constexpr WorkflowType<tv1::WaitInput, tv1::WaitResult> kEvolving{"Evolving"};
 
 Task<tv1::WaitResult> EvolvingV1(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::StepInput s;
   s.set_label(in.signal_name());
-  co_await ctx.execute_activity(kRecordStep, s);
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.ExecuteActivity(kRecordStep, s);
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   s.set_index(1);
-  co_await ctx.execute_activity(kRecordStep, s);
+  co_await ctx.ExecuteActivity(kRecordStep, s);
   tv1::WaitResult out;
   out.set_outcome("v1");
   co_return out;
@@ -478,8 +478,8 @@ Task<tv1::WaitResult> EvolvingV1(WorkflowContext& ctx, tv1::WaitInput in) {
 
 Task<tv1::WaitResult> EvolvingBroken(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::FlakyInput f;
-  co_await ctx.execute_activity(kFlakyActivity, f);  // replaced the first step
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.ExecuteActivity(kFlakyActivity, f);  // replaced the first step
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   (void)in;
   co_return tv1::WaitResult();
 }
@@ -487,17 +487,17 @@ Task<tv1::WaitResult> EvolvingBroken(WorkflowContext& ctx, tv1::WaitInput in) {
 Task<tv1::WaitResult> EvolvingPatched(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::StepInput s;
   s.set_label(in.signal_name());
-  if (ctx.patched("flaky-first")) {
+  if (ctx.Patched("flaky-first")) {
     tv1::FlakyInput f;
-    co_await ctx.execute_activity(kFlakyActivity, f);
+    co_await ctx.ExecuteActivity(kFlakyActivity, f);
   } else {
-    co_await ctx.execute_activity(kRecordStep, s);
+    co_await ctx.ExecuteActivity(kRecordStep, s);
   }
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   s.set_index(1);
-  co_await ctx.execute_activity(kRecordStep, s);
+  co_await ctx.ExecuteActivity(kRecordStep, s);
   tv1::WaitResult out;
-  out.set_outcome(ctx.patched("flaky-first") ? "patched-new" : "patched-old");
+  out.set_outcome(ctx.Patched("flaky-first") ? "patched-new" : "patched-old");
   co_return out;
 }
 
@@ -561,7 +561,7 @@ TEST_F(EngineTest, NonDeterminismLeavesTheRunStuckAndVisibleUntilFixed) {
 Task<tv1::WaitResult> NoTimeouts(WorkflowContext& ctx, tv1::WaitInput) {
   tv1::StepInput s;
   const ActivityOptions none{.start_to_close = 0s, .schedule_to_close = 0s};
-  co_await ctx.execute_activity(kRecordStep, s, none);
+  co_await ctx.ExecuteActivity(kRecordStep, s, none);
   co_return tv1::WaitResult();
 }
 

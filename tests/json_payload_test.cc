@@ -64,12 +64,12 @@ Task<Summary> PlanTrip(WorkflowContext& ctx, Trip trip) {
   summary.status = "finding a hotel";
   ctx.SetQueryHandler("summary", [&summary] { return summary; });
   ctx.SetQueryHandler("nights_after", [&trip](const int& spent) { return trip.nights - spent; });
-  summary.ticket = ctx.side_effect<std::string>([] { return std::string("T-1"); });
-  Plan plan = co_await ctx.execute_activity(kFindHotel, trip);
+  summary.ticket = ctx.SideEffect<std::string>([] { return std::string("T-1"); });
+  Plan plan = co_await ctx.ExecuteActivity(kFindHotel, trip);
   summary.hotel = plan.hotel;
   summary.status = "waiting for approval";
   const std::string approve = "approve";
-  std::optional<Approval> approval = co_await ctx.wait_signal<Approval>(approve);
+  std::optional<Approval> approval = co_await ctx.WaitSignal<Approval>(approve);
   if (!approval || !approval->approved) {
     summary.status = "declined";
     co_return summary;

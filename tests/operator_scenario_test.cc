@@ -6,7 +6,7 @@
 //      signalled in bulk and every one gets stuck with ITN-NDE-001;
 //   3. the stuck runs are listed by their error code, and replay names the
 //      divergence;
-//   4. release 3 fixes the change with patched(); replay of every open run is
+//   4. release 3 fixes the change with Patched(); replay of every open run is
 //      clean; a dry-run bulk retry changes nothing, the bulk retry re-drives
 //      them all, and every run completes;
 //   5. no activity ran twice (test_step_effects counts executions per key).
@@ -158,7 +158,7 @@ TEST_F(OperatorScenario, BrokenDeployIsFoundReplayedFixedAndRetriedInBulkWithout
              broken->divergence->event_id, broken->divergence->expected, broken->divergence->actual,
              broken->divergence->code);
 
-  // 4. Release 3 fixes it with patched(): check before deploying, then retry.
+  // 4. Release 3 fixes it with Patched(): check before deploying, then retry.
   auto fixed = Release(3);
   auto check = ops::ReplayAll(*fixed, *client_, std::string(kDeploy.name));
   ASSERT_TRUE(check.ok());

@@ -41,17 +41,17 @@ std::string Dsn() {
 }
 
 // One workflow in three versions (as in engine_test): the original, an edit
-// that breaks replay of open runs, and the edit done right with patched().
+// that breaks replay of open runs, and the edit done right with Patched().
 inline constexpr WorkflowType<tv1::WaitInput, tv1::WaitResult> kEvolving{"Evolving"};
 
 Task<tv1::WaitResult> EvolvingV1(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::StepInput s;
   s.set_label(in.signal_name());
   const ActivityOptions o{.start_to_close = 2s};
-  co_await ctx.execute_activity(kRecordStep, s, o);
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.ExecuteActivity(kRecordStep, s, o);
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   s.set_index(1);
-  co_await ctx.execute_activity(kRecordStep, s, o);
+  co_await ctx.ExecuteActivity(kRecordStep, s, o);
   tv1::WaitResult out;
   out.set_outcome("v1");
   co_return out;
@@ -60,8 +60,8 @@ Task<tv1::WaitResult> EvolvingV1(WorkflowContext& ctx, tv1::WaitInput in) {
 Task<tv1::WaitResult> EvolvingBroken(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::FlakyInput f;
   const ActivityOptions o{.start_to_close = 2s};
-  co_await ctx.execute_activity(kFlakyActivity, f, o);  // replaced the first step
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.ExecuteActivity(kFlakyActivity, f, o);  // replaced the first step
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   (void)in;
   co_return tv1::WaitResult();
 }
@@ -70,17 +70,17 @@ Task<tv1::WaitResult> EvolvingPatched(WorkflowContext& ctx, tv1::WaitInput in) {
   tv1::StepInput s;
   s.set_label(in.signal_name());
   const ActivityOptions o{.start_to_close = 2s};
-  if (ctx.patched("flaky-first")) {
+  if (ctx.Patched("flaky-first")) {
     tv1::FlakyInput f;
-    co_await ctx.execute_activity(kFlakyActivity, f, o);
+    co_await ctx.ExecuteActivity(kFlakyActivity, f, o);
   } else {
-    co_await ctx.execute_activity(kRecordStep, s, o);
+    co_await ctx.ExecuteActivity(kRecordStep, s, o);
   }
-  co_await ctx.wait_signal<tv1::WaitInput>("go");
+  co_await ctx.WaitSignal<tv1::WaitInput>("go");
   s.set_index(1);
-  co_await ctx.execute_activity(kRecordStep, s, o);
+  co_await ctx.ExecuteActivity(kRecordStep, s, o);
   tv1::WaitResult out;
-  out.set_outcome(ctx.patched("flaky-first") ? "patched-new" : "patched-old");
+  out.set_outcome(ctx.Patched("flaky-first") ? "patched-new" : "patched-old");
   co_return out;
 }
 
@@ -95,10 +95,10 @@ Task<tv1::StepsResult> Purchase(WorkflowContext& ctx, tv1::StepsInput in) {
   tv1::StepInput s;
   s.set_label(in.label());
   const ActivityOptions once{.start_to_close = 2s, .maximum_attempts = 1};
-  tv1::StepOutput held = co_await ctx.execute_activity(kRecordStep, s, once);
+  tv1::StepOutput held = co_await ctx.ExecuteActivity(kRecordStep, s, once);
   out.add_keys(held.idempotency_key());
   s.set_index(1);
-  tv1::StepOutput charged = co_await ctx.execute_activity(kCharge, s, once);
+  tv1::StepOutput charged = co_await ctx.ExecuteActivity(kCharge, s, once);
   out.add_keys(charged.idempotency_key());
   co_return out;
 }
@@ -110,15 +110,15 @@ inline constexpr WorkflowType<tv1::StepsInput, tv1::StepsResult> kDraws{"Draws"}
 Task<tv1::StepsResult> Draws(WorkflowContext& ctx, tv1::StepsInput in) {
   const ActivityOptions o{.start_to_close = 2s};
   tv1::StepsResult out;
-  out.add_keys(ctx.uuid());
+  out.add_keys(ctx.NewUuid());
   tv1::StepInput s;
   s.set_label(in.label());
-  s.set_index(static_cast<int>(ctx.random() % 1000));
-  co_await ctx.execute_activity(kRecordStep, s, o);
+  s.set_index(static_cast<int>(ctx.Random() % 1000));
+  co_await ctx.ExecuteActivity(kRecordStep, s, o);
   out.add_keys(std::to_string(s.index()));
-  out.add_keys(ctx.uuid());
+  out.add_keys(ctx.NewUuid());
   s.set_index(1000);
-  co_await ctx.execute_activity(kRecordStep, s, o);
+  co_await ctx.ExecuteActivity(kRecordStep, s, o);
   co_return out;
 }
 
@@ -130,7 +130,7 @@ Task<tv1::StepsResult> StepsRelabeled(WorkflowContext& ctx, tv1::StepsInput in) 
     tv1::StepInput s;
     s.set_label(in.label() + "-relabeled");
     s.set_index(i);
-    tv1::StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    tv1::StepOutput r = co_await ctx.ExecuteActivity(kRecordStep, s, options);
     out.add_keys(r.idempotency_key());
   }
   co_return out;

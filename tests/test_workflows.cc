@@ -30,9 +30,9 @@ Task<StepsResult> Steps(WorkflowContext& ctx, StepsInput in) {
     StepInput s;
     s.set_label(in.label());
     s.set_index(i);
-    StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    StepOutput r = co_await ctx.ExecuteActivity(kRecordStep, s, options);
     out.add_keys(r.idempotency_key());
-    if (i == 0 && in.sleep_seconds() > 0) co_await ctx.sleep(std::chrono::seconds(in.sleep_seconds()));
+    if (i == 0 && in.sleep_seconds() > 0) co_await ctx.Sleep(std::chrono::seconds(in.sleep_seconds()));
   }
   co_return out;
 }
@@ -40,19 +40,19 @@ Task<StepsResult> Steps(WorkflowContext& ctx, StepsInput in) {
 Task<StepsResult> DeploySteps(WorkflowContext& ctx, StepsInput in, bool pause_first) {
   const ActivityOptions options{.start_to_close = 2s, .initial_interval = 100ms};
   StepsResult out;
-  if (pause_first) co_await ctx.sleep(1ms);
+  if (pause_first) co_await ctx.Sleep(1ms);
   StepInput a;
   a.set_label(in.label());
   a.set_index(0);
-  StepOutput ra = co_await ctx.execute_activity(kRecordStep, a, options);
+  StepOutput ra = co_await ctx.ExecuteActivity(kRecordStep, a, options);
   out.add_keys(ra.idempotency_key());
   const std::string go = kDeployGoSignal;
-  std::optional<::itinera::v1::Payload> signal = co_await ctx.wait_signal_payload(go);
+  std::optional<::itinera::v1::Payload> signal = co_await ctx.WaitSignalPayload(go);
   (void)signal;
   StepInput b;
   b.set_label(in.label());
   b.set_index(1);
-  StepOutput rb = co_await ctx.execute_activity(kRecordStep, b, options);
+  StepOutput rb = co_await ctx.ExecuteActivity(kRecordStep, b, options);
   out.add_keys(rb.idempotency_key());
   co_return out;
 }
@@ -60,7 +60,7 @@ Task<StepsResult> DeploySteps(WorkflowContext& ctx, StepsInput in, bool pause_fi
 Task<StepsResult> DeployRelease1(WorkflowContext& ctx, StepsInput in) { return DeploySteps(ctx, std::move(in), false); }
 Task<StepsResult> DeployRelease2(WorkflowContext& ctx, StepsInput in) { return DeploySteps(ctx, std::move(in), true); }
 Task<StepsResult> DeployRelease3(WorkflowContext& ctx, StepsInput in) {
-  const bool pause_first = ctx.patched("pause-first");
+  const bool pause_first = ctx.Patched("pause-first");
   return DeploySteps(ctx, std::move(in), pause_first);
 }
 
@@ -75,7 +75,7 @@ Task<FlakyResult> Flaky(WorkflowContext& ctx, FlakyInput in) {
   for (const auto& t : in.non_retryable_types()) o.non_retryable_error_types.push_back(t);
   FlakyResult out;
   try {
-    out = co_await ctx.execute_activity(kFlakyActivity, in, o);
+    out = co_await ctx.ExecuteActivity(kFlakyActivity, in, o);
   } catch (const ActivityFailure& e) {
     out.set_outcome(fmt::format("failed:{}:{}", e.cause_type(), ::itinera::v1::RetryState_Name(e.retry_state())));
   }
@@ -86,7 +86,7 @@ Task<WaitResult> WaitSignal(WorkflowContext& ctx, WaitInput in) {
   WaitResult out;
   std::optional<microseconds> timeout;
   if (in.timeout_seconds() > 0) timeout = std::chrono::seconds(in.timeout_seconds());
-  auto got = co_await ctx.wait_signal<WaitInput>(in.signal_name(), timeout);
+  auto got = co_await ctx.WaitSignal<WaitInput>(in.signal_name(), timeout);
   out.set_outcome(got ? "signaled:" + got->signal_name() : "timeout");
   co_return out;
 }
@@ -96,7 +96,7 @@ Task<CounterResult> Counter(WorkflowContext& ctx, CounterInput in) {
     CounterInput next;
     next.set_count(in.count() + 1);
     next.set_limit(in.limit());
-    ctx.continue_as_new(next);
+    ctx.ContinueAsNew(next);
   }
   CounterResult out;
   out.set_count(in.count());
@@ -117,12 +117,12 @@ Task<StepsResult> Progress(WorkflowContext& ctx, StepsInput in) {
     StepInput s;
     s.set_label(in.label());
     s.set_index(i);
-    StepOutput r = co_await ctx.execute_activity(kRecordStep, s, options);
+    StepOutput r = co_await ctx.ExecuteActivity(kRecordStep, s, options);
     done.add_keys(r.idempotency_key());
   }
   status = "waiting for finish";
   const std::string finish = kProgressFinishSignal;
-  std::optional<::itinera::v1::Payload> signal = co_await ctx.wait_signal_payload(finish);
+  std::optional<::itinera::v1::Payload> signal = co_await ctx.WaitSignalPayload(finish);
   (void)signal;
   status = "done";
   co_return done;
@@ -163,12 +163,12 @@ Task<ParentResult> Parent(WorkflowContext& ctx, ParentInput in) {
     auto child = ctx.ExecuteChildWorkflow(kWaitSignal, wait, options);
     if (in.mode() == "cancel") {
       const std::string signal = "cancel-child";
-      auto got = co_await ctx.wait_signal_payload(signal);
+      auto got = co_await ctx.WaitSignalPayload(signal);
       (void)got;
       child.RequestCancel();
     } else if (in.mode() == "finish-early") {
       const std::string signal = "finish";
-      auto got = co_await ctx.wait_signal_payload(signal);
+      auto got = co_await ctx.WaitSignalPayload(signal);
       (void)got;
       out.set_outcome("finished-early");
       co_return out;
@@ -207,11 +207,11 @@ void RegisterTestWorkflows(Registry& registry, const std::string& dsn) {
   });
   registry.Register(kFlakyActivity, [](ActivityContext& ctx, const FlakyInput& in) {
     FlakyResult seen;
-    ctx.last_heartbeat_details(&seen);
+    ctx.LastHeartbeatDetails(&seen);
     if (ctx.attempt() == 1 && in.block_first_attempt_ms() > 0) {
       FlakyResult progress;
       progress.set_heartbeat_seen("attempt-1-progress");
-      ctx.heartbeat(progress);
+      ctx.Heartbeat(progress);
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(in.block_first_attempt_ms());
       while (std::chrono::steady_clock::now() < until && !ctx.is_canceled()) std::this_thread::sleep_for(5ms);
     }

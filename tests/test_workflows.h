@@ -51,7 +51,7 @@ inline constexpr ActivityType<FlakyInput, FlakyResult> kFlakyActivity{"FlakyActi
 // records step "a", waits for the signal "go", records step "b"; release 2
 // adds a pause before step "a" (a change that breaks replay of runs started
 // on release 1); release 3 is that change done right, behind
-// patched("pause-first").
+// Patched("pause-first").
 inline constexpr WorkflowType<StepsInput, StepsResult> kDeploy{"Deploy"};
 inline constexpr const char* kDeployGoSignal = "go";
 void RegisterDeployWorkflow(Registry& registry, int release);

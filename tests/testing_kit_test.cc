@@ -267,7 +267,7 @@ TEST(ReplayerTest, ReportsADeliberatelyChangedWorkflowWithItsStableCode) {
   EXPECT_GT(changed.event_id, 0);
   EXPECT_NE(changed.message.find("ActivityTaskScheduled"), std::string::npos) << changed.message;
 
-  // Release 3 makes the same change behind patched(): old runs replay.
+  // Release 3 makes the same change behind Patched(): old runs replay.
   Registry release3 = TestRegistry();
   RegisterDeployWorkflow(release3, 3);
   ReplayResult patched = Replayer(release3).Replay(h);
@@ -333,7 +333,7 @@ TEST(ReplayerTest, GoldenHistoriesAnswerQueries) {
 
 // Progress, changed: its first command is now a timer.
 Task<StepsResult> ProgressThatPausesFirst(WorkflowContext& ctx, StepsInput) {
-  TimerFuture pause = ctx.sleep(1s);
+  TimerFuture pause = ctx.Sleep(1s);
   co_await pause;
   co_return StepsResult();
 }

@@ -8,7 +8,7 @@ void ActivityContext::HeartbeatPayload(v1::Payload details) {
   heartbeat_pending_.store(true);
 }
 
-void ActivityContext::heartbeat() {
+void ActivityContext::Heartbeat() {
   std::lock_guard lock(mu_);
   heartbeat_pending_.store(true);
 }

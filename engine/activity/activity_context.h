@@ -1,7 +1,7 @@
 // ActivityContext: what a running activity knows about itself and how it talks
 // back to the engine (heartbeats, cancellation). One per attempt, owned by the
 // worker; the activity gets a reference for the duration of the call.
-// heartbeat() and is_canceled() may be called from the activity's own threads.
+// Heartbeat() and is_canceled() may be called from the activity's own threads.
 #pragma once
 
 #include <atomic>
@@ -44,14 +44,14 @@ class ActivityContext {
   // heartbeat deadline. Details (any payload type, common/codec.h) survive
   // into the next attempt.
   template <class T>
-  void heartbeat(const T& details) {
+  void Heartbeat(const T& details) {
     HeartbeatPayload(EncodePayload(details));
   }
-  void heartbeat();
+  void Heartbeat();
   // Details of the last heartbeat of an earlier attempt, if any, when they
   // are a T.
   template <class T>
-  bool last_heartbeat_details(T* out) const {
+  bool LastHeartbeatDetails(T* out) const {
     return last_heartbeat_ && DecodePayload(*last_heartbeat_, out).ok();
   }
 

@@ -73,7 +73,7 @@ class CanceledError : public ApplicationError {
       : ApplicationError("CanceledError", message, true) {}
 };
 
-// Thrown by WorkflowContext::continue_as_new. Deliberately not a
+// Thrown by WorkflowContext::ContinueAsNew. Deliberately not a
 // std::exception, so a catch-all for errors does not swallow it.
 struct ContinueAsNewRequest {
   v1::Payload input;

@@ -35,7 +35,7 @@ struct WorkflowType {
   std::string_view name;
 };
 // An activity's declaration also carries the options a call without its
-// own uses (WorkflowContext::execute_activity).
+// own uses (WorkflowContext::ExecuteActivity).
 template <class In, class Out>
 struct ActivityType {
   std::string_view name;

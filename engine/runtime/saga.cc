@@ -14,12 +14,12 @@ ActivityOptions Saga::DefaultCompensationOptions() {
   return o;
 }
 
-Task<std::vector<CompensationFailure>> Saga::compensate() {
+Task<std::vector<CompensationFailure>> Saga::Compensate() {
   std::vector<CompensationFailure> failures;
   std::vector<Step> steps = std::move(steps_);
   steps_.clear();
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    ActivityFuture<v1::Payload> undo = ctx_.execute_activity_payload(it->activity_type, it->input, it->options);
+    ActivityFuture<v1::Payload> undo = ctx_.ExecuteActivityPayload(it->activity_type, it->input, it->options);
     try {
       v1::Payload ignored = co_await undo;
       (void)ignored;

@@ -1,15 +1,15 @@
 // Saga: compensation for workflows that change several outside systems.
 // As each step succeeds, the workflow registers the activity that undoes it;
-// when a later step fails, compensate() runs the undo activities in reverse
+// when a later step fails, Compensate() runs the undo activities in reverse
 // order, each as an ordinary durable activity (recorded, retried, replayed),
 // so an unwinding interrupted by a crash resumes where it stopped.
 //
 //   Saga saga(ctx);
-//   auto hold = co_await ctx.execute_activity(kHoldFlight, req, opts);
-//   saga.add_compensation(kReleaseFlight, ref);
+//   auto hold = co_await ctx.ExecuteActivity(kHoldFlight, req, opts);
+//   saga.AddCompensation(kReleaseFlight, ref);
 //   ...
 //   catch (const ActivityFailure&) { failed = true; }   // no co_await in a handler
-//   if (failed) co_await saga.compensate();
+//   if (failed) co_await saga.Compensate();
 //
 // Owned by the workflow coroutine that declares it; lives on its frame.
 #pragma once
@@ -38,21 +38,21 @@ class Saga {
   explicit Saga(WorkflowContext& ctx) : ctx_(ctx) {}
 
   template <class In, class Out>
-  void add_compensation(const ActivityType<In, Out>& type, const In& input, const ActivityOptions& options) {
+  void AddCompensation(const ActivityType<In, Out>& type, const In& input, const ActivityOptions& options) {
     steps_.push_back(Step{std::string(type.name), EncodePayload(input), options});
   }
   template <class In, class Out>
-  void add_compensation(const ActivityType<In, Out>& type, const In& input) {
-    add_compensation(type, input, DefaultCompensationOptions());
+  void AddCompensation(const ActivityType<In, Out>& type, const In& input) {
+    AddCompensation(type, input, DefaultCompensationOptions());
   }
 
   // Runs the registered undo steps, last first, one at a time, and forgets
   // them. A step that fails for good (a non-retryable error, or its own
   // attempt limit) is reported and the rest still run.
-  Task<std::vector<CompensationFailure>> compensate();
+  Task<std::vector<CompensationFailure>> Compensate();
 
   // Forgets the registered steps (the saga reached its point of no return).
-  void clear() { steps_.clear(); }
+  void Clear() { steps_.clear(); }
   std::size_t size() const { return steps_.size(); }
 
  private:

@@ -134,7 +134,7 @@ void WorkflowContext::RequestCancelChild(const detail::SlotPtr& child) {
   AddCommand(std::move(cmd));
 }
 
-TimerFuture WorkflowContext::sleep(microseconds duration) {
+TimerFuture WorkflowContext::Sleep(microseconds duration) {
   if (duration.count() < 0) duration = microseconds(0);
   v1::Command cmd;
   auto* t = cmd.mutable_start_timer();
@@ -154,13 +154,13 @@ void WorkflowContext::CancelTimer(const detail::SlotPtr& timer) {
   AddCommand(std::move(cmd));
 }
 
-Task<bool> WorkflowContext::wait_condition(std::function<bool()> condition,
+Task<bool> WorkflowContext::WaitCondition(std::function<bool()> condition,
                                            std::optional<microseconds> timeout) {
   if (condition()) co_return true;
   auto slot = std::make_shared<detail::Slot>();
   conditions_.push_back(Condition{std::move(condition), slot});
   detail::SlotPtr timer;
-  if (timeout) timer = sleep(*timeout).slot();
+  if (timeout) timer = Sleep(*timeout).slot();
 
   // A named awaiter, not a braced temporary: GCC 12 destroys a braced
   // temporary twice when the coroutine is destroyed while suspended on it
@@ -179,7 +179,7 @@ Task<bool> WorkflowContext::wait_condition(std::function<bool()> condition,
   co_return false;  // the timer fired first
 }
 
-std::optional<v1::Payload> WorkflowContext::take_signal(const std::string& name) {
+std::optional<v1::Payload> WorkflowContext::TakeSignal(const std::string& name) {
   auto it = signals_.find(name);
   if (it == signals_.end() || it->second.empty()) return std::nullopt;
   v1::Payload p = std::move(it->second.front());
@@ -187,9 +187,9 @@ std::optional<v1::Payload> WorkflowContext::take_signal(const std::string& name)
   return p;
 }
 
-Task<std::optional<v1::Payload>> WorkflowContext::wait_signal_payload(
+Task<std::optional<v1::Payload>> WorkflowContext::WaitSignalPayload(
     std::string name, std::optional<microseconds> timeout) {
-  if (auto p = take_signal(name)) co_return p;
+  if (auto p = TakeSignal(name)) co_return p;
   // Counted while suspended, so operators can see which signals the code
   // waits for (WorkflowExecutor::WaitingSignals).
   ++signal_waits_[name];
@@ -197,7 +197,7 @@ Task<std::optional<v1::Payload>> WorkflowContext::wait_signal_payload(
   try {
     // Captures by reference only: GCC 12 destroys a lambda temporary with
     // non-trivial captures twice when it appears inside a co_await expression.
-    arrived = co_await wait_condition(
+    arrived = co_await WaitCondition(
         [this, &name] {
           auto it = signals_.find(name);
           return it != signals_.end() && !it->second.empty();
@@ -209,7 +209,7 @@ Task<std::optional<v1::Payload>> WorkflowContext::wait_signal_payload(
   }
   EndSignalWait(name);
   if (!arrived) co_return std::nullopt;
-  co_return take_signal(name);
+  co_return TakeSignal(name);
 }
 
 void WorkflowContext::EndSignalWait(const std::string& name) {
@@ -217,7 +217,7 @@ void WorkflowContext::EndSignalWait(const std::string& name) {
   if (it != signal_waits_.end() && --it->second <= 0) signal_waits_.erase(it);
 }
 
-std::uint64_t WorkflowContext::random() {
+std::uint64_t WorkflowContext::Random() {
   // splitmix64: small, good enough, and identical on every replay.
   std::uint64_t z = (rng_state_ += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -225,13 +225,13 @@ std::uint64_t WorkflowContext::random() {
   return z ^ (z >> 31);
 }
 
-std::string WorkflowContext::uuid() {
-  std::uint64_t hi = random();
-  std::uint64_t lo = random();
+std::string WorkflowContext::NewUuid() {
+  std::uint64_t hi = Random();
+  std::uint64_t lo = Random();
   return FormatUuid(hi, lo);
 }
 
-v1::Payload WorkflowContext::SideEffect(const std::function<v1::Payload()>& fn) {
+v1::Payload WorkflowContext::RecordSideEffect(const std::function<v1::Payload()>& fn) {
   int seq = next_side_effect_seq_++;
   v1::Payload value;
   auto it = recorded_side_effects_.find(seq);
@@ -249,7 +249,7 @@ v1::Payload WorkflowContext::SideEffect(const std::function<v1::Payload()>& fn) 
   return value;
 }
 
-bool WorkflowContext::patched(const std::string& change_id) {
+bool WorkflowContext::Patched(const std::string& change_id) {
   if (auto it = patches_.find(change_id); it != patches_.end()) return it->second;
   bool value = !replaying_ || recorded_patches_.count(change_id) > 0;
   patches_[change_id] = value;

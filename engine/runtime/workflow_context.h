@@ -178,7 +178,7 @@ class WorkflowContext {
   // Schedules an activity now; co_await the returned future for its result.
   // Several may be in flight at once.
   template <class In, class Out>
-  ActivityFuture<Out> execute_activity(const ActivityType<In, Out>& type, const In& input,
+  ActivityFuture<Out> ExecuteActivity(const ActivityType<In, Out>& type, const In& input,
                                        const ActivityOptions& options) {
     return ActivityFuture<Out>(ScheduleActivity(std::string(type.name), EncodePayload(input), options));
   }
@@ -186,14 +186,14 @@ class WorkflowContext {
   // ActivityOptions{} when it names none). Not a default argument: GCC 12
   // destroys a defaulted temporary twice when the call sits inside co_await.
   template <class In, class Out>
-  ActivityFuture<Out> execute_activity(const ActivityType<In, Out>& type, const In& input) {
-    return execute_activity(type, input, type.options);
+  ActivityFuture<Out> ExecuteActivity(const ActivityType<In, Out>& type, const In& input) {
+    return ExecuteActivity(type, input, type.options);
   }
   // ActivityOptions{}: what a declaration without options carries.
   static const ActivityOptions& DefaultActivityOptions();
   // Untyped, for helpers that keep activity calls by name (Saga): the
   // future resolves to the encoded result.
-  ActivityFuture<v1::Payload> execute_activity_payload(std::string type, v1::Payload input,
+  ActivityFuture<v1::Payload> ExecuteActivityPayload(std::string type, v1::Payload input,
                                                        const ActivityOptions& options) {
     return ActivityFuture<v1::Payload>(ScheduleActivity(std::move(type), std::move(input), options));
   }
@@ -206,7 +206,7 @@ class WorkflowContext {
                                                 const ChildWorkflowOptions& options) {
     return ChildWorkflowFuture<Out>(*this, StartChild(std::string(type.name), EncodePayload(input), options));
   }
-  // With the default options (not a default argument: see execute_activity).
+  // With the default options (not a default argument: see ExecuteActivity).
   template <class In, class Out>
   ChildWorkflowFuture<Out> ExecuteChildWorkflow(WorkflowType<In, Out> type, const In& input) {
     return ExecuteChildWorkflow(type, input, DefaultChildWorkflowOptions());
@@ -214,66 +214,66 @@ class WorkflowContext {
   static const ChildWorkflowOptions& DefaultChildWorkflowOptions();
 
   // A durable timer.
-  TimerFuture sleep(microseconds duration);
+  TimerFuture Sleep(microseconds duration);
 
   // Waits until `condition` holds (re-checked whenever history brings news)
   // or the timeout passes. Returns false on timeout. Throws CanceledError if
   // the workflow is canceled while waiting. Capture by reference in the
   // predicate: GCC 12 miscompiles lambda temporaries that own captures
   // (a std::string by value, say) inside a co_await expression.
-  Task<bool> wait_condition(std::function<bool()> condition,
+  Task<bool> WaitCondition(std::function<bool()> condition,
                             std::optional<microseconds> timeout = std::nullopt);
 
   // Waits for the next signal of that name (signals sent before the wait are
   // kept in order). nullopt on timeout.
-  Task<std::optional<v1::Payload>> wait_signal_payload(std::string name,
+  Task<std::optional<v1::Payload>> WaitSignalPayload(std::string name,
                                                        std::optional<microseconds> timeout = std::nullopt);
   // Signals whose input is not a T are passed over (they stay in history);
   // a signal sent without input reads as a default T. T is any payload type
   // (common/codec.h).
   template <class T>
-  Task<std::optional<T>> wait_signal(std::string name,
+  Task<std::optional<T>> WaitSignal(std::string name,
                                      std::optional<microseconds> timeout = std::nullopt) {
     for (;;) {
-      auto p = co_await wait_signal_payload(name, timeout);
+      auto p = co_await WaitSignalPayload(name, timeout);
       if (!p) co_return std::nullopt;
       T out{};
       if (DecodePayload(*p, &out).ok()) co_return out;
     }
   }
   // Takes a signal already delivered, without waiting.
-  std::optional<v1::Payload> take_signal(const std::string& name);
+  std::optional<v1::Payload> TakeSignal(const std::string& name);
 
   // Deterministic time: the start time of the current workflow task.
   Micros now() const { return now_; }
   // Deterministic randomness and UUIDs, seeded by the run id (for a reset
   // run: by the id of the run its history was first written in, then, from
   // the reset point on, by its own id).
-  std::uint64_t random();
-  std::string uuid();
+  std::uint64_t Random();
+  std::string NewUuid();
 
   // Runs fn once; on replay returns the recorded value instead. T is any
   // payload type (common/codec.h).
   template <class T>
-  T side_effect(const std::function<T()>& fn) {
-    v1::Payload recorded = SideEffect([&] { return EncodePayload(fn()); });
+  T SideEffect(const std::function<T()>& fn) {
+    v1::Payload recorded = RecordSideEffect([&] { return EncodePayload(fn()); });
     T out{};
     if (Status s = DecodePayload(recorded, &out); !s.ok()) {
       // History holds another type here: the code changed under a running
       // workflow. Not an application error: the task fails and the run waits.
-      throw std::logic_error("side_effect: recorded value does not match: " + s.message());
+      throw std::logic_error("SideEffect: recorded value does not match: " + s.message());
     }
     return out;
   }
 
   // Versioning: true for runs that reached this point with the change
   // deployed (and for all new runs), false when replaying older history.
-  bool patched(const std::string& change_id);
+  bool Patched(const std::string& change_id);
 
   // Ends this run and starts a new one of the same type with fresh history;
   // `input` is the new run's input, of the workflow's input type.
   template <class In>
-  [[noreturn]] void continue_as_new(const In& input) {
+  [[noreturn]] void ContinueAsNew(const In& input) {
     throw ContinueAsNewRequest{EncodePayload(input)};
   }
 
@@ -337,7 +337,7 @@ class WorkflowContext {
   // Sends the cancel request for a started child, or remembers it until the
   // child has started.
   void RequestCancelChild(const detail::SlotPtr& child);
-  v1::Payload SideEffect(const std::function<v1::Payload()>& fn);
+  v1::Payload RecordSideEffect(const std::function<v1::Payload()>& fn);
   void AddCommand(v1::Command command, detail::SlotPtr slot = nullptr);
   void CancelTimer(const detail::SlotPtr& timer);
   void MakeReady(const detail::SlotPtr& slot);
@@ -363,7 +363,7 @@ class WorkflowContext {
   std::map<std::int64_t, detail::SlotPtr> children_;    // by initiated event id, while open
   std::vector<Condition> conditions_;
   std::map<std::string, std::deque<v1::Payload>> signals_;
-  std::map<std::string, int> signal_waits_;       // wait_signal calls suspended, by signal name
+  std::map<std::string, int> signal_waits_;       // WaitSignal calls suspended, by signal name
   std::map<std::string, bool> patches_;           // decisions taken in this run
   // Looked ahead in history: recorded side-effect values and patch ids.
   std::map<int, v1::Payload> recorded_side_effects_;

@@ -260,7 +260,7 @@ Status WorkflowExecutor::MatchInput(const v1::HistoryEvent& e, const v1::Command
   if (digest == *recorded_digest) return Status::Ok();
   return Fail("NonDeterminism", kNdeInputMismatch,
               fmt::format("non-deterministic workflow {}: at event {} history recorded {} with input {} ({}), but the "
-                          "code produced {} with input {} ({}); guard the change with ctx.patched() so that runs "
+                          "code produced {} with input {} ({}); guard the change with ctx.Patched() so that runs "
                           "already past this point keep the old input",
                           info_.workflow_type, e.event_id(), DescribeEvent(e), PayloadToJson(*recorded_input),
                           *recorded_digest, DescribeCommand(c), PayloadToJson(*input), digest));
@@ -446,7 +446,7 @@ void WorkflowExecutor::ActivateCode(Micros now, bool replaying) {
       }
     } catch (const std::exception& e) {
       (void)Fail("WorkflowPanic", kWorkflowPanic,
-                 fmt::format("a wait_condition predicate of {} threw {}", info_.workflow_type, e.what()));
+                 fmt::format("a WaitCondition predicate of {} threw {}", info_.workflow_type, e.what()));
       return;
     }
     if (!progressed) break;

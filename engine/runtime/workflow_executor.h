@@ -63,7 +63,7 @@ class WorkflowExecutor {
   // When the run started (its first event's time); 0 before it is applied.
   Micros started_us() const { return started_us_; }
   // Read-only introspection for operators: the signal names the code is
-  // suspended on in wait_signal and that have not arrived yet, sorted. As of
+  // suspended on in WaitSignal and that have not arrived yet, sorted. As of
   // the last workflow task applied; empty once the code has finished.
   std::vector<std::string> WaitingSignals() const;
 

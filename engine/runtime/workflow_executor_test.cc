@@ -26,55 +26,55 @@ inline constexpr ActivityType<ConfirmRequest, Confirmation> kOther{"Other"};
 
 // Reserve, wait for an approval signal (with timeout), sleep, confirm.
 Task<TripResult> TestFlow(WorkflowContext& ctx, TripRequest req) {
-  Reservation r = co_await ctx.execute_activity(kReserve, req);
-  auto approval = co_await ctx.wait_signal<Approval>("approval", 60s);
+  Reservation r = co_await ctx.ExecuteActivity(kReserve, req);
+  auto approval = co_await ctx.WaitSignal<Approval>("approval", 60s);
   TripResult out;
   if (!approval) {
     out.set_status("expired");
     co_return out;
   }
-  co_await ctx.sleep(5s);
+  co_await ctx.Sleep(5s);
   ConfirmRequest c;
   c.set_reservation_id(r.reservation_id());
   Confirmation conf;
   try {
-    conf = co_await ctx.execute_activity(kConfirm, c);
+    conf = co_await ctx.ExecuteActivity(kConfirm, c);
   } catch (const ActivityFailure& e) {
     out.set_status("failed:" + e.cause_type());
     co_return out;
   }
   out.set_status("confirmed");
   out.set_confirmation_code(conf.confirmation_code());
-  out.set_reservation_id(ctx.uuid());
+  out.set_reservation_id(ctx.NewUuid());
   co_return out;
 }
 
 // The same workflow after a careless edit: confirms with another activity.
 Task<TripResult> TestFlowChanged(WorkflowContext& ctx, TripRequest req) {
-  Reservation r = co_await ctx.execute_activity(kReserve, req);
-  auto approval = co_await ctx.wait_signal<Approval>("approval", 60s);
+  Reservation r = co_await ctx.ExecuteActivity(kReserve, req);
+  auto approval = co_await ctx.WaitSignal<Approval>("approval", 60s);
   TripResult out;
   if (!approval) co_return out;
-  co_await ctx.sleep(5s);
+  co_await ctx.Sleep(5s);
   ConfirmRequest c;
-  co_await ctx.execute_activity(kOther, c);
+  co_await ctx.ExecuteActivity(kOther, c);
   co_return out;
 }
 
 // The same edit behind a patch: old runs keep the old path.
 Task<TripResult> TestFlowPatched(WorkflowContext& ctx, TripRequest req) {
-  Reservation r = co_await ctx.execute_activity(kReserve, req);
-  auto approval = co_await ctx.wait_signal<Approval>("approval", 60s);
+  Reservation r = co_await ctx.ExecuteActivity(kReserve, req);
+  auto approval = co_await ctx.WaitSignal<Approval>("approval", 60s);
   TripResult out;
   if (!approval) co_return out;
-  co_await ctx.sleep(5s);
+  co_await ctx.Sleep(5s);
   ConfirmRequest c;
   c.set_reservation_id(r.reservation_id());
   Confirmation conf;
-  if (ctx.patched("use-other")) {
-    conf = co_await ctx.execute_activity(kOther, c);
+  if (ctx.Patched("use-other")) {
+    conf = co_await ctx.ExecuteActivity(kOther, c);
   } else {
-    conf = co_await ctx.execute_activity(kConfirm, c);
+    conf = co_await ctx.ExecuteActivity(kConfirm, c);
   }
   out.set_status("confirmed");
   out.set_confirmation_code(conf.confirmation_code());
@@ -330,7 +330,7 @@ TEST(WorkflowExecutorTest, HistoryWithACommandTheCodeNoLongerMakesIsDetected) {
   // Drop the code's last steps: a body that finishes right after reserving.
   Registry shorter;
   shorter.Register(kTestFlow, +[](WorkflowContext& ctx, TripRequest req) -> Task<TripResult> {
-    co_await ctx.execute_activity(kReserve, req);
+    co_await ctx.ExecuteActivity(kReserve, req);
     co_return TripResult();
   });
   WorkflowExecutor exec(shorter, "wf-1", "run-1");
@@ -428,15 +428,15 @@ TEST(WorkflowExecutorTest, SideEffectAndRandomAreStableAcrossReplay) {
   static int calls = 0;
   registry.Register(kTestFlow, +[](WorkflowContext& ctx, TripRequest) -> Task<TripResult> {
     TripResult out;
-    Reservation r = ctx.side_effect<Reservation>([] {
+    Reservation r = ctx.SideEffect<Reservation>([] {
       ++calls;
       Reservation x;
       x.set_reservation_id("side-" + std::to_string(calls));
       return x;
     });
     out.set_reservation_id(r.reservation_id());
-    out.set_confirmation_code(std::to_string(ctx.random()) + "/" + ctx.uuid());
-    co_await ctx.sleep(1s);
+    out.set_confirmation_code(std::to_string(ctx.Random()) + "/" + ctx.NewUuid());
+    co_await ctx.Sleep(1s);
     co_return out;
   });
   History h(Input());
@@ -461,8 +461,8 @@ Task<TripResult> ConfirmBoth(WorkflowContext& ctx, std::string first, std::strin
   a.set_reservation_id(first);
   ConfirmRequest b;
   b.set_reservation_id(second);
-  auto fa = ctx.execute_activity(kConfirm, a);
-  auto fb = ctx.execute_activity(kConfirm, b);
+  auto fa = ctx.ExecuteActivity(kConfirm, a);
+  auto fb = ctx.ExecuteActivity(kConfirm, b);
   Confirmation ca = co_await fa;
   Confirmation cb = co_await fb;
   TripResult out;
@@ -472,7 +472,7 @@ Task<TripResult> ConfirmBoth(WorkflowContext& ctx, std::string first, std::strin
 Task<TripResult> ConfirmAB(WorkflowContext& ctx, TripRequest) { return ConfirmBoth(ctx, "A", "B"); }
 Task<TripResult> ConfirmBA(WorkflowContext& ctx, TripRequest) { return ConfirmBoth(ctx, "B", "A"); }
 Task<TripResult> ConfirmPatched(WorkflowContext& ctx, TripRequest) {
-  return ctx.patched("confirm-b-first") ? ConfirmBoth(ctx, "B", "A") : ConfirmBoth(ctx, "A", "B");
+  return ctx.Patched("confirm-b-first") ? ConfirmBoth(ctx, "B", "A") : ConfirmBoth(ctx, "A", "B");
 }
 
 // Runs ConfirmAB live: both confirmations answer for their own input.
@@ -580,11 +580,11 @@ TEST(WorkflowExecutorTest, AResetRunDrawsTheCopiedPrefixesValuesAndNewOnesAfterI
   Registry registry;
   registry.Register(kTestFlow, +[](WorkflowContext& ctx, TripRequest req) -> Task<TripResult> {
     TripResult out;
-    req.set_traveler(ctx.uuid());  // drawn before the activity: part of its input
-    Reservation r = co_await ctx.execute_activity(kReserve, req);
+    req.set_traveler(ctx.NewUuid());  // drawn before the activity: part of its input
+    Reservation r = co_await ctx.ExecuteActivity(kReserve, req);
     out.set_reservation_id(r.reservation_id());
     out.set_status(req.traveler());
-    out.set_confirmation_code(ctx.uuid());  // drawn in the task a reset runs again
+    out.set_confirmation_code(ctx.NewUuid());  // drawn in the task a reset runs again
     co_return out;
   });
   History h(Input());

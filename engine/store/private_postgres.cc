@@ -25,6 +25,8 @@
 
 #include <pqxx/pqxx>
 
+#include "common/log.h"
+
 namespace itinera::store {
 namespace {
 
@@ -544,7 +546,8 @@ void PrivatePostgres::Stop() {
   if (!s.ok()) {
     // A fast shutdown can hang on a stuck client; an immediate one cannot,
     // and recovery on the next start makes it safe.
-    RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+    Status again = RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+    if (!again.ok()) LogError("stopping the PostgreSQL server in {}: {}", pgdata_.string(), again.ToString());
   }
   std::error_code ec;
   if (socket_dir_is_temp_ || (reused_ && socket_dir_.string().rfind("/tmp/itinera-pg-", 0) == 0)) {
@@ -555,7 +558,8 @@ void PrivatePostgres::Stop() {
 void PrivatePostgres::Crash() {
   if (!running_) return;
   running_ = false;
-  RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+  Status s = RunPgCtl({"stop", "-D", pgdata_.string(), "-m", "immediate", "-w", "-t", "60", "-s"}, nullptr);
+  if (!s.ok()) LogError("crashing the PostgreSQL server in {}: {}", pgdata_.string(), s.ToString());
   std::error_code ec;
   if (socket_dir_is_temp_) fs::remove_all(socket_dir_, ec);
 }

@@ -1,6 +1,6 @@
 // Hello: the smallest module. Waits an hour (durably), then greets.
 #pragma once
-#include "runtime/registry.h"
+#include "itinera/workflow.h"
 
 namespace hello {
 inline constexpr itinera::WorkflowType<std::string, std::string> kHello{"Hello"};

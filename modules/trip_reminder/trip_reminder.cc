@@ -21,11 +21,11 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
   // 1. Reserve. If this worker dies right after, the reservation is not made
   //    twice: the activity's result is in history, and the supplier call
   //    carries the activity's idempotency key.
-  Reservation reservation = co_await ctx.execute_activity(kReserve, request, quick);
+  Reservation reservation = co_await ctx.ExecuteActivity(kReserve, request, quick);
   status = "awaiting approval";
 
   // 2. Wait for the traveler's approval: a signal, with a durable timeout.
-  auto approval = co_await ctx.wait_signal<Approval>(
+  auto approval = co_await ctx.WaitSignal<Approval>(
       kApprovalSignal, std::chrono::seconds(request.approval_timeout_seconds() > 0 ? request.approval_timeout_seconds() : 3600));
   TripResult result;
   result.set_reservation_id(reservation.reservation_id());
@@ -34,26 +34,26 @@ Task<TripResult> TripReminder(WorkflowContext& ctx, TripRequest request) {
     note.set_traveler(request.traveler());
     note.set_message(approval ? "trip declined" : "no approval in time; reservation lapsed");
     status = approval ? "declined" : "expired";
-    co_await ctx.execute_activity(kNotify, note, quick);
+    co_await ctx.ExecuteActivity(kNotify, note, quick);
     result.set_status(approval ? "declined" : "expired");
     co_return result;
   }
 
   // 3. Hold on a durable timer: survives restarts of every process.
   status = "holding";
-  if (request.hold_seconds() > 0) co_await ctx.sleep(std::chrono::seconds(request.hold_seconds()));
+  if (request.hold_seconds() > 0) co_await ctx.Sleep(std::chrono::seconds(request.hold_seconds()));
   status = "confirming";
 
   // 4. Confirm and tell the traveler.
   ConfirmRequest confirm;
   confirm.set_reservation_id(reservation.reservation_id());
   confirm.set_note(approval->note());
-  Confirmation confirmation = co_await ctx.execute_activity(kConfirm, confirm, quick);
+  Confirmation confirmation = co_await ctx.ExecuteActivity(kConfirm, confirm, quick);
 
   NotifyRequest note;
   note.set_traveler(request.traveler());
   note.set_message(fmt::format("trip to {} confirmed: {}", request.destination(), confirmation.confirmation_code()));
-  co_await ctx.execute_activity(kNotify, note, quick);
+  co_await ctx.ExecuteActivity(kNotify, note, quick);
 
   result.set_status("confirmed");
   status = "confirmed";

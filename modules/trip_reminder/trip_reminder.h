@@ -5,8 +5,8 @@
 #pragma once
 
 #include "trip_reminder/trip_reminder.pb.h"
-#include "runtime/registry.h"
-#include "runtime/workflow_context.h"
+#include "itinera/workflow.h"
+#include "itinera/workflow.h"
 
 namespace itinera::examples {
 

@@ -13,7 +13,7 @@
 
 #include "booking/activities/supplier_client.h"
 #include "booking/booking.pb.h"
-#include "runtime/registry.h"
+#include "itinera/activity.h"
 
 namespace itinera::booking {
 

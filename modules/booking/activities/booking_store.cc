@@ -5,7 +5,7 @@
 #include <map>
 
 #include "common/payload.h"
-#include "runtime/errors.h"
+#include "itinera/activity.h"
 #include "itinera/database.h"
 
 namespace itinera::booking {

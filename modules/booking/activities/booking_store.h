@@ -13,7 +13,7 @@
 
 #include "common/status.h"
 #include "booking/booking.pb.h"
-#include "runtime/registry.h"
+#include "itinera/activity.h"
 
 namespace itinera {
 class SqlSession;

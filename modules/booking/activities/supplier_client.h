@@ -19,7 +19,7 @@
 #include "booking/activities/circuit_breaker.h"
 #include "common/clock.h"
 #include "common/status.h"
-#include "runtime/errors.h"
+#include "itinera/activity.h"
 
 namespace itinera::booking {
 

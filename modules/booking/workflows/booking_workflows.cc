@@ -9,8 +9,8 @@
 #include <regex>
 
 #include "booking/activities/booking_activities.h"
-#include "runtime/saga.h"
-#include "runtime/workflow_context.h"
+#include "itinera/workflow.h"
+#include "itinera/workflow.h"
 #include "booking/activities/booking_store.h"
 
 // Workflow code: deterministic. Time comes from ctx.now(), everything else
@@ -176,7 +176,7 @@ Task<void> Save(WorkflowContext& ctx, Record& rec, bool release_lock) {
   req.set_version(rec.version);
   req.set_release_lock(release_lock);
   req.set_owner(rec.owner);
-  v1::SaveBookingResult saved = co_await ctx.execute_activity(kSaveBooking, req, ReadModel());
+  v1::SaveBookingResult saved = co_await ctx.ExecuteActivity(kSaveBooking, req, ReadModel());
   (void)saved;
 }
 
@@ -188,7 +188,7 @@ Task<void> Acquire(WorkflowContext& ctx, Record& rec, const std::string& booking
   req.set_tenant(tenant);
   req.set_owner(rec.owner);
   if (create != nullptr) *req.mutable_create() = *create;
-  v1::AcquiredBooking got = co_await ctx.execute_activity(kAcquireBooking, req, ReadModel());
+  v1::AcquiredBooking got = co_await ctx.ExecuteActivity(kAcquireBooking, req, ReadModel());
   rec.booking = got.booking();
   rec.version = got.version();
 }
@@ -213,7 +213,7 @@ Task<v1::Quote> Reprice(WorkflowContext& ctx, const Trip& trip) {
   req.set_check_in(trip.check_in);
   req.set_check_out(trip.check_out);
   req.set_rooms(trip.rooms);
-  v1::Quote live = co_await ctx.execute_activity(kPrice, req, SupplierCall());
+  v1::Quote live = co_await ctx.ExecuteActivity(kPrice, req, SupplierCall());
   co_return live;
 }
 
@@ -251,7 +251,7 @@ Task<Held> HoldAtLivePrice(WorkflowContext& ctx, ActivityType<Request, Held> hol
     }
     Request req = request_at(booking_ref, trip, live);
     try {
-      Held held = co_await ctx.execute_activity(hold, req, SupplierCall());
+      Held held = co_await ctx.ExecuteActivity(hold, req, SupplierCall());
       co_return held;
     } catch (const ActivityFailure& e) {
       if (e.cause_type() != "FareChanged" || round >= 2) throw;
@@ -295,7 +295,7 @@ template <class In, class Out>
 Task<std::optional<Out>> Settle(WorkflowContext& ctx, ActivityType<In, Out> type, const In& input,
                                 std::vector<std::string>& problems) {
   try {
-    Out out = co_await ctx.execute_activity(type, input, UntilDone());
+    Out out = co_await ctx.ExecuteActivity(type, input, UntilDone());
     co_return out;
   } catch (const ActivityFailure& e) {
     problems.push_back(fmt::format("{}: {} ({})", type.name, e.cause().message(), e.cause_type()));
@@ -398,13 +398,13 @@ Task<void> BookForward(WorkflowContext& ctx, const v1::BookTripRequest& req, Rec
   // 2. Hold the flight, then the hotel; each hold is undone if a later step fails.
   FlightComponent flight = co_await HoldFlight(ctx, ref, trip, live);
   v1::HoldRef flight_ref = Ref(flight.hold_id());
-  saga.add_compensation(kReleaseFlight, flight_ref, UntilDone());
+  saga.AddCompensation(kReleaseFlight, flight_ref, UntilDone());
   *b.mutable_flight() = flight;
   ThrowIfCanceled(ctx);
 
   HotelComponent hotel = co_await HoldHotel(ctx, ref, trip, live);
   v1::HoldRef hotel_ref = Ref(hotel.hold_id());
-  saga.add_compensation(kReleaseHotel, hotel_ref, UntilDone());
+  saga.AddCompensation(kReleaseHotel, hotel_ref, UntilDone());
   *b.mutable_hotel() = hotel;
   const std::int64_t total = flight.total_cents() + hotel.total_cents();
   b.set_total_cents(total);
@@ -425,7 +425,7 @@ Task<void> BookForward(WorkflowContext& ctx, const v1::BookTripRequest& req, Rec
     const std::string signal = kConfirmFareChangeSignal;
     const std::optional<microseconds> timeout = std::chrono::seconds(timeout_s);
     std::optional<v1::FareChangeDecision> decision =
-        co_await ctx.wait_signal<v1::FareChangeDecision>(signal, timeout);
+        co_await ctx.WaitSignal<v1::FareChangeDecision>(signal, timeout);
     if (!decision) {
       throw BookingFailed("FareChangeTimeout",
                           fmt::format("the price rose to {} cents (quoted {}) and no confirm_fare_change came "
@@ -450,24 +450,24 @@ Task<void> BookForward(WorkflowContext& ctx, const v1::BookTripRequest& req, Rec
   auth_req.set_amount_cents(total);
   auth_req.set_currency("EUR");
   auth_req.set_card_token(req.card_token());
-  PaymentComponent payment = co_await ctx.execute_activity(kAuthorize, auth_req, SupplierCall());
+  PaymentComponent payment = co_await ctx.ExecuteActivity(kAuthorize, auth_req, SupplierCall());
   v1::PaymentRequest void_req = PaymentRef(payment.authorization_id(), 0);
-  saga.add_compensation(kVoid, void_req, UntilDone());
+  saga.AddCompensation(kVoid, void_req, UntilDone());
   *b.add_payments() = payment;
   ThrowIfCanceled(ctx);
 
   // 5. Confirm both (a release of a ticket cancels it), then capture.
-  FlightComponent ticket = co_await ctx.execute_activity(kConfirmFlight, flight_ref, SupplierCall());
+  FlightComponent ticket = co_await ctx.ExecuteActivity(kConfirmFlight, flight_ref, SupplierCall());
   *b.mutable_flight() = ticket;
-  HotelComponent booked = co_await ctx.execute_activity(kConfirmHotel, hotel_ref, SupplierCall());
+  HotelComponent booked = co_await ctx.ExecuteActivity(kConfirmHotel, hotel_ref, SupplierCall());
   *b.mutable_hotel() = booked;
   ThrowIfCanceled(ctx);
   // Tickets are issued: a transient failure of the capture is retried until
   // done rather than unwound (a lost answer is replayed by its key).
   v1::PaymentRequest capture_req = PaymentRef(payment.authorization_id(), total);
-  PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, UntilDone());
+  PaymentComponent captured = co_await ctx.ExecuteActivity(kCapture, capture_req, UntilDone());
   *b.mutable_payments(0) = captured;
-  saga.clear();  // paid and ticketed: nothing left to undo
+  saga.Clear();  // paid and ticketed: nothing left to undo
 }
 
 // Marks what the unwinding released in the read model; a part whose undo
@@ -543,7 +543,7 @@ Task<v1::BookingResult> BookTrip(WorkflowContext& ctx, v1::BookTripRequest req) 
 
   // Unwind in reverse: void, release the hotel, release the flight.
   b.set_stage("unwinding: " + failure->code());
-  std::vector<CompensationFailure> undo = co_await saga.compensate();
+  std::vector<CompensationFailure> undo = co_await saga.Compensate();
   MarkUnwound(b, undo);
   if (!undo.empty()) {
     std::string what;
@@ -598,13 +598,13 @@ Task<void> ModifyForward(WorkflowContext& ctx, const v1::ModifyBookingRequest& r
   if (plan.new_flight) {
     FlightComponent held = co_await HoldFlight(ctx, ref, trip, live);
     v1::HoldRef held_ref = Ref(held.hold_id());
-    saga.add_compensation(kReleaseFlight, held_ref, UntilDone());
+    saga.AddCompensation(kReleaseFlight, held_ref, UntilDone());
     plan.flight = held;
   }
   if (plan.new_dates) {
     HotelComponent held = co_await HoldHotel(ctx, ref, trip, live);
     v1::HoldRef held_ref = Ref(held.hold_id());
-    saga.add_compensation(kReleaseHotel, held_ref, UntilDone());
+    saga.AddCompensation(kReleaseHotel, held_ref, UntilDone());
     plan.hotel = held;
   }
   plan.difference = plan.flight.total_cents() + plan.hotel.total_cents() - old.total_cents();
@@ -619,25 +619,25 @@ Task<void> ModifyForward(WorkflowContext& ctx, const v1::ModifyBookingRequest& r
     auth_req.set_amount_cents(plan.difference);
     auth_req.set_currency("EUR");
     auth_req.set_card_token(req.card_token().empty() ? old.card_token() : req.card_token());
-    PaymentComponent auth = co_await ctx.execute_activity(kAuthorize, auth_req, SupplierCall());
+    PaymentComponent auth = co_await ctx.ExecuteActivity(kAuthorize, auth_req, SupplierCall());
     v1::PaymentRequest void_req = PaymentRef(auth.authorization_id(), 0);
-    saga.add_compensation(kVoid, void_req, UntilDone());
+    saga.AddCompensation(kVoid, void_req, UntilDone());
     extra = auth;
   }
   if (plan.new_flight) {
     v1::HoldRef r = Ref(plan.flight.hold_id());
-    plan.flight = co_await ctx.execute_activity(kConfirmFlight, r, SupplierCall());
+    plan.flight = co_await ctx.ExecuteActivity(kConfirmFlight, r, SupplierCall());
   }
   if (plan.new_dates) {
     v1::HoldRef r = Ref(plan.hotel.hold_id());
-    plan.hotel = co_await ctx.execute_activity(kConfirmHotel, r, SupplierCall());
+    plan.hotel = co_await ctx.ExecuteActivity(kConfirmHotel, r, SupplierCall());
   }
   if (extra) {
     v1::PaymentRequest capture_req = PaymentRef(extra->authorization_id(), plan.difference);
-    PaymentComponent captured = co_await ctx.execute_activity(kCapture, capture_req, UntilDone());
+    PaymentComponent captured = co_await ctx.ExecuteActivity(kCapture, capture_req, UntilDone());
     *b.add_payments() = captured;
   }
-  saga.clear();  // the new parts are bought
+  saga.Clear();  // the new parts are bought
 }
 
 }  // namespace
@@ -677,7 +677,7 @@ Task<v1::BookingResult> ModifyBooking(WorkflowContext& ctx, v1::ModifyBookingReq
 
   if (failure) {
     // The old booking stays as it was; only what was newly held goes.
-    std::vector<CompensationFailure> undo = co_await saga.compensate();
+    std::vector<CompensationFailure> undo = co_await saga.Compensate();
     for (const auto& u : undo) {
       failure->set_message(failure->message() + fmt::format("; {} failed: {}", u.activity_type, u.message));
     }

@@ -17,8 +17,7 @@
 #include <string>
 
 #include "booking/booking.pb.h"
-#include "runtime/registry.h"
-#include "runtime/task.h"
+#include "itinera/workflow.h"
 
 namespace itinera {
 class WorkflowContext;
