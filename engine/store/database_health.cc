@@ -80,11 +80,26 @@ DatabaseHealth::DatabaseHealth(std::string component)
 
 void DatabaseHealth::ConnectionLost() {
   losses_.Inc();
+  unreplaced_.fetch_add(1, std::memory_order_relaxed);
   MarkDown();
 }
 
 void DatabaseHealth::Reconnected() {
+  long n = unreplaced_.load(std::memory_order_relaxed);
+  while (n > 0 && !unreplaced_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  }
   reconnects_.Inc();
+  Worked();
+}
+
+void DatabaseHealth::Connected() {
+  long n = unreplaced_.load(std::memory_order_relaxed);
+  while (n > 0) {
+    if (unreplaced_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+      reconnects_.Inc();
+      break;
+    }
+  }
   Worked();
 }
 

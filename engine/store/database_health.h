@@ -5,7 +5,7 @@
 // to connect that failed, a statement that worked. It keeps whether the
 // component has a database right now and, in /metrics,
 //   itinera_db_connection_losses_total{component}
-//   itinera_db_reconnects_total{component}
+//   itinera_db_reconnects_total{component}             (connections opened after losses)
 //   itinera_db_unavailable_seconds_total{component}  (an outage in progress included)
 //   itinera_db_up{component}                          (1, or 0 while it has none)
 // One object per component name for the life of the process (Of());
@@ -40,6 +40,10 @@ class DatabaseHealth {
   void ConnectionLost();
   // A connection was opened to replace a broken one.
   void Reconnected();
+  // A new connection was opened; it counts as a reconnect while losses are
+  // not all replaced yet (a pool that drops broken connections and opens
+  // new ones later).
+  void Connected();
   // An attempt to connect failed: the component has no database from now
   // until something works again.
   void ConnectFailed();
@@ -63,6 +67,7 @@ class DatabaseHealth {
   metrics::Counter& unavailable_seconds_;
   metrics::Gauge& up_gauge_;
   std::atomic<bool> down_{false};  // what down_since_ says, read without the lock
+  std::atomic<long> unreplaced_{0};  // losses not followed by a reconnect yet
   mutable std::mutex mu_;
   std::optional<std::chrono::steady_clock::time_point> down_since_;  // guarded by mu_
   std::chrono::steady_clock::time_point accounted_until_;            // guarded by mu_

@@ -46,7 +46,7 @@ StatusOr<std::unique_ptr<SqlSession>> SqlSession::Connect(const std::string& dsn
   store::DatabaseHealth& health = store::DatabaseHealth::Of(store::kComponentModule);
   try {
     auto session = std::unique_ptr<SqlSession>(new SqlSession(dsn, std::make_unique<Connection>(dsn)));
-    health.Worked();
+    health.Connected();
     return session;
   } catch (const std::exception& e) {
     health.ConnectFailed();

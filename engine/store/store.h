@@ -369,6 +369,8 @@ class Store {
 
   // What /metrics reports at scrape time about the whole database.
   StatusOr<EngineGauges> ReadGauges();
+  // One round trip that reads nothing: whether the database answers (/healthz).
+  Status Ping();
 
   Micros Now() const { return clock_->Now(); }
   // The server process id of this connection (senders of notifications);

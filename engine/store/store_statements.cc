@@ -15,6 +15,7 @@ namespace {
 // Named statements, prepared once per connection.
 const std::pair<const char*, const char*> kStatements[] = {
     {"notify", "SELECT pg_notify($1, $2)"},
+    {"ping", "SELECT 1"},
     {"async_commit", "SELECT set_config('synchronous_commit', 'off', true)"},
     {"exec_lock",
      "SELECT workflow_type, task_queue, status, next_event_id, start_request_id, started_us, history_bytes, "
@@ -339,7 +340,7 @@ StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr
   DatabaseHealth& health = DatabaseHealth::Of(component);
   try {
     auto conn = std::make_unique<Connection>(dsn);
-    health.Worked();
+    health.Connected();
     return std::unique_ptr<Store>(new Store(std::move(conn), dsn, clock ? clock : DefaultClock(), health));
   } catch (const std::exception& e) {
     health.ConnectFailed();
