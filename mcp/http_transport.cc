@@ -793,9 +793,9 @@ struct HttpTransport::Impl {
     if (answer.is_object() && answer.contains("error") && answer["error"].value("code", 0) == code::kUnavailable) {
       // What the client should do, in HTTP's words too.
       status = 503;
-      const json& data = answer["error"].value("data", json::object());
-      headers.emplace_back("Retry-After",
-                           std::to_string(data.value("retryAfterSeconds", ServiceUnavailable::kDefaultRetryAfterSeconds)));
+      const json data = answer["error"].value("data", json::object());
+      const int seconds = data.value("retryAfterSeconds", ServiceUnavailable::kDefaultRetryAfterSeconds);
+      headers.emplace_back("Retry-After", std::to_string(seconds));
     }
     return HttpResponse{.status = status, .headers = std::move(headers), .body = DumpJson(answer)};
   }
