@@ -789,7 +789,15 @@ struct HttpTransport::Impl {
       sessions.erase(entry->session.id());
       headers.clear();
     }
-    return HttpResponse{.status = 200, .headers = std::move(headers), .body = DumpJson(answer)};
+    int status = 200;
+    if (answer.is_object() && answer.contains("error") && answer["error"].value("code", 0) == code::kUnavailable) {
+      // What the client should do, in HTTP's words too.
+      status = 503;
+      const json data = answer["error"].value("data", json::object());
+      const int seconds = data.value("retryAfterSeconds", ServiceUnavailable::kDefaultRetryAfterSeconds);
+      headers.emplace_back("Retry-After", std::to_string(seconds));
+    }
+    return HttpResponse{.status = status, .headers = std::move(headers), .body = DumpJson(answer)};
   }
 
   // Runs one request with its own event stream: a priming event, whatever

@@ -18,7 +18,9 @@
 // Limits (mcp/tenant_limits.h): sessions, open event streams and running
 // tool calls per tenant, and a token bucket per tenant and tool; a refused
 // request gets 429 with Retry-After and a JSON-RPC error (code::kRateLimited)
-// naming the limit in error.data.limit.
+// naming the limit in error.data.limit. A request answered as plain JSON
+// with code::kUnavailable (the database is away) gets 503 with Retry-After;
+// tool calls answer that as a tool error instead (mcp/server.h).
 //
 // Ownership: the transport owns its sessions and the bounded pool that
 // streamed requests (tools/call, tasks/result) run on; the Server (registry)

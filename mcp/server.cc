@@ -398,6 +398,8 @@ json Session::HandleRequest(const json& message, Outbound& out) {
     answer = ResultResponse(id, Dispatch(method, params, ctx));
   } catch (const RpcError& e) {
     answer = ErrorResponse(id, e.code(), e.what(), e.data());
+  } catch (const ServiceUnavailable& e) {
+    answer = ErrorResponse(id, code::kUnavailable, e.what(), {{"retryAfterSeconds", e.retry_after_seconds()}});
   } catch (const std::exception& e) {
     // Our failure, not the client's: its text (a database error, a bug)
     // stays in the log, under an id the client can quote.
@@ -620,6 +622,12 @@ json Session::CallTool(const json& params, RequestContext& ctx) {
     CheckAgainstSchema(tool->input_schema, arguments, "arguments");
     json result = tool->call(ctx, arguments, task);
     count(result.contains("task") ? "task" : result.value("isError", false) ? "tool_error" : "ok");
+    return result;
+  } catch (const ServiceUnavailable& e) {
+    // A tool error, not a protocol error: agents read it and retry the call.
+    count("unavailable");
+    json result = TextResult(e.what(), true);
+    result["_meta"] = {{"itinera/retryAfterSeconds", e.retry_after_seconds()}};
     return result;
   } catch (const RpcError& e) {
     bool clients_mistake = e.code() == code::kInvalidParams || e.code() == code::kMethodNotFound ||

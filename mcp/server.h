@@ -54,6 +54,11 @@ inline constexpr int kResourceNotFound = -32002;
 // JSON-RPC's implementation-defined server errors; error.data says which
 // limit and when to retry.
 inline constexpr int kRateLimited = -32000;
+// The server cannot serve the request now because what it stands on (its
+// database) is away; nothing was done that a repeat would do twice.
+// error.data.retryAfterSeconds says when to try again (HTTP: 503 with
+// Retry-After). Tool calls get a tool error (isError) instead.
+inline constexpr int kUnavailable = -32003;
 }  // namespace code
 
 // Thrown by handlers (and the dispatcher) for a JSON-RPC error answer.
@@ -72,6 +77,22 @@ class RpcError : public std::runtime_error {
  private:
   int code_;
   json data_;
+};
+
+// Thrown by handlers when a dependency (the database) stayed away past the
+// handler's retry budget. A tools/call answers it with a tool error
+// (isError: true) carrying what() for the agent to read and, in _meta,
+// "itinera/retryAfterSeconds"; any other request with code::kUnavailable.
+// what() is shown as is: say what to do, never a driver's text.
+class ServiceUnavailable : public std::runtime_error {
+ public:
+  static constexpr int kDefaultRetryAfterSeconds = 2;
+  explicit ServiceUnavailable(std::string message, int retry_after_seconds = kDefaultRetryAfterSeconds)
+      : std::runtime_error(std::move(message)), retry_after_seconds_(retry_after_seconds) {}
+  int retry_after_seconds() const { return retry_after_seconds_; }
+
+ private:
+  int retry_after_seconds_;
 };
 
 // Who is calling: fixed by the transport (a bearer token's tenant over HTTP,
@@ -250,7 +271,8 @@ struct ServerInfo {
 // session that dispatched it. `tool` is the tool's name ("unknown" for a
 // name no tool has); `result` is ok, tool_error (an isError result), task
 // (answered with a task), invalid_params (the client's mistake: -32602,
-// -32601, -32600) or internal_error.
+// -32601, -32600), unavailable (ServiceUnavailable: the database was away;
+// a retryable tool error) or internal_error.
 metrics::CounterFamily& ToolCallCounter(metrics::MetricsRegistry& registry = metrics::DefaultMetrics());
 
 // The registry. Add everything before the first Session is made.

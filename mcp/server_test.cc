@@ -580,6 +580,74 @@ TEST(SessionErrorsTest, InternalErrorsSayOnlyACorrelationId) {
   EXPECT_NE(again["error"]["data"]["correlation_id"], id) << "one id per failure";
 }
 
+// A server whose database is away: the tool and the task provider give up
+// with ServiceUnavailable, as the booking tools do past their retry budget.
+class AwayTasks : public TaskProvider {
+ public:
+  json Get(RequestContext&, const std::string&) override { throw ServiceUnavailable("the database is away"); }
+  json Result(RequestContext&, const std::string&) override { throw ServiceUnavailable("the database is away"); }
+  json List(RequestContext&, const std::optional<std::string>&) override {
+    throw ServiceUnavailable("the database is away");
+  }
+  json Cancel(RequestContext&, const std::string&) override { throw ServiceUnavailable("the database is away"); }
+};
+
+Server& AwayServer() {
+  static Server* server = [] {
+    auto* s = new Server({.name = "away", .version = "1"});
+    s->AddTool({.name = "book",
+                .input_schema = {{"type", "object"}},
+                .call = [](RequestContext&, const json&, const std::optional<json>&) -> json {
+                  throw ServiceUnavailable("Temporarily unavailable: retry the same call in 2 seconds.", 2);
+                }});
+    s->SetTaskProvider(std::make_shared<AwayTasks>());
+    return s;
+  }();
+  return *server;
+}
+
+TEST(UnavailableTest, AToolCallGetsARetryableToolErrorAndOtherRequestsCode32003) {
+  Server& server = AwayServer();
+  Session session(server, {.tenant = "t"});
+  Recorder out;
+  session.Handle(Request(0, "initialize", InitializeParams()), out);
+  json answer = session.Handle(Request(1, "tools/call", {{"name", "book"}}), out);
+  ASSERT_TRUE(answer.contains("result")) << "a tool error, not a protocol error: " << answer;
+  EXPECT_EQ(answer["result"]["isError"], true);
+  EXPECT_EQ(answer["result"]["content"][0]["text"], "Temporarily unavailable: retry the same call in 2 seconds.");
+  EXPECT_EQ(answer["result"]["_meta"]["itinera/retryAfterSeconds"], 2);
+  EXPECT_GE(ToolCallCounter().With({"book", "unavailable"}).Value(), 1);
+
+  json task = session.Handle(Request(2, "tasks/get", {{"taskId", "book/BK-1"}}), out);
+  ASSERT_TRUE(task.contains("error")) << task;
+  EXPECT_EQ(task["error"]["code"], code::kUnavailable);
+  EXPECT_EQ(task["error"]["data"]["retryAfterSeconds"], ServiceUnavailable::kDefaultRetryAfterSeconds);
+}
+
+TEST(UnavailableTest, OverHttpAPlainJsonAnswerIs503WithRetryAfter) {
+  HttpTransport transport(AwayServer(), {.allow_unauthenticated = true});
+  auto post = [&](const json& body, const std::string& session) {
+    http::HttpRequest req{.method = "POST", .target = "/mcp", .body = body.dump()};
+    req.headers = {{"Host", "127.0.0.1:7233"}, {"Content-Type", "application/json"}, {"Accept", "application/json"}};
+    if (!session.empty()) req.headers.emplace_back("Mcp-Session-Id", session);
+    return *transport.Handle(req);
+  };
+  auto init = post(Request(1, "initialize", InitializeParams()), "");
+  ASSERT_EQ(init.status, 200) << init.body;
+  std::string session;
+  for (const auto& [name, value] : init.headers) {
+    if (name == "Mcp-Session-Id") session = value;
+  }
+  auto reply = post(Request(2, "tasks/get", {{"taskId", "book/BK-1"}}), session);
+  EXPECT_EQ(reply.status, 503);
+  std::string retry_after;
+  for (const auto& [name, value] : reply.headers) {
+    if (name == "Retry-After") retry_after = value;
+  }
+  EXPECT_EQ(retry_after, std::to_string(ServiceUnavailable::kDefaultRetryAfterSeconds));
+  EXPECT_EQ(json::parse(reply.body)["error"]["code"], code::kUnavailable) << reply.body;
+}
+
 TEST_F(SessionTest, AClientErrorWithMalformedFieldsIsReadSafely) {
   Session s(TestServer(), {.tenant = "t1"});
   s.Handle(Request(0, "initialize", InitializeParams("2025-11-25", {{"sampling", json::object()}})), out);

@@ -9,6 +9,8 @@
 
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "store/connection_probe.h"
+#include "store/database_health.h"
 
 namespace itinera::supplier {
 
@@ -266,7 +268,8 @@ Reply ErrorReply(int status, const std::string& code, const std::string& message
 
 // A fixed number of connections, opened lazily, each with every statement
 // prepared. Take() waits while all are in use; a broken connection is
-// dropped on return and reopened by a later Take().
+// dropped on return, and one that broke while idle (a database restart) is
+// replaced by Take() before it is used, so no request fails on it.
 class SupplierStore::Pool {
  public:
   Pool(std::string dsn, int size) : dsn_(std::move(dsn)), size_(std::max(1, size)) {}
@@ -290,18 +293,14 @@ class SupplierStore::Pool {
     if (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      return Lease(*this, std::move(c));
+      lock.unlock();
+      if (store::IdleConnectionAlive(*c)) return Lease(*this, std::move(c));
+      health_.ConnectionLost();
+      return Open(/*replaces=*/true);  // keeps the slot the dead one held
     }
     ++open_;
     lock.unlock();
-    try {
-      auto c = std::make_unique<pqxx::connection>(dsn_);
-      for (const auto& [name, sql] : kStatements) c->prepare(name, sql);
-      return Lease(*this, std::move(c));
-    } catch (...) {
-      Give(nullptr);
-      throw;
-    }
+    return Open(/*replaces=*/false);
   }
 
  private:
@@ -309,16 +308,37 @@ class SupplierStore::Pool {
     {
       std::lock_guard lock(mu_);
       if (c != nullptr && c->is_open()) {
+        health_.Worked();
         idle_.push_back(std::move(c));
       } else {
+        if (c != nullptr) health_.ConnectionLost();
         --open_;
       }
     }
     cv_.notify_one();
   }
 
+  // A new connection in a slot already counted in open_ (given back on failure).
+  Lease Open(bool replaces) {
+    try {
+      auto c = std::make_unique<pqxx::connection>(dsn_);
+      for (const auto& [name, sql] : kStatements) c->prepare(name, sql);
+      if (replaces) {
+        health_.Reconnected();
+      } else {
+        health_.Connected();
+      }
+      return Lease(*this, std::move(c));
+    } catch (...) {
+      health_.ConnectFailed();
+      Give(nullptr);
+      throw;
+    }
+  }
+
   const std::string dsn_;
   const int size_;
+  store::DatabaseHealth& health_ = store::DatabaseHealth::Of(store::kComponentSupplier);
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_

@@ -453,6 +453,47 @@ TEST_F(McpBookingTest, ACallWithoutTaskAnswersWithTheWorkflowWhenTheBoundPasses)
   EXPECT_EQ(result["result"]["structuredContent"]["status"], "booked");
 }
 
+// A database that does not answer (here: a socket directory no server
+// listens in): past the retry budget every tool call is a tool error telling
+// the agent to retry the same call, tasks/get a -32003 error; never -32603,
+// and never the driver's words.
+TEST_F(McpBookingTest, ADatabaseThatIsAwayIsARetryableAnswerNeverAnInternalError) {
+  char dir[] = "/tmp/itinera-nodb-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  Server away(ServerInfo{.version = "test"});
+  RegisterBookingTools(away, BookingToolsConfig{.dsn = fmt::format("host={} port=5 user=itinera dbname=none", dir),
+                                                .supplier_url = supplier_->base_url(),
+                                                .registry = registry_.get(),
+                                                .db_retry = 300ms});
+  Agent agent(away, "acme");
+  Agent priced(*server_, "acme");
+  const json trip = Trip(priced, "away-1");
+  const std::vector<std::pair<std::string, json>> calls = {
+      {"book_trip", trip},
+      {"get_booking", {{"booking_id", "BK-0000000000000001"}}},
+      {"list_bookings", json::object()},
+      {"cancel_booking", {{"booking_id", "BK-0000000000000001"}, {"idempotency_key", "away-2"}}},
+  };
+  for (const auto& [tool, arguments] : calls) {
+    const auto start = std::chrono::steady_clock::now();
+    json r = agent.Call(tool, arguments);
+    ASSERT_TRUE(r.contains("result")) << tool << ": " << r.dump();
+    const json result = r["result"];
+    EXPECT_EQ(result["isError"], true) << tool;
+    EXPECT_EQ(result["_meta"]["itinera/retryAfterSeconds"], 2) << tool;
+    const std::string text = result["content"][0]["text"];
+    EXPECT_NE(text.find("temporarily unavailable"), std::string::npos) << text;
+    EXPECT_NE(text.find("same idempotency_key"), std::string::npos) << text;
+    EXPECT_EQ(text.find(dir), std::string::npos) << "the driver's words stay in the log: " << text;
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms) << tool << " answered before its retry budget";
+  }
+  json task = agent.Request("tasks/get", {{"taskId", "book/BK-0000000000000001"}});
+  ASSERT_TRUE(task.contains("error")) << task.dump();
+  EXPECT_EQ(task["error"]["code"], code::kUnavailable);
+  EXPECT_EQ(task["error"]["data"]["retryAfterSeconds"], 2);
+  rmdir(dir);
+}
+
 TEST_F(McpBookingTest, TasksCancelStopsABookingAwaitingTheAgent) {
   Agent agent(*server_, "acme");
   json trip = Trip(agent, "trip-task-cancel");

@@ -12,13 +12,18 @@
 
 namespace itinera {
 
-Client::Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry)
-    : store_(std::move(store)), dsn_(std::move(dsn)), registry_(registry) {}
+Client::Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry, RetryBudget retry)
+    : store_(std::move(store)), dsn_(std::move(dsn)), registry_(registry), retry_(retry) {}
 
 StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& dsn, const Registry* registry, ClockPtr clock) {
-  auto s = store::Store::Connect(dsn, clock);
+  return Connect(dsn, registry, ClientOptions{.clock = std::move(clock)});
+}
+
+StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& dsn, const Registry* registry,
+                                                  ClientOptions options) {
+  auto s = store::Store::Connect(dsn, options.clock, options.component);
   if (!s.ok()) return s.status();
-  return std::unique_ptr<Client>(new Client(std::move(s.value()), dsn, registry));
+  return std::unique_ptr<Client>(new Client(std::move(s.value()), dsn, registry, options.unavailable_retry));
 }
 
 StatusOr<store::StartWorkflowResult> Client::StartPayload(const std::string& workflow_type,
@@ -39,7 +44,11 @@ StatusOr<store::StartWorkflowResult> Client::StartPayload(const std::string& wor
   r.request_id = options.request_id;
   r.identity = options.identity.empty() ? DefaultIdentity("client") : options.identity;
   r.workflow_task_timeout = options.workflow_task_timeout.count();
-  return starter_ ? starter_(r) : store_->StartWorkflow(r);
+  auto start = [&] { return starter_ ? starter_(r) : store_->StartWorkflow(r); };
+  // The same request id makes a repeat find the run the first attempt may
+  // have started (even one whose commit was in doubt).
+  if (r.request_id.empty()) return start();
+  return Retried(start);
 }
 
 StatusOr<store::StartWorkflowResult> Client::StartJson(const std::string& workflow_type,
@@ -84,16 +93,16 @@ StatusOr<std::string> Client::Reset(const std::string& workflow_id, const std::s
 }
 
 StatusOr<store::ExecutionInfo> Client::Describe(const std::string& workflow_id, const std::string& run_id) {
-  return store_->DescribeWorkflow(workflow_id, run_id);
+  return Retried([&] { return store_->DescribeWorkflow(workflow_id, run_id); });
 }
 
 StatusOr<std::vector<store::ExecutionInfo>> Client::List(const store::ListFilter& filter,
                                                          std::string* next_page_token) {
-  return store_->ListWorkflows(filter, next_page_token);
+  return Retried([&] { return store_->ListWorkflows(filter, next_page_token); });
 }
 
 StatusOr<std::vector<v1::HistoryEvent>> Client::History(const std::string& workflow_id, const std::string& run_id) {
-  return store_->GetHistory(workflow_id, run_id, 1);
+  return Retried([&] { return store_->GetHistory(workflow_id, run_id, 1); });
 }
 
 StatusOr<v1::Payload> Client::QueryWorkflow(const std::string& workflow_id, const std::string& query_name,
@@ -102,9 +111,9 @@ StatusOr<v1::Payload> Client::QueryWorkflow(const std::string& workflow_id, cons
     return Status::FailedPrecondition("queries are answered by replaying the workflow code: connect the client "
                                       "with the registry that holds it");
   }
-  auto info = store_->DescribeWorkflow(workflow_id, run_id);
+  auto info = Describe(workflow_id, run_id);
   if (!info.ok()) return info.status();
-  auto events = store_->GetHistory(workflow_id, info->run_id, 1);
+  auto events = History(workflow_id, info->run_id);
   if (!events.ok()) return events.status();
   return QueryByReplay(*registry_, workflow_id, info->run_id, std::move(*events), query_name, input);
 }
@@ -127,10 +136,10 @@ StatusOr<v1::HistoryEvent> Client::AwaitClose(const std::string& workflow_id, co
   auto listener = store::NotificationListener::Connect(dsn_, {store::kClosedChannel},
                                                        [](const std::string&, const std::string&) {});
   for (;;) {
-    auto info = store_->DescribeWorkflow(workflow_id, run_id);
+    auto info = Describe(workflow_id, run_id);
     if (!info.ok()) return info.status();
     if (info->status != store::ExecutionStatus::kRunning) {
-      auto h = store_->GetHistory(workflow_id, info->run_id, info->history_length);
+      auto h = Retried([&] { return store_->GetHistory(workflow_id, info->run_id, info->history_length); });
       if (!h.ok()) return h.status();
       if (h->empty()) return Status::Internal("closed run without a closing event");
       // Asked for "the workflow", not one run: follow continue-as-new.

@@ -1,6 +1,9 @@
 // Client: how programs, the CLI and tests start and steer workflows. Wraps a
 // Store connection; typed helpers encode and decode payload types
-// (common/codec.h: messages, strings, scalars, JSON structs). Not
+// (common/codec.h: messages, strings, scalars, JSON structs). Calls that are
+// safe to repeat (reads, and starts keyed by a request id) are retried while
+// the database is unavailable, within ClientOptions::unavailable_retry, so a
+// database restart shows as a slower answer instead of an error. Not
 // thread-safe: one Client per thread.
 #pragma once
 
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "common/payload.h"
+#include "common/retry.h"
 #include "common/status.h"
 #include "runtime/registry.h"
 #include "store/store.h"
@@ -29,11 +33,23 @@ struct StartOptions {
   std::string traceparent;
 };
 
+struct ClientOptions {
+  ClockPtr clock;  // default: the system clock
+  // Reads and keyed starts that find the database unavailable are tried
+  // again for this long; 0: answer Unavailable at once.
+  RetryBudget unavailable_retry;
+  // Who holds the connection, in the connection metrics (store/database_health.h).
+  std::string component = store::kComponentClient;
+};
+
 class Client {
  public:
   // registry: optional, needed only to start workflows from JSON input.
+  // Unavailable when the database cannot be reached now (not retried).
   static StatusOr<std::unique_ptr<Client>> Connect(const std::string& dsn, const Registry* registry = nullptr,
                                                    ClockPtr clock = nullptr);
+  static StatusOr<std::unique_ptr<Client>> Connect(const std::string& dsn, const Registry* registry,
+                                                   ClientOptions options);
 
   // Sends this client's starts through `start` instead of its own
   // connection: a Worker in this process that runs the first workflow task
@@ -50,6 +66,8 @@ class Client {
   }
   StatusOr<store::StartWorkflowResult> StartPayload(const std::string& workflow_type, const std::string& workflow_id,
                                                     const v1::Payload& input, const StartOptions& options = {});
+  // Starts with a request id are retried while the database is unavailable;
+  // without one each attempt would be a new run, so they are not.
   // Converts JSON to the workflow's input message (needs the registry).
   StatusOr<store::StartWorkflowResult> StartJson(const std::string& workflow_type, const std::string& workflow_id,
                                                  const std::string& json, const StartOptions& options = {});
@@ -117,7 +135,7 @@ class Client {
   store::Store& store() { return *store_; }
 
  private:
-  Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry);
+  Client(std::unique_ptr<store::Store> store, std::string dsn, const Registry* registry, RetryBudget retry);
   static std::string CloseDescription(const v1::HistoryEvent& e);
   template <class R>
   static StatusOr<R> DecodeQueryResult(const StatusOr<v1::Payload>& answer) {
@@ -126,11 +144,17 @@ class Client {
     if (Status s = DecodePayload(*answer, &out); !s.ok()) return s;
     return out;
   }
+  // fn() again while it is Unavailable, within retry_.
+  template <class Fn>
+  auto Retried(Fn&& fn) {
+    return RetryWhileUnavailable(retry_, std::forward<Fn>(fn));
+  }
 
   std::unique_ptr<store::Store> store_;
   Starter starter_;  // empty: starts use store_
   std::string dsn_;
   const Registry* registry_;
+  RetryBudget retry_;
 };
 
 }  // namespace itinera

@@ -2,6 +2,9 @@
 
 #include <pqxx/pqxx>
 
+#include "store/connection_probe.h"
+#include "store/database_health.h"
+
 namespace itinera {
 
 struct SqlSession::Connection {
@@ -40,22 +43,47 @@ SqlSession::SqlSession(std::string dsn, std::unique_ptr<Connection> conn)
 SqlSession::~SqlSession() = default;
 
 StatusOr<std::unique_ptr<SqlSession>> SqlSession::Connect(const std::string& dsn) {
+  store::DatabaseHealth& health = store::DatabaseHealth::Of(store::kComponentModule);
   try {
-    return std::unique_ptr<SqlSession>(new SqlSession(dsn, std::make_unique<Connection>(dsn)));
+    auto session = std::unique_ptr<SqlSession>(new SqlSession(dsn, std::make_unique<Connection>(dsn)));
+    health.Connected();
+    return session;
   } catch (const std::exception& e) {
+    health.ConnectFailed();
     return Status::Unavailable(std::string("cannot connect to the database: ") + e.what());
   }
 }
 
 Status SqlSession::Transact(const std::function<void(Tx&)>& fn) {
+  store::DatabaseHealth& health = store::DatabaseHealth::Of(store::kComponentModule);
+  // A connection that broke while idle (or in the last call) is replaced
+  // before anything is sent on it.
+  if (conn_ && !store::IdleConnectionAlive(conn_->conn)) {
+    health.ConnectionLost();
+    conn_.reset();
+  }
+  if (!conn_) {
+    try {
+      conn_ = std::make_unique<Connection>(dsn_);
+    } catch (const std::exception& e) {
+      health.ConnectFailed();
+      return Status::Unavailable(std::string("database unavailable: ") + e.what());
+    }
+    health.Reconnected();
+  }
   try {
-    if (!conn_ || !conn_->conn.is_open()) conn_ = std::make_unique<Connection>(dsn_);
     pqxx::work w(conn_->conn);
     PqxxTx tx(w);
     fn(tx);
     w.commit();
+    health.Worked();
     return Status::Ok();
+  } catch (const pqxx::in_doubt_error& e) {
+    health.ConnectionLost();
+    conn_.reset();
+    return Status::Unavailable(std::string("commit outcome unknown: ") + e.what());
   } catch (const pqxx::broken_connection& e) {
+    health.ConnectionLost();
     conn_.reset();
     return Status::Unavailable(std::string("database connection lost: ") + e.what());
   } catch (const pqxx::sql_error& e) {

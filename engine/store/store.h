@@ -5,6 +5,11 @@
 // outbox, as in Temporal's history service). Batch calls apply many
 // transitions, of many runs, in one transaction.
 //
+// The connection heals itself: before each call the store checks that its
+// idle connection still has a server behind it and, if not, opens a new one
+// (so a server restart costs no failed call); a call that loses its
+// connection midway fails Unavailable and the next call reconnects.
+//
 // Not thread-safe: one Store per thread. Only engine/store/ sees libpqxx.
 #pragma once
 
@@ -12,12 +17,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
 #include "itinera/command.pb.h"
 #include "itinera/history.pb.h"
+#include "store/database_health.h"
 
 namespace itinera::store {
 
@@ -257,7 +264,10 @@ struct InlineWorkflowTask {
 
 class Store {
  public:
-  static StatusOr<std::unique_ptr<Store>> Connect(const std::string& dsn, ClockPtr clock);
+  // Unavailable when the server cannot be reached now. `component` names
+  // who holds the store in the connection metrics (store/database_health.h).
+  static StatusOr<std::unique_ptr<Store>> Connect(const std::string& dsn, ClockPtr clock,
+                                                  std::string_view component = kComponentClient);
   ~Store();
 
   // Client.
@@ -359,19 +369,32 @@ class Store {
 
   // What /metrics reports at scrape time about the whole database.
   StatusOr<EngineGauges> ReadGauges();
+  // One round trip that reads nothing: whether the database answers (/healthz).
+  Status Ping();
 
   Micros Now() const { return clock_->Now(); }
-  // The server process id of this connection (senders of notifications).
+  // The server process id of this connection (senders of notifications);
+  // 0 while it has none. It changes when the store reconnects.
   int BackendPid() const;
+  // Called (on the store's thread) after each reconnect, e.g. to learn the
+  // new BackendPid.
+  void OnReconnect(std::function<void()> fn) { on_reconnect_ = std::move(fn); }
 
  private:
   struct Connection;  // the libpqxx connection, hidden from includers
-  Store(std::unique_ptr<Connection> conn, ClockPtr clock);
+  Store(std::unique_ptr<Connection> conn, std::string dsn, ClockPtr clock, DatabaseHealth& health);
   template <class Fn>
   auto Run(const char* what, Fn&& fn) -> decltype(fn());
+  // A connection that works, the old one if it is alive, else a new one.
+  Status EnsureConnection();
+  // After a call failed on a lost connection: drop it (counted as a loss).
+  void ConnectionBroke();
 
-  std::unique_ptr<Connection> conn_;
+  std::unique_ptr<Connection> conn_;  // null after a loss, until the next call reconnects
+  std::string dsn_;
   ClockPtr clock_;
+  DatabaseHealth& health_;
+  std::function<void()> on_reconnect_;
 };
 
 }  // namespace itinera::store

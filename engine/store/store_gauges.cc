@@ -16,6 +16,14 @@ StatusOr<std::int64_t> Store::CommitCount() {
   });
 }
 
+Status Store::Ping() {
+  return Run("ping", [&]() -> Status {
+    pqxx::nontransaction tx(conn_->c);
+    tx.exec_prepared("ping");
+    return Status::Ok();
+  });
+}
+
 StatusOr<EngineGauges> Store::ReadGauges() {
   return Run("read gauges", [&]() -> StatusOr<EngineGauges> {
     pqxx::read_transaction tx(conn_->c);

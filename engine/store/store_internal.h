@@ -20,13 +20,15 @@
 #include "common/metrics.h"
 #include "common/payload.h"
 #include "history/reset_point.h"
+#include "store/database_health.h"
 #include "store/run_transaction.h"
 #include "store/store.h"
 
 namespace itinera::store {
 
 struct Store::Connection {
-  explicit Connection(const std::string& dsn) : c(dsn) {}
+  // Connects and declares every named statement (prepared on first use).
+  explicit Connection(const std::string& dsn);
   pqxx::connection c;
 };
 
@@ -329,8 +331,16 @@ template <class Fn>
 auto Store::Run(const char* what, Fn&& fn) -> decltype(fn()) {
   internal::TransactionTimer timer(what);
   for (int attempt = 1;; ++attempt) {
+    // A connection that broke while idle is replaced here, before anything
+    // is sent on it; when the server is still away, nothing is tried.
+    if (Status s = EnsureConnection(); !s.ok()) {
+      timer.Error("unavailable");
+      return Status::Unavailable(fmt::format("{}: {}", what, s.message()));
+    }
     try {
-      return fn();
+      auto result = fn();
+      health_.Worked();
+      return result;
     } catch (const pqxx::serialization_failure& e) {
       timer.Error("serialization_failure");
       if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
@@ -339,10 +349,15 @@ auto Store::Run(const char* what, Fn&& fn) -> decltype(fn()) {
       if (attempt >= 5) return Status::Aborted(fmt::format("{}: {}", what, e.what()));
     } catch (const pqxx::in_doubt_error& e) {
       timer.Error("in_doubt");
+      ConnectionBroke();
       // Never retried: the commit may have happened.
       return Status::Unavailable(fmt::format("{}: commit outcome unknown: {}", what, e.what()));
     } catch (const pqxx::broken_connection& e) {
       timer.Error("connection_lost");
+      // Broke while in use: something may have been sent, so only the
+      // caller knows whether a repeat is safe (Client retries reads and
+      // keyed starts). The next call starts on a new connection.
+      ConnectionBroke();
       return Status::Unavailable(fmt::format("{}: database connection lost: {}", what, e.what()));
     } catch (const pqxx::sql_error& e) {
       timer.Error("sql_error");

@@ -2,6 +2,7 @@
 // statement the store runs (one table, prepared once per connection), and
 // the metrics Store::Run (store_internal.h) records per operation.
 
+#include "store/connection_probe.h"
 #include "store/store_internal.h"
 
 namespace itinera::store {
@@ -14,6 +15,7 @@ namespace {
 // Named statements, prepared once per connection.
 const std::pair<const char*, const char*> kStatements[] = {
     {"notify", "SELECT pg_notify($1, $2)"},
+    {"ping", "SELECT 1"},
     {"async_commit", "SELECT set_config('synchronous_commit', 'off', true)"},
     {"exec_lock",
      "SELECT workflow_type, task_queue, status, next_event_id, start_request_id, started_us, history_bytes, "
@@ -324,22 +326,51 @@ TransactionMetrics& TxMetrics() {
 
 }  // namespace internal
 
-Store::Store(std::unique_ptr<Connection> conn, ClockPtr clock)
-    : conn_(std::move(conn)), clock_(std::move(clock)) {}
+Store::Connection::Connection(const std::string& dsn) : c(dsn) {
+  for (const auto& [name, sql] : kStatements) c.prepare(name, sql);
+  for (const auto& [name, sql] : ChildStatements()) c.prepare(name, sql);
+}
+
+Store::Store(std::unique_ptr<Connection> conn, std::string dsn, ClockPtr clock, DatabaseHealth& health)
+    : conn_(std::move(conn)), dsn_(std::move(dsn)), clock_(std::move(clock)), health_(health) {}
 
 Store::~Store() = default;
 
-StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr clock) {
+StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& dsn, ClockPtr clock, std::string_view component) {
+  DatabaseHealth& health = DatabaseHealth::Of(component);
   try {
     auto conn = std::make_unique<Connection>(dsn);
-    for (const auto& [name, sql] : kStatements) conn->c.prepare(name, sql);
-    for (const auto& [name, sql] : ChildStatements()) conn->c.prepare(name, sql);
-    return std::unique_ptr<Store>(new Store(std::move(conn), clock ? clock : DefaultClock()));
+    health.Connected();
+    return std::unique_ptr<Store>(new Store(std::move(conn), dsn, clock ? clock : DefaultClock(), health));
   } catch (const std::exception& e) {
+    health.ConnectFailed();
     return Status::Unavailable(fmt::format("cannot connect to the database: {}", e.what()));
   }
 }
 
-int Store::BackendPid() const { return conn_->c.backendpid(); }
+Status Store::EnsureConnection() {
+  if (conn_ && IdleConnectionAlive(conn_->c)) return Status::Ok();
+  if (conn_) {
+    health_.ConnectionLost();
+    conn_.reset();
+  }
+  try {
+    conn_ = std::make_unique<Connection>(dsn_);
+  } catch (const std::exception& e) {
+    health_.ConnectFailed();
+    return Status::Unavailable(fmt::format("database unavailable: {}", e.what()));
+  }
+  health_.Reconnected();
+  if (on_reconnect_) on_reconnect_();
+  return Status::Ok();
+}
+
+void Store::ConnectionBroke() {
+  if (conn_ && conn_->c.is_open()) return;  // the statement failed, not the connection
+  health_.ConnectionLost();
+  conn_.reset();
+}
+
+int Store::BackendPid() const { return conn_ ? conn_->c.backendpid() : 0; }
 
 }  // namespace itinera::store

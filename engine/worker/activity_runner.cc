@@ -196,10 +196,12 @@ void Worker::Impl::CommitLoop() {
     // process dies first, the lease expires and the activity runs again.
     for (int attempt = 0;; ++attempt) {
       if (!store) {
-        auto s = store::Store::Connect(options_.dsn, options_.clock);
+        auto s = store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker);
         if (s.ok()) {
           store = std::move(s.value());
-          RememberOwnConnection(*store);
+          store::Store* own = store.get();
+          RememberOwnConnection(*own);
+          own->OnReconnect([this, own] { RememberOwnConnection(*own); });
         }
       }
       if (store) {

@@ -10,7 +10,7 @@ using namespace std::chrono_literals;
 using namespace worker_internal;
 
 Status Worker::Impl::Start() {
-  auto probe = store::Store::Connect(options_.dsn, options_.clock);
+  auto probe = store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker);
   if (!probe.ok()) return probe.status();
   stopping_ = false;
   pool_ = std::make_unique<boost::asio::thread_pool>(std::max(1, options_.activity_threads));
@@ -51,7 +51,7 @@ void Worker::Impl::Stop() {
     start_stores_.clear();
   }
   if (options_.run_workflows) {
-    if (auto s = store::Store::Connect(options_.dsn, options_.clock); s.ok()) {
+    if (auto s = store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker); s.ok()) {
       (void)(*s)->ReleaseSticky(options_.identity);
     }
   }
@@ -63,17 +63,33 @@ int Worker::Impl::NextWorkerNumber() {
 }
 
 bool Worker::Impl::EnsureStore(std::unique_ptr<store::Store>& store) {
+  // While the database is away every loop of this worker waits here:
+  // first retries come fast (a restart takes a second or two), later ones
+  // every couple of seconds.
+  auto backoff = kFirstReconnectDelay;
   while (!store && !stopping_) {
-    auto s = store::Store::Connect(options_.dsn, options_.clock);
+    auto s = store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker);
     if (s.ok()) {
       store = std::move(s.value());
-      RememberOwnConnection(*store);
+      store::Store* own = store.get();
+      RememberOwnConnection(*own);
+      // The store replaces a broken connection by itself: learn the new pid.
+      own->OnReconnect([this, own] { RememberOwnConnection(*own); });
       return true;
     }
-    LogWarn("worker {}: {}; retrying", options_.identity, s.status().ToString());
-    std::this_thread::sleep_for(500ms);
+    LogWarn("worker {}: {}; retrying in {} ms", options_.identity, s.status().ToString(), backoff.count());
+    PauseUnlessStopping(backoff);
+    backoff = std::min(backoff * 2, kMaxReconnectDelay);
   }
   return store != nullptr;
+}
+
+void Worker::Impl::PauseUnlessStopping(std::chrono::milliseconds pause) {
+  const auto until = std::chrono::steady_clock::now() + pause;
+  while (!stopping_ && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+        50ms, until - std::chrono::steady_clock::now()));
+  }
 }
 
 void Worker::Impl::HandleStoreError(std::unique_ptr<store::Store>& store, const Status& s, const char* what) {
@@ -104,6 +120,7 @@ bool Worker::Impl::IsOwnConnection(int pid) {
 }
 
 void Worker::Impl::ListenLoop() {
+  auto backoff = kFirstReconnectDelay;
   while (!stopping_) {
     auto l = store::NotificationListener::Connect(
         options_.dsn, {store::kWorkflowTaskChannel, store::kActivityTaskChannel, store::kTransferChannel},
@@ -115,10 +132,12 @@ void Worker::Impl::ListenLoop() {
         },
         [this](int pid) { return IsOwnConnection(pid); });
     if (!l.ok()) {
-      LogWarn("worker {}: {}", options_.identity, l.status().ToString());
-      std::this_thread::sleep_for(500ms);
+      LogWarn("worker {}: {}; retrying in {} ms", options_.identity, l.status().ToString(), backoff.count());
+      PauseUnlessStopping(backoff);
+      backoff = std::min(backoff * 2, kMaxReconnectDelay);
       continue;
     }
+    backoff = kFirstReconnectDelay;
     // Anything committed before LISTEN took effect must still be seen.
     signals_->workflow.Notify();
     signals_->activity.Notify();
@@ -137,7 +156,7 @@ StatusOr<std::unique_ptr<store::Store>> Worker::Impl::TakeStartStore() {
       return s;
     }
   }
-  return store::Store::Connect(options_.dsn, options_.clock);
+  return store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker);
 }
 
 void Worker::Impl::GiveBackStartStore(std::unique_ptr<store::Store> s) {
@@ -166,7 +185,7 @@ Status Worker::Impl::WaitIdle(std::chrono::milliseconds timeout) {
   int idle_in_a_row = 0;
   while (std::chrono::steady_clock::now() < deadline) {
     if (!idle_store_) {
-      auto s = store::Store::Connect(options_.dsn, options_.clock);
+      auto s = store::Store::Connect(options_.dsn, options_.clock, store::kComponentWorker);
       if (!s.ok()) return s.status();
       idle_store_ = std::move(s.value());
     }

@@ -125,8 +125,13 @@ class Worker::Impl {
  private:
   // Start-up, connections and LISTEN (worker.cc).
   static int NextWorkerNumber();
-  // Connects (again) until it works or the worker stops.
+  // Connects (again) until it works or the worker stops, with backoff
+  // from kFirstReconnectDelay to kMaxReconnectDelay and a log line per try.
   bool EnsureStore(std::unique_ptr<store::Store>& store);
+  static constexpr std::chrono::milliseconds kFirstReconnectDelay{100};
+  static constexpr std::chrono::milliseconds kMaxReconnectDelay{2000};
+  // Sleeps `pause`, or less when the worker is stopping.
+  void PauseUnlessStopping(std::chrono::milliseconds pause);
   void HandleStoreError(std::unique_ptr<store::Store>& store, const Status& s, const char* what);
   // Forgets a broken connection, and its server pid, which the server may
   // give to another process's connection later.

@@ -1,11 +1,14 @@
 #include "mcp/booking/booking_backend.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
 
 #include "common/metrics.h"
 #include "common/payload.h"
+#include "common/retry.h"
 #include "booking/booking.pb.h"
 
 namespace itinera::mcp::booking {
@@ -73,7 +76,10 @@ Lease BookingBackend::Connect() {
                      "MCP tool calls that found every database connection in use for too long")
             .With({})
             .Inc();
-        throw RpcError(code::kInternalError, "the server is busy (no database connection free); retry shortly");
+        throw ServiceUnavailable(fmt::format(
+            "The booking service is busy: every database connection is in use. Nothing was done. Next: retry this "
+            "same call with the same arguments in {} seconds.",
+            ServiceUnavailable::kDefaultRetryAfterSeconds));
       }
     }
     if (!idle_.empty()) {
@@ -85,18 +91,29 @@ Lease BookingBackend::Connect() {
     ++open_;  // reserved while it connects, outside the lock
     UpdateGaugesLocked();
   }
-  auto c = std::make_unique<Lease::Connection>();
-  auto client = Client::Connect(config_.dsn, config_.registry);
-  auto bookings = client.ok() ? domain::BookingStore::Connect(config_.dsn)
-                              : StatusOr<std::unique_ptr<domain::BookingStore>>(client.status());
-  if (!client.ok() || !bookings.ok()) {
+  auto c = Open();
+  if (!c.ok()) {
     Dropped();
-    ThrowInternal("database unavailable", client.ok() ? bookings.status() : client.status());
+    ThrowInternal("connecting to the database", c.status());
   }
-  c->client = std::move(client.value());
-  if (config_.starter) c->client->RouteStarts(config_.starter);
-  c->bookings = std::move(bookings.value());
-  return Lease(*this, std::move(c));
+  if (config_.starter) (*c)->client->RouteStarts(config_.starter);
+  return Lease(*this, std::move(c.value()));
+}
+
+StatusOr<std::unique_ptr<Lease::Connection>> BookingBackend::Open() {
+  const RetryBudget retry{.budget = config_.db_retry};
+  return RetryWhileUnavailable(retry, [&]() -> StatusOr<std::unique_ptr<Lease::Connection>> {
+    auto client = Client::Connect(config_.dsn, config_.registry,
+                                  ClientOptions{.unavailable_retry = retry, .component = store::kComponentMcp});
+    if (!client.ok()) return client.status();
+    auto bookings = domain::BookingStore::Connect(config_.dsn);
+    if (!bookings.ok()) return bookings.status();
+    auto c = std::make_unique<Lease::Connection>();
+    c->client = std::move(client.value());
+    c->bookings = std::move(bookings.value());
+    c->reads = std::make_unique<BookingReads>(*c->bookings, retry);
+    return c;
+  });
 }
 
 void BookingBackend::Return(std::unique_ptr<Lease::Connection> c) {

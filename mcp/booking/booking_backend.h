@@ -7,6 +7,10 @@
 // itinera_mcp_db_pool_timeouts_total.
 // Thread-safe. Owned jointly (shared_ptr) by the tools' closures and the
 // TaskProvider, which the Server keeps.
+//
+// While the database is away, connecting and the reads of a call are
+// retried within config.db_retry (the Clients retry their reads and keyed
+// starts the same way); past it the call answers ServiceUnavailable.
 #pragma once
 
 #include <condition_variable>
@@ -34,6 +38,7 @@ class Lease {
   struct Connection {
     std::unique_ptr<Client> client;
     std::unique_ptr<::itinera::booking::BookingStore> bookings;
+    std::unique_ptr<BookingReads> reads;  // over `bookings`
   };
 
   Lease(BookingBackend& backend, std::unique_ptr<Connection> c);
@@ -42,7 +47,7 @@ class Lease {
   Lease& operator=(const Lease&) = delete;
 
   Client& client() { return *c_->client; }
-  ::itinera::booking::BookingStore& bookings() { return *c_->bookings; }
+  BookingReads& bookings() { return *c_->reads; }
 
  private:
   BookingBackend& backend_;
@@ -62,8 +67,8 @@ class BookingBackend {
 
   // Connections for one call: an idle one, a new one while fewer than
   // config.db_connections are open, else the first one given back within
-  // config.db_wait. Throws (ThrowInternal) when the database is unreachable
-  // or none came back in time; the client gets -32603 with a correlation id.
+  // config.db_wait. Throws ServiceUnavailable when the database stays
+  // unreachable for config.db_retry or no connection came back in time.
   Lease Connect();
 
   // The tenant a workflow was started for (from its input); immutable, so
@@ -72,6 +77,8 @@ class BookingBackend {
 
  private:
   friend class Lease;
+  // A new Client and BookingStore, retried within config.db_retry.
+  StatusOr<std::unique_ptr<Lease::Connection>> Open();
   void Return(std::unique_ptr<Lease::Connection> c);
   void Dropped();  // a leased connection was discarded
   void UpdateGaugesLocked();

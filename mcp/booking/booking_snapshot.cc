@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "mcp/booking/mcp_tools.pb.h"
 #include "mcp/booking/proto_schema.h"
 
@@ -40,7 +41,20 @@ std::string CloseMessage(Client& client, const Snapshot& s) {
 }  // namespace
 
 void ThrowInternal(const std::string& what, const Status& status) {
+  if (status.code() == StatusCode::kUnavailable) {
+    // The operator's log keeps the driver's words; the agent gets what to do.
+    LogWarn("mcp: {}: {}; answered \"temporarily unavailable\"", what, status.ToString());
+    throw ServiceUnavailable(UnavailableMessage());
+  }
   throw std::runtime_error(fmt::format("{}: {}", what, status.ToString()));
+}
+
+std::string UnavailableMessage() {
+  return fmt::format(
+      "The booking service is temporarily unavailable: its database cannot be reached right now. Nothing was lost. "
+      "Next: retry this same call with the same arguments (the same idempotency_key, so nothing is done twice) in "
+      "{} seconds.",
+      ServiceUnavailable::kDefaultRetryAfterSeconds);
 }
 
 std::optional<WorkflowRef> ParseWorkflowId(const std::string& id) {
@@ -71,7 +85,7 @@ bool Snapshot::awaiting_fare() const {
          booking->workflow_id() == workflow_id;
 }
 
-Snapshot ReadSnapshot(Client& client, domain::BookingStore& bookings, const std::string& workflow_id,
+Snapshot ReadSnapshot(Client& client, BookingReads& bookings, const std::string& workflow_id,
                       const std::string& booking_id, const std::string& tenant) {
   Snapshot s;
   s.workflow_id = workflow_id;
@@ -87,7 +101,7 @@ Snapshot ReadSnapshot(Client& client, domain::BookingStore& bookings, const std:
   return s;
 }
 
-Snapshot Follow(RequestContext& ctx, Client& client, domain::BookingStore& bookings, const std::string& workflow_id,
+Snapshot Follow(RequestContext& ctx, Client& client, BookingReads& bookings, const std::string& workflow_id,
                 const std::string& booking_id, const std::string& tenant, const FollowOptions& o) {
   std::string last_stage;
   double step = 0;

@@ -14,14 +14,21 @@
 
 #include "booking/activities/booking_store.h"
 #include "client/client.h"
+#include "mcp/booking/booking_reads.h"
 #include "mcp/server.h"
 
 namespace itinera::mcp::booking {
 
-// Throws std::runtime_error "<what>: <status>" (the database failed us). Not
-// an RpcError: the session logs the text and answers -32603 with a
-// correlation id only, so database errors do not reach clients.
+// Throws for a read or change that failed on the database's side. Unavailable
+// (the database stayed away past the retry budget): ServiceUnavailable, a
+// tool error telling the agent to retry the same call. Anything else:
+// std::runtime_error "<what>: <status>", not an RpcError: the session logs
+// the text and answers -32603 with a correlation id only, so database errors
+// do not reach clients.
 [[noreturn]] void ThrowInternal(const std::string& what, const Status& status);
+
+// What ServiceUnavailable tells an agent when the database is away.
+std::string UnavailableMessage();
 
 // Which saga a workflow (= task) id belongs to, and on which booking:
 // "book/BK-1", "modify/BK-1/KEY", "cancel/BK-1" (workflows/booking_workflows.h).
@@ -46,7 +53,7 @@ struct Snapshot {
 
 // Reads both; the booking only if it is `tenant`'s. Throws kInternalError
 // when the workflow cannot be read.
-Snapshot ReadSnapshot(Client& client, ::itinera::booking::BookingStore& bookings, const std::string& workflow_id,
+Snapshot ReadSnapshot(Client& client, BookingReads& bookings, const std::string& workflow_id,
                       const std::string& booking_id, const std::string& tenant);
 
 struct FollowOptions {
@@ -60,7 +67,7 @@ struct FollowOptions {
 // Reads until the run closes (or awaits the agent), the deadline passes or
 // the client cancels the request; sends the booking's stage as a progress
 // notification whenever it changes.
-Snapshot Follow(RequestContext& ctx, Client& client, ::itinera::booking::BookingStore& bookings,
+Snapshot Follow(RequestContext& ctx, Client& client, BookingReads& bookings,
                 const std::string& workflow_id, const std::string& booking_id, const std::string& tenant,
                 const FollowOptions& options);
 

@@ -41,9 +41,15 @@ struct BookingToolsConfig {
   const Registry* registry = nullptr;            // passed to Client::Connect; may be null
   // Database connections the tools hold at most (each a Client and a
   // BookingStore); a call finding all in use waits up to db_wait for one,
-  // then fails with an internal error.
+  // then answers that the service is busy (a retryable tool error).
   std::size_t db_connections = 32;
   std::chrono::milliseconds db_wait{std::chrono::seconds(10)};
+  // While the database is unavailable, how long a call keeps retrying what
+  // is safe to repeat (connecting, reads, starts under the idempotency key)
+  // before it answers that the service is temporarily unavailable: a tool
+  // error (isError) telling the agent to retry the same call; tasks/*
+  // requests get code::kUnavailable (HTTP 503 with Retry-After).
+  std::chrono::milliseconds db_retry{std::chrono::seconds(5)};
   // Where the tools' starts go when a worker for task_queue runs in this
   // process (serve, dev): Worker::StartWorkflow, which commits a booking's
   // start with its first workflow task. Unset: plain starts.

@@ -55,6 +55,7 @@ json WorkflowTasks::List(RequestContext& ctx, const std::optional<std::string>& 
   for (const auto& b : *bookings) {
     if (b.workflow_id().empty()) continue;
     auto info = c.client().Describe(b.workflow_id());
+    if (!info.ok() && info.status().code() == StatusCode::kUnavailable) ThrowInternal("listing tasks", info.status());
     if (!info.ok()) continue;  // the run is gone; the booking stays readable through get_booking
     tasks.push_back(TaskJson(Snapshot{b.workflow_id(), std::move(info.value()), b}));
   }

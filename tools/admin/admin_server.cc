@@ -31,6 +31,10 @@ using nlohmann::json;
 
 constexpr std::string_view kAdminPrefix = "/admin/v1/";
 constexpr std::string_view kWorkflowsPrefix = "/admin/v1/workflows/";
+// What a 503 tells the caller to wait before the next try.
+constexpr int kRetryAfterSeconds = 2;
+// /healthz asks the database at most this often; callers in between get the last answer.
+constexpr auto kReadinessCacheFor = std::chrono::milliseconds(500);
 
 struct Request {
   std::string method;
@@ -80,6 +84,17 @@ std::string FieldOf(const std::string& message) {
   return f;
 }
 
+// The database is away: retry later. The driver's words are for the
+// operator reading `detail`, not for the message.
+Reply UnavailableReply(const Status& s) {
+  Reply reply = JsonReply(503, {{"error", "unavailable"},
+                                {"message", fmt::format("the database is unavailable; retry in {} s", kRetryAfterSeconds)},
+                                {"field", nullptr},
+                                {"detail", s.message()}});
+  reply.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
+  return reply;
+}
+
 Reply StatusReply(const Status& s) {
   switch (s.code()) {
     case StatusCode::kInvalidArgument: return ErrorReply(400, "invalid_argument", s.message(), FieldOf(s.message()));
@@ -87,7 +102,7 @@ Reply StatusReply(const Status& s) {
     case StatusCode::kAlreadyExists: return ErrorReply(409, "already_exists", s.message());
     case StatusCode::kFailedPrecondition: return ErrorReply(409, "failed_precondition", s.message());
     case StatusCode::kAborted: return ErrorReply(409, "aborted", s.message());
-    case StatusCode::kUnavailable: return ErrorReply(503, "unavailable", s.message());
+    case StatusCode::kUnavailable: return UnavailableReply(s);
     default: return InternalErrorReply(s.message());
   }
 }
@@ -120,15 +135,12 @@ class GaugeCollector {
   void Collect() {
     std::lock_guard lock(mu_);
     if (!store_) {
-      auto s = store::Store::Connect(dsn_, clock_);
+      auto s = store::Store::Connect(dsn_, clock_, store::kComponentAdmin);
       if (!s.ok()) return Failed(s.status());
       store_ = std::move(s.value());
     }
-    auto g = store_->ReadGauges();
-    if (!g.ok()) {
-      if (g.status().code() == StatusCode::kUnavailable) store_.reset();
-      return Failed(g.status());
-    }
+    auto g = store_->ReadGauges();  // the store reconnects by itself after a restart
+    if (!g.ok()) return Failed(g.status());
     std::vector<std::pair<metrics::LabelValues, double>> runs, backlog;
     for (const auto& r : g->open_runs) {
       runs.push_back({{r.workflow_type, r.stuck ? "Stuck" : "Running"}, static_cast<double>(r.count)});
@@ -151,6 +163,35 @@ class GaugeCollector {
   metrics::CounterFamily& errors_;
   std::mutex mu_;
   std::unique_ptr<store::Store> store_;  // guarded by mu_
+};
+
+// Whether the database answers, for /healthz: one round trip on a
+// connection of its own, at most every kReadinessCacheFor.
+class Readiness {
+ public:
+  Readiness(std::string dsn, ClockPtr clock) : dsn_(std::move(dsn)), clock_(std::move(clock)) {}
+
+  Status Check() {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (checked_ && now - *checked_ < kReadinessCacheFor) return last_;
+    if (!store_) {
+      auto s = store::Store::Connect(dsn_, clock_, store::kComponentAdmin);
+      if (s.ok()) store_ = std::move(s.value());
+      last_ = s.status();
+    }
+    if (store_) last_ = store_->Ping();
+    checked_ = now;
+    return last_;
+  }
+
+ private:
+  const std::string dsn_;
+  const ClockPtr clock_;
+  std::mutex mu_;
+  std::unique_ptr<store::Store> store_;                        // guarded by mu_
+  std::optional<std::chrono::steady_clock::time_point> checked_;  // guarded by mu_
+  Status last_;                                                 // guarded by mu_
 };
 
 // The admin state of one HTTP connection, owned by that connection's handler
@@ -379,7 +420,8 @@ struct AdminServer::Impl {
   explicit Impl(AdminServerOptions o)
       : options(std::move(o)),
         metrics(options.metrics ? *options.metrics : metrics::DefaultMetrics()),
-        gauges(metrics, options.dsn, options.clock) {
+        gauges(metrics, options.dsn, options.clock),
+        readiness(options.dsn, options.clock) {
     // MCP's counter is shown from the first scrape, before any tool call.
     mcp::ToolCallCounter(metrics);
     collector_id = metrics.AddCollector([this] { gauges.Collect(); });
@@ -389,6 +431,7 @@ struct AdminServer::Impl {
   AdminServerOptions options;
   metrics::MetricsRegistry& metrics;
   GaugeCollector gauges;
+  Readiness readiness;
   int collector_id = 0;
   std::unique_ptr<http::HttpServer> http;  // the transport; its handlers call Handle
   int port = 0;
@@ -471,7 +514,15 @@ struct AdminServer::Impl {
     }
     if (r.path == "/healthz") {
       if (r.method != "GET") return MethodNotAllowed("GET");
-      return JsonReply(200, {{"status", "ok"}});
+      // Ready means able to serve: not while the database is away (the
+      // process itself waits it out and needs no restart).
+      if (Status s = readiness.Check(); !s.ok()) {
+        if (s.code() != StatusCode::kUnavailable) LogWarn("healthz: {}", s.ToString());
+        Reply reply = JsonReply(503, {{"status", "unavailable"}, {"database", "unreachable"}});
+        reply.headers.emplace_back("Retry-After", std::to_string(kRetryAfterSeconds));
+        return reply;
+      }
+      return JsonReply(200, {{"status", "ok"}, {"database", "ok"}});
     }
     if (r.path == "/admin/v1/workflows") {
       if (r.method != "GET") return MethodNotAllowed("GET");
@@ -521,13 +572,17 @@ struct AdminServer::Impl {
   template <class Fn>
   Reply WithClient(Connection& c, Fn&& fn) {
     if (!c.client) {
-      auto opened = Client::Connect(options.dsn, options.registry, options.clock);
+      // The client retries its reads itself; opening it is retried here.
+      const RetryBudget retry{.budget = options.db_retry};
+      auto opened = RetryWhileUnavailable(retry, [&] {
+        return Client::Connect(
+            options.dsn, options.registry,
+            ClientOptions{.clock = options.clock, .unavailable_retry = retry, .component = store::kComponentAdmin});
+      });
       if (!opened.ok()) return StatusReply(opened.status());
       c.client = std::move(opened.value());
     }
-    Reply reply = fn(*c.client);
-    if (reply.status == 503) c.client.reset();
-    return reply;
+    return fn(*c.client);  // a client whose connection broke reconnects on its next call
   }
 
   Reply List(Client& client, const Request& r) {
@@ -558,7 +613,7 @@ struct AdminServer::Impl {
     auto filter = cli::BuildListFilter(flags, client.store().Now());
     if (!filter.ok()) return StatusReply(filter.status());
     std::string next;
-    auto runs = client.store().ListWorkflows(*filter, &next);
+    auto runs = client.List(*filter, &next);
     if (!runs.ok()) return StatusReply(runs.status());
     json list = json::array();
     for (const auto& i : *runs) list.push_back(cli::RunSummaryJson(i));

@@ -1,7 +1,9 @@
 // The admin HTTP endpoint of `itinera serve` and `itinera dev --listen`
 // (Boost.Beast, HTTP/1.1): `GET /metrics` (Prometheus text, no auth),
-// `GET /healthz`, and the operator API under `/admin/v1/` (JSON, bearer
-// token). Routes and their JSON are listed in docs/operations.md.
+// `GET /healthz` (readiness: 503 while the database does not answer), and
+// the operator API under `/admin/v1/` (JSON, bearer token). While the
+// database is away, reads are retried within db_retry, then answered 503
+// with Retry-After. Routes and their JSON are listed in docs/operations.md.
 //
 // The transport is engine/http/http_server.h (one acceptor thread and a
 // thread per connection); each connection opens its own database Client on
@@ -32,6 +34,9 @@ struct AdminServerOptions {
   std::string address = "127.0.0.1";          // where to listen
   int port = 0;                                // 0: a free port, see port()
   std::string dsn;                             // the database the admin routes and gauges read
+  // While the database is unavailable, how long a read (describe, list,
+  // history) keeps retrying before the request is answered 503.
+  std::chrono::milliseconds db_retry{std::chrono::seconds(5)};
   std::vector<std::string> tokens;             // bearer tokens accepted under /admin/v1/
   // With no tokens, /admin/v1/ is open (dev; `serve --insecure-no-auth`);
   // otherwise every admin request is refused. Ignored when tokens are given.

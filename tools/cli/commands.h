@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -44,6 +45,15 @@ int Fail(const Status& status);
 // before starting any), then wait for one on the main thread.
 void BlockTerminationSignals();
 int WaitForTermination();
+
+// --db-wait: how long a long-running command waits at start-up for its
+// database (retrying with backoff, a log line per try) before giving up.
+inline constexpr int kDefaultDbWaitSeconds = 300;
+void AddDbWaitFlag(CLI::App* cmd, int& seconds);
+// Waits for the database (store/database_wait.h); nullopt when it is there,
+// else the exit code to end with: 0 when SIGINT or SIGTERM came meanwhile
+// (blocked with BlockTerminationSignals), else Fail's.
+std::optional<int> AwaitDatabase(const std::string& dsn, int wait_seconds, const std::string& who);
 
 // "127.0.0.1:7301" into address and port, naming --listen when malformed.
 Status ParseListen(const std::string& listen, std::string* address, int* port);

@@ -25,13 +25,15 @@ constexpr std::string_view kInstructions =
 
 std::unique_ptr<mcp::Server> BuildServer(const std::string& dsn, const std::string& supplier_url,
                                          bool conformance_fixtures, std::size_t db_connections = 4,
-                                         Client::Starter starter = nullptr) {
+                                         Client::Starter starter = nullptr,
+                                         std::chrono::milliseconds db_retry = std::chrono::seconds(5)) {
   auto server = std::make_unique<mcp::Server>(mcp::ServerInfo{
       .name = "itinera", .title = "Itinera bookings", .version = "0.4.0", .instructions = std::string(kInstructions)});
   mcp::booking::RegisterBookingTools(*server, {.dsn = dsn,
                                                .supplier_url = supplier_url,
                                                .registry = &BuiltinRegistry(),
                                                .db_connections = db_connections,
+                                               .db_retry = db_retry,
                                                .starter = std::move(starter)});
   if (conformance_fixtures) mcp::fixtures::RegisterConformanceFixtures(*server);
   return server;
@@ -104,7 +106,8 @@ StatusOr<std::unique_ptr<McpEndpoint>> StartMcpEndpoint(const std::string& dsn, 
         "ITINERA_MCP_TOKENS=TOKEN:TENANT (or --insecure-no-auth to serve it open)");
   }
   auto endpoint = std::make_unique<McpEndpoint>();
-  endpoint->server = BuildServer(dsn, supplier_url, f.conformance_fixtures, f.db_connections, std::move(starter));
+  endpoint->server =
+      BuildServer(dsn, supplier_url, f.conformance_fixtures, f.db_connections, std::move(starter), f.db_retry);
   const bool open = grants->empty() && !jwt;
   endpoint->jwt = jwt;
   endpoint->transport = std::make_unique<mcp::HttpTransport>(

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,9 @@ struct McpFlags {
   mcp::TenantLimitsOptions tenant_limits;
   int tool_threads = 32;             // streamed tool calls running at once, all tenants
   std::size_t db_connections = 32;   // the booking tools' database connections
+  // How long a tool call retries while the database is unavailable (serve
+  // and dev: --db-retry); see BookingToolsConfig::db_retry.
+  std::chrono::milliseconds db_retry{std::chrono::seconds(5)};
 };
 
 struct McpEndpoint {

@@ -14,6 +14,7 @@
 #include "cli/mcp_endpoint.h"
 #include "common/log.h"
 #include "module_table.h"
+#include "store/database_wait.h"
 #include "store/migrator.h"
 #include "store/private_postgres.h"
 #include "supplier/supplier_server.h"
@@ -50,6 +51,36 @@ int WaitForTermination() {
 
 namespace {
 
+// SIGINT or SIGTERM arrived while blocked (BlockTerminationSignals).
+bool TerminationPending() {
+  sigset_t pending;
+  if (sigpending(&pending) != 0) return false;
+  return sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1;
+}
+
+}  // namespace
+
+void AddDbWaitFlag(CLI::App* cmd, int& seconds) {
+  cmd->add_option("--db-wait", seconds,
+                  "seconds to wait at start-up for the database to accept connections, retrying with backoff "
+                  "(0: try once)")
+      ->check(CLI::Range(0, 7 * 24 * 3600))
+      ->capture_default_str();
+}
+
+std::optional<int> AwaitDatabase(const std::string& dsn, int wait_seconds, const std::string& who) {
+  Status s = store::WaitForDatabase(
+      dsn, {.limit = std::chrono::seconds(wait_seconds), .who = who, .stop = [] { return TerminationPending(); }});
+  if (s.ok()) return std::nullopt;
+  if (TerminationPending()) {
+    LogInfo("{}: stopped while waiting for the database", who);
+    return 0;
+  }
+  return Fail(s);
+}
+
+namespace {
+
 // Requests to /mcp (and so to the whole listener) larger than this get 413.
 constexpr std::size_t kMcpBodyLimit = 1024 * 1024;
 
@@ -66,6 +97,8 @@ struct WorkerFlags {
   bool dev = false;
   std::size_t http_max_connections = 1024;
   int http_handler_threads = 16;
+  int db_wait_seconds = kDefaultDbWaitSeconds;
+  double db_retry_seconds = 5;
 };
 
 // How much of the machine the HTTP endpoint and each tenant may take (serve
@@ -100,6 +133,11 @@ void AddLimitFlags(CLI::App* cmd, WorkerFlags& f) {
 
 // The admin endpoint's flags (serve and dev, which listen).
 void AddAdminFlags(CLI::App* cmd, WorkerFlags& f) {
+  cmd->add_option("--db-retry", f.db_retry_seconds,
+                  "seconds MCP tool calls and admin API reads keep retrying while the database is unavailable, "
+                  "before they answer that the service is temporarily unavailable (retry later)")
+      ->check(CLI::Range(0.0, 600.0))
+      ->capture_default_str();
   cmd->add_option("--admin-token-file", f.admin_token_file,
                   "bearer tokens for /admin/v1/, one per line (also ITINERA_ADMIN_TOKENS, comma-separated)");
   cmd->add_flag("--insecure-no-auth", f.insecure_no_auth, "serve /admin/v1/ and /mcp without tokens");
@@ -132,6 +170,7 @@ StatusOr<std::unique_ptr<admin::AdminServer>> StartAdmin(const std::string& dsn,
         "FILE or set ITINERA_ADMIN_TOKENS (or --insecure-no-auth to serve it open)");
   }
   o.dsn = dsn;
+  o.db_retry = std::chrono::milliseconds(static_cast<long long>(f.db_retry_seconds * 1000));
   const bool open = tokens->empty() && !o.jwt;
   const std::string address = o.address;
   o.tokens = std::move(tokens.value());
@@ -168,7 +207,9 @@ int RunWorkers(const std::string& dsn, const WorkerFlags& f, bool sweeper, bool 
   Worker worker(**registry, o);
   std::unique_ptr<McpEndpoint> mcp;
   if (!f.listen.empty()) {
-    auto endpoint = StartMcpEndpoint(dsn, ResolveSupplierUrl(f.supplier_url), f.mcp, admin_tokens_required,
+    McpFlags mcp_flags = f.mcp;
+    mcp_flags.db_retry = std::chrono::milliseconds(static_cast<long long>(f.db_retry_seconds * 1000));
+    auto endpoint = StartMcpEndpoint(dsn, ResolveSupplierUrl(f.supplier_url), mcp_flags, admin_tokens_required,
                                      f.insecure_no_auth,
                                      [&worker](const store::StartWorkflowRequest& r) { return worker.StartWorkflow(r); });
     if (!endpoint.ok()) return Fail(endpoint.status());
@@ -203,10 +244,13 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
   {
     auto* cmd = app.add_subcommand("migrate", "apply database migrations");
     static std::string db;
+    static int db_wait = kDefaultDbWaitSeconds;
     cmd->add_option("--db", db, kDbHelp);
+    AddDbWaitFlag(cmd, db_wait);
     cmd->callback([&exit_code] {
       auto dsn = ResolveDsn(db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      if (auto code = AwaitDatabase(*dsn, db_wait, "migrate")) { exit_code = *code; return; }
       if (Status s = modules::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
       auto v = store::CurrentVersion(*dsn);
       std::cout << "database schema is at version " << (v.ok() ? *v : -1) << "\n";
@@ -218,10 +262,12 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     AddWorkerFlags(cmd, f);
     cmd->add_option("--listen", f.listen, "address for the MCP/admin HTTP endpoint (127.0.0.1:PORT)");
     AddAdminFlags(cmd, f);
+    AddDbWaitFlag(cmd, f.db_wait_seconds);
     cmd->callback([&exit_code] {
       BlockTerminationSignals();
       auto dsn = ResolveDsn(f.db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      if (auto code = AwaitDatabase(*dsn, f.db_wait_seconds, "serve")) { exit_code = *code; return; }
       if (Status s = modules::Migrate(*dsn); !s.ok()) { exit_code = Fail(s); return; }
       exit_code = RunWorkers(*dsn, f, /*sweeper=*/true);
     });
@@ -231,10 +277,12 @@ void AddServerCommands(CLI::App& app, int& exit_code) {
     static WorkerFlags f;
     AddWorkerFlags(cmd, f);
     cmd->add_flag("--no-sweeper", f.no_sweeper, "leave timers and timeouts to other processes");
+    AddDbWaitFlag(cmd, f.db_wait_seconds);
     cmd->callback([&exit_code] {
       BlockTerminationSignals();
       auto dsn = ResolveDsn(f.db);
       if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+      if (auto code = AwaitDatabase(*dsn, f.db_wait_seconds, "worker")) { exit_code = *code; return; }
       exit_code = RunWorkers(*dsn, f, !f.no_sweeper);
     });
   }

@@ -57,6 +57,7 @@ void AddSupplierCommand(CLI::App& app, int& exit_code) {
     int hold_ttl_seconds = 1800;
     int fare_period_seconds = 300;
     int threads = 8;
+    int db_wait = kDefaultDbWaitSeconds;
   };
   static Flags f;
   cmd->add_option("--db", f.db, std::string(kDbHelp) + "; state lives in its schema \"supplier\"");
@@ -69,10 +70,12 @@ void AddSupplierCommand(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0, 365 * 24 * 3600));
   cmd->add_option("--threads", f.threads, "database connections serving requests at once")
       ->check(CLI::Range(1, 256));
+  AddDbWaitFlag(cmd, f.db_wait);
   cmd->callback([&exit_code] {
     BlockTerminationSignals();
     auto dsn = ResolveDsn(f.db);
     if (!dsn.ok()) { exit_code = Fail(dsn.status()); return; }
+    if (auto code = AwaitDatabase(*dsn, f.db_wait, "supplier")) { exit_code = *code; return; }
     supplier::ServerOptions server_options;
     if (Status s = ParseListen(f.listen, &server_options.address, &server_options.port); !s.ok()) {
       exit_code = Fail(s);
